@@ -1,0 +1,79 @@
+"""bastion: red-team and harden PyTorch models.
+
+Importing this package is cheap and has no side effects: submodules (and torch) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from bastion.data.dataset import Dataset
+    from bastion.errors import (
+        AttackError,
+        BastionError,
+        DataError,
+        ModelContractError,
+        ThreatModelError,
+        UnsafeArtifactError,
+    )
+    from bastion.evaluation import EvaluationResult, StageResult, evaluate
+    from bastion.model import Classifier, ProbabilityOutputWarning, TorchClassifier
+    from bastion.results import AttackResult
+    from bastion.threat import Norm, ThreatModel
+
+# public name -> defining module; explicit, so the API is greppable and import stays lazy.
+_EXPORTS = {
+    "AttackError": "bastion.errors",
+    "AttackResult": "bastion.results",
+    "BastionError": "bastion.errors",
+    "Classifier": "bastion.model",
+    "DataError": "bastion.errors",
+    "Dataset": "bastion.data.dataset",
+    "EvaluationResult": "bastion.evaluation",
+    "ModelContractError": "bastion.errors",
+    "Norm": "bastion.threat",
+    "ProbabilityOutputWarning": "bastion.model",
+    "StageResult": "bastion.evaluation",
+    "ThreatModel": "bastion.threat",
+    "ThreatModelError": "bastion.errors",
+    "TorchClassifier": "bastion.model",
+    "UnsafeArtifactError": "bastion.errors",
+    "evaluate": "bastion.evaluation",
+}
+
+__all__ = [
+    "AttackError",
+    "AttackResult",
+    "BastionError",
+    "Classifier",
+    "DataError",
+    "Dataset",
+    "EvaluationResult",
+    "ModelContractError",
+    "Norm",
+    "ProbabilityOutputWarning",
+    "StageResult",
+    "ThreatModel",
+    "ThreatModelError",
+    "TorchClassifier",
+    "UnsafeArtifactError",
+    "__version__",
+    "evaluate",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bastion' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

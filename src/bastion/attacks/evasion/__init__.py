@@ -1,0 +1,1 @@
+"""Evasion attacks, one algorithm per file. Look them up with ``bastion.attacks.get(name)``."""

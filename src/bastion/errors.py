@@ -1,0 +1,36 @@
+"""Typed errors. Every message names the problem and what to do about it."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AttackError",
+    "BastionError",
+    "DataError",
+    "ModelContractError",
+    "ThreatModelError",
+    "UnsafeArtifactError",
+]
+
+
+class BastionError(Exception):
+    """Base class of every error bastion raises on purpose."""
+
+
+class ThreatModelError(BastionError, ValueError):
+    """An invalid threat model, or one an attack cannot serve (unsupported norm, epsilon <= 0 ...)."""
+
+
+class ModelContractError(BastionError, ValueError):
+    """The model does not behave like a classifier bastion can attack (shape, output, bounds)."""
+
+
+class DataError(BastionError, ValueError):
+    """Input data is malformed: wrong shape or dtype, NaN, outside the declared bounds, missing file."""
+
+
+class UnsafeArtifactError(BastionError):
+    """A model artifact would execute code when loaded (a pickle); bastion refuses to load it."""
+
+
+class AttackError(BastionError, ValueError):
+    """An attack was configured or called incorrectly (unknown name, bad hyperparameter)."""

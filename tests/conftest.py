@@ -1,0 +1,100 @@
+"""Shared fixtures: tiny seeded models that train in about a second on 2 CPU cores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bastion.model import TorchClassifier
+
+
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(d.target, dtype=torch.long)
+    return x, y
+
+
+def train_quick(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 30, seed: int = 0) -> nn.Module:
+    """Full-batch Adam; deterministic for a seed."""
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(module.parameters(), lr=0.01)
+    module.train()
+    for _ in range(epochs):
+        for i in range(0, x.shape[0], 256):
+            opt.zero_grad()
+            nn.functional.cross_entropy(module(x[i : i + 256]), y[i : i + 256]).backward()
+            opt.step()
+    return module.eval()
+
+
+@pytest.fixture(scope="session")
+def digits_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_test, y_test): digits 8x8 in [0, 1], a fixed split (1,497 / 300)."""
+    x, y = _digits()
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(x.shape[0], generator=g)
+    return x[perm[300:]], y[perm[300:]], x[perm[:300]], y[perm[:300]]
+
+
+@pytest.fixture(scope="session")
+def digits_mlp_module(digits_data) -> nn.Module:
+    x_train, y_train, _, _ = digits_data
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    return train_quick(module, x_train, y_train)
+
+
+@pytest.fixture()
+def digits_model(digits_mlp_module) -> TorchClassifier:
+    """A trained digits MLP (~95% clean accuracy) as a fresh classifier per test."""
+    return TorchClassifier(digits_mlp_module, bounds=(0.0, 1.0), num_classes=10, name="digits-mlp-test")
+
+
+@pytest.fixture()
+def digits_batch(digits_data, digits_model) -> tuple[torch.Tensor, torch.Tensor]:
+    """32 test inputs the model classifies correctly."""
+    _, _, x, y = digits_data
+    with torch.no_grad():
+        ok = digits_model(x).argmax(1) == y
+    return x[ok][:32].clone(), y[ok][:32].clone()
+
+
+class LinearNet(nn.Module):
+    """logits = W x + b on flattened inputs: decision boundaries are hyperplanes with closed forms."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+@pytest.fixture()
+def linear_binary() -> tuple[TorchClassifier, torch.Tensor, torch.Tensor]:
+    """A 2-class linear model on 16-d inputs in [0, 1], plus 20 correctly classified points (x, y).
+
+    Minimal L2 distance to the boundary: |w.x + b| / ||w|| with w = W[1] - W[0], b = b[1] - b[0].
+    Points are chosen well inside the box so the bounds do not bind the minimal perturbation.
+    """
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(2, 16, generator=g)
+    b = torch.tensor([0.3, -0.3])
+    model = TorchClassifier(LinearNet(w, b), bounds=(0.0, 1.0), num_classes=2, name="linear-binary")
+    x = 0.35 + 0.3 * torch.rand(200, 16, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x[:20], y[:20]
+
+
+def seed_all(seed: int = 0) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
