@@ -20,7 +20,9 @@ if TYPE_CHECKING:
         ThreatModelError,
         UnsafeArtifactError,
     )
+    from bastion.data import load_dataset
     from bastion.evaluation import EvaluationResult, StageResult, evaluate
+    from bastion.loading import load_model
     from bastion.model import Classifier, ProbabilityOutputWarning, TorchClassifier
     from bastion.results import AttackResult
     from bastion.threat import Norm, ThreatModel
@@ -43,6 +45,8 @@ _EXPORTS = {
     "TorchClassifier": "bastion.model",
     "UnsafeArtifactError": "bastion.errors",
     "evaluate": "bastion.evaluation",
+    "load_dataset": "bastion.data",
+    "load_model": "bastion.loading",
 }
 
 __all__ = [
@@ -63,6 +67,8 @@ __all__ = [
     "UnsafeArtifactError",
     "__version__",
     "evaluate",
+    "load_dataset",
+    "load_model",
 ]
 
 

@@ -93,7 +93,9 @@ class TorchClassifier:
 
     @staticmethod
     def _frozen_copy(module: nn.Module) -> nn.Module:
-        clone = copy.deepcopy(module)
+        # Under no_grad, TorchScript parameters are cloned as leaves that can be frozen.
+        with torch.no_grad():
+            clone = copy.deepcopy(module)
         clone.eval()
         for p in clone.parameters():
             p.requires_grad_(False)

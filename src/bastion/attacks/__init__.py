@@ -19,14 +19,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APGD",
-    "FGSM",
-    "FMN",
-    "PGD",
     "Attack",
     "AttackInfo",
     "CarliniWagner",
     "DeepFool",
+    "FGSM",
+    "FMN",
     "HopSkipJump",
+    "PGD",
     "Square",
     "available",
     "get",

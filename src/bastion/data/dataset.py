@@ -33,9 +33,7 @@ class Dataset:
         if self.x.dim() < 2:
             raise DataError(f"{self.name}: x must have shape (N, ...), got {tuple(self.x.shape)}")
         if self.y.dim() != 1 or self.y.shape[0] != self.x.shape[0]:
-            raise DataError(
-                f"{self.name}: y must have shape ({self.x.shape[0]},), got {tuple(self.y.shape)}"
-            )
+            raise DataError(f"{self.name}: y must have shape ({self.x.shape[0]},), got {tuple(self.y.shape)}")
         if self.y.dtype != torch.long:
             object.__setattr__(self, "y", self.y.long())
         if self.num_classes < 1:
@@ -45,7 +43,9 @@ class Dataset:
         if not self.class_names:
             object.__setattr__(self, "class_names", tuple(str(i) for i in range(self.num_classes)))
         elif len(self.class_names) != self.num_classes:
-            raise DataError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
+            raise DataError(
+                f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes"
+            )
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -56,7 +56,13 @@ class Dataset:
 
     def subset(self, index: torch.Tensor | slice) -> Dataset:
         return Dataset(
-            self.x[index], self.y[index], self.num_classes, self.bounds, self.class_names, self.name, self.meta
+            self.x[index],
+            self.y[index],
+            self.num_classes,
+            self.bounds,
+            self.class_names,
+            self.name,
+            self.meta,
         )
 
     def take(self, limit: int | None, *, seed: int = 0) -> Dataset:

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates benchmarks/.bench-venv: bastion plus the peer libraries, side by side in one environment.
+# torchattacks goes in with --no-deps (its requirements would pull another torch build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=benchmarks/.bench-venv
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install --quiet torch==2.13.0
+"$VENV/bin/pip" install --quiet -e .
+"$VENV/bin/pip" install --quiet adversarial-robustness-toolbox foolbox packaging
+"$VENV/bin/pip" install --quiet --no-deps torchattacks
+"$VENV/bin/python" -c "import torchattacks, foolbox, art; print('peers ready:', torchattacks.__version__, foolbox.__version__, art.__version__)"

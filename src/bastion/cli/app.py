@@ -1,0 +1,311 @@
+"""The Typer application. Commands stay thin: parse -> library call -> render -> exit code."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.table import Table
+
+from bastion.cli.common import (
+    DATA_HELP,
+    MODEL_HELP,
+    err,
+    friendly_errors,
+    load_inputs,
+    out,
+    progress_bar,
+    write_json,
+    write_npz,
+)
+from bastion.errors import AttackError
+
+app = typer.Typer(
+    name="bastion",
+    help="Red-team and harden PyTorch models: attack them, measure robust accuracy, audit them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+zoo_app = typer.Typer(help="Built-in models trained by bastion's own seeded script.", no_args_is_help=True)
+attacks_app = typer.Typer(help="The registered attacks.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+app.add_typer(attacks_app, name="attacks")
+
+ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP, show_default=False)]
+DataArg = Annotated[str, typer.Argument(help=DATA_HELP, show_default=False)]
+NormOpt = Annotated[str, typer.Option("--norm", help="Perturbation norm: linf or l2.")]
+EpsOpt = Annotated[
+    float, typer.Option("--epsilon", "-e", help="Perturbation budget in input units (e.g. 0.3 for MNIST linf).")
+]
+WeightsOpt = Annotated[
+    str | None, typer.Option("--weights", help="Weights for a FILE.py:factory model (.safetensors or .pt).")
+]
+SplitOpt = Annotated[str, typer.Option("--split", help="Which split of a dataset that has splits.")]
+LabelOpt = Annotated[str | None, typer.Option("--label", help="Label column for csv:FILE data.")]
+BoundsOpt = Annotated[
+    str | None, typer.Option("--bounds", help="Model input bounds LOW,HIGH (default: the data's bounds).")
+]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", "-n", min=1, help="Use N samples (a seeded random subset).")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for the subset and the attacks' randomness.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Inputs attacked at once.")]
+
+
+def _attack_kwargs(
+    name: str, steps: int | None, restarts: int | None, queries: int | None, params: list[str]
+) -> dict[str, Any]:
+    from bastion.attacks import info
+
+    cls = info(name).cls
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    kwargs: dict[str, Any] = {}
+    for item in params:
+        if "=" not in item:
+            raise AttackError(f"--param takes KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            kwargs[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = raw
+    if steps is not None:
+        kwargs["steps"] = steps
+    if restarts is not None:
+        kwargs["restarts"] = restarts
+    if queries is not None:
+        kwargs["n_queries" if "n_queries" in accepted else "max_queries"] = queries
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise AttackError(
+            f"{name} has no hyperparameter {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted))}"
+        )
+    return kwargs
+
+
+@app.command()
+@friendly_errors
+def attack(
+    model: ModelArg,
+    data: DataArg,
+    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack name (see 'bastion attacks list').")] = "pgd",
+    norm: NormOpt = "linf",
+    epsilon: EpsOpt = 0.1,
+    steps: Annotated[int | None, typer.Option(help="Iterations, for iterative attacks.")] = None,
+    restarts: Annotated[int | None, typer.Option(help="Random restarts, where supported.")] = None,
+    queries: Annotated[int | None, typer.Option(help="Query budget per input, for black-box attacks.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="Any hyperparameter as KEY=VALUE.")] = None,
+    targeted: Annotated[bool, typer.Option(help="Attack a random other class per input.")] = False,
+    weights: WeightsOpt = None,
+    split: SplitOpt = "test",
+    label: LabelOpt = None,
+    bounds: BoundsOpt = None,
+    limit: LimitOpt = None,
+    seed: SeedOpt = 0,
+    batch_size: BatchOpt = 256,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="Write x_adv, y, success, distance, predictions to a .npz.")
+    ] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Run one attack and report its success rate, distances and cost.
+
+    Example: [bold]bastion attack zoo:digits-cnn digits --attack pgd --norm linf --epsilon 0.1 --limit 200[/]
+    """
+    from bastion.attacks import get
+    from bastion.threat import ThreatModel
+
+    kwargs = _attack_kwargs(attack, steps, restarts, queries, param or [])
+    atk = get(attack, **kwargs)
+    clf, ds = load_inputs(
+        model, data, weights=weights, split=split, label=label, bounds=bounds, limit=limit, seed=seed
+    )
+    threat = ThreatModel(norm, epsilon, bounds=clf.bounds)
+    targets = None
+    if targeted:
+        g = torch.Generator().manual_seed(seed)
+        shift = torch.randint(1, ds.num_classes, (len(ds),), generator=g)
+        targets = (ds.y + shift) % ds.num_classes
+    parts = []
+    start = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task(atk.name, total=len(ds))
+        for i, lo in enumerate(range(0, len(ds), batch_size)):
+            sl = slice(lo, lo + batch_size)
+            t = None if targets is None else targets[sl]
+            parts.append(atk(clf, ds.x[sl], ds.y[sl], threat, targets=t, seed=seed + i))
+            bar.advance(task, parts[-1].success.shape[0])
+    seconds = time.perf_counter() - start
+    success = torch.cat([p.success for p in parts])
+    distance = torch.cat([p.distance for p in parts])
+    summary = {
+        "attack": atk.name,
+        "params": atk.params(),
+        "model": model,
+        "data": ds.name,
+        "n_samples": len(ds),
+        "threat": {"norm": threat.norm.value, "epsilon": threat.epsilon, "bounds": list(threat.bounds)},
+        "targeted": targeted,
+        "success_rate": float(success.float().mean()),
+        "median_distance": float(distance[success].median()) if bool(success.any()) else None,
+        "queries": sum(p.queries for p in parts),
+        "gradient_evals": sum(p.gradient_evals for p in parts),
+        "seconds": seconds,
+        "seed": seed,
+    }
+    table = Table(title=f"{atk.name} on {model} / {ds.name} ({threat})", title_justify="left")
+    for key in ("samples", "success rate", "median distance", "queries", "gradient evals", "seconds"):
+        table.add_column(key, justify="right")
+    med = summary["median_distance"]
+    table.add_row(
+        str(len(ds)),
+        f"{summary['success_rate']:.1%}",
+        "-" if med is None else f"{med:.4f}",
+        f"{summary['queries']:,}",
+        f"{summary['gradient_evals']:,}",
+        f"{seconds:.1f}",
+    )
+    out.print(table)
+    if out_path is not None:
+        write_npz(
+            out_path,
+            {
+                "x_adv": torch.cat([p.x_adv for p in parts]).cpu().numpy(),
+                "x": ds.x.cpu().numpy(),
+                "y": ds.y.cpu().numpy(),
+                "success": success.cpu().numpy(),
+                "distance": distance.cpu().numpy(),
+                "predictions": torch.cat([p.predictions for p in parts]).cpu().numpy(),
+            },
+        )
+        err.print(f"adversarial examples written to {out_path}")
+    if json_path is not None:
+        write_json(json_path, summary)
+        err.print(f"results written to {json_path}")
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    model: ModelArg,
+    data: DataArg,
+    norm: NormOpt = "linf",
+    epsilon: EpsOpt = 0.1,
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="fast (APGD-CE, APGD-T), standard (APGD-CE, APGD-T, FMN, Square-5000), "
+            "thorough (more restarts, steps and queries)."
+        ),
+    ] = "standard",
+    weights: WeightsOpt = None,
+    split: SplitOpt = "test",
+    label: LabelOpt = None,
+    bounds: BoundsOpt = None,
+    limit: LimitOpt = None,
+    seed: SeedOpt = 0,
+    batch_size: BatchOpt = 500,
+    json_path: JsonOpt = None,
+) -> None:
+    """Measure robust accuracy with a cascade of attacks (each stage attacks what is still robust).
+
+    Example: [bold]bastion evaluate zoo:mnist-cnn mnist:../shared/data/mnist --epsilon 0.3 --limit 500[/]
+    """
+    from bastion.evaluation import evaluate as run_evaluation
+    from bastion.evaluation import preset_attacks
+    from bastion.threat import ThreatModel
+
+    stages = preset_attacks(preset)
+    clf, ds = load_inputs(
+        model, data, weights=weights, split=split, label=label, bounds=bounds, limit=limit, seed=seed
+    )
+    threat = ThreatModel(norm, epsilon, bounds=clf.bounds)
+    with progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=max(total, 1))
+            bar.update(tasks[stage], completed=done if total else 1)
+
+        result = run_evaluation(
+            clf, ds.x, ds.y, threat, preset, attacks=stages, seed=seed, batch_size=batch_size, progress=on_progress
+        )
+    payload = {"model": model, "data": ds.name, **result.to_dict(), "preset": preset}
+    table = Table(title=f"{model} on {ds.name}: {threat}, preset {preset}", title_justify="left")
+    for col in ("stage", "attacked", "fooled", "robust accuracy", "queries", "gradient evals", "seconds"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    table.add_row("clean", "", "", f"{result.clean_accuracy:.2%}", "", "", "")
+    for s in result.stages:
+        table.add_row(
+            s.attack,
+            str(s.n_attacked),
+            str(s.n_fooled),
+            f"{s.robust_accuracy:.2%}",
+            f"{s.queries:,}",
+            f"{s.gradient_evals:,}",
+            f"{s.seconds:.1f}",
+        )
+    out.print(table)
+    out.print(
+        f"clean accuracy [bold]{result.clean_accuracy:.2%}[/], robust accuracy "
+        f"[bold]{result.robust_accuracy:.2%}[/] on {result.n_samples} samples in {result.seconds:.1f} s",
+        highlight=False,
+    )
+    if json_path is not None:
+        write_json(json_path, payload)
+        err.print(f"results written to {json_path}")
+
+
+@zoo_app.command("list")
+@friendly_errors
+def zoo_list() -> None:
+    """List the built-in models with their data and clean accuracy."""
+    from bastion import zoo
+
+    table = Table(title="bastion zoo (use as zoo:NAME)", title_justify="left")
+    for col in ("name", "data", "input", "clean accuracy", "parameters"):
+        table.add_column(col)
+    for name in zoo.available():
+        card = zoo.card(name)
+        table.add_row(
+            name,
+            str(card.get("dataset", "")),
+            "x".join(str(d) for d in card.get("input_shape", [])),
+            f"{card['clean_accuracy']:.2%}" if "clean_accuracy" in card else "",
+            f"{card['num_parameters']:,}" if "num_parameters" in card else "",
+        )
+    out.print(table)
+
+
+@attacks_app.command("list")
+@friendly_errors
+def attacks_list() -> None:
+    """List the attacks: norms, access needed (gradients, scores or labels only) and what they find."""
+    from bastion.attacks import available, info
+
+    kinds = {"gradient": "white-box (gradients)", "scores": "black-box (scores)", "decisions": "black-box (labels)"}
+    table = Table(title="bastion attacks (use with --attack NAME)", title_justify="left")
+    for col in ("name", "access", "norms", "finds", "description"):
+        table.add_column(col)
+    for name in available():
+        entry = info(name)
+        table.add_row(
+            name,
+            kinds.get(entry.access, entry.access),
+            ", ".join(entry.norms),
+            "minimum norm" if entry.minimum_norm else "within epsilon",
+            entry.description,
+        )
+    out.print(table)
+
+
+def run() -> None:
+    app()

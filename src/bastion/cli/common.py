@@ -1,0 +1,136 @@
+"""Shared CLI plumbing: loading inputs, errors as exit code 2, atomic writes, progress bars."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bastion.data import Dataset, load_dataset
+from bastion.errors import BastionError, DataError
+from bastion.loading import load_model
+from bastion.model import TorchClassifier
+
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MODEL_HELP = (
+    "Model to load: 'zoo:NAME' (see 'bastion zoo list'), 'FILE.py:factory' or 'package.module:factory' "
+    "with --weights FILE.safetensors, or a TorchScript file."
+)
+DATA_HELP = (
+    "Data: 'digits', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:PATH', 'npz:FILE' (keys x, y), "
+    "'folder:DIR' (a sub-folder per class), or 'csv:FILE' with --label COLUMN."
+)
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn bastion's typed errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BastionError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(2) from None
+        except FileNotFoundError as exc:
+            err.print(f"[bold red]error:[/] file not found: {exc.filename or exc}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_bounds(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise DataError(f"--bounds takes LOW,HIGH (e.g. 0,1), got {text!r}") from None
+    return (low, high)
+
+
+def load_inputs(
+    model_spec: str,
+    data_spec: str,
+    *,
+    weights: str | None,
+    split: str,
+    label: str | None,
+    bounds: str | None,
+    limit: int | None,
+    seed: int,
+) -> tuple[TorchClassifier, Dataset]:
+    """Load data then model, and check they fit together (bounds, shapes, number of classes)."""
+    data = load_dataset(data_spec, split=split, label=label).take(limit, seed=seed)
+    model = load_model(
+        model_spec, weights=weights, bounds=parse_bounds(bounds) or data.bounds, num_classes=None
+    )
+    low, high = model.bounds
+    if data.bounds[0] < low - 1e-6 or data.bounds[1] > high + 1e-6:
+        raise DataError(
+            f"data {data.name} spans [{data.bounds[0]:g}, {data.bounds[1]:g}] but the model expects "
+            f"[{low:g}, {high:g}]; rescale the data or pass --bounds"
+        )
+    try:
+        with torch.no_grad():
+            logits = model(data.x[:1])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise DataError(
+            f"model cannot take inputs of shape {tuple(data.x.shape[1:])} from {data.name}: {first}"
+        ) from None
+    if logits.shape[1] != data.num_classes:
+        raise DataError(
+            f"model outputs {logits.shape[1]} classes but {data.name} has {data.num_classes}"
+        )
+    return model, data
+
+
+def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON atomically: readers never see half a file."""
+    _atomic(path, lambda fh: fh.write(json.dumps(payload, indent=2) + "\n"), "w")
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    _atomic(path, lambda fh: np.savez_compressed(fh, **arrays), "wb")  # type: ignore[arg-type]
+
+
+@contextmanager
+def progress_bar() -> Iterator[Progress]:
+    bar = Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    with bar:
+        yield bar

@@ -1,0 +1,165 @@
+"""The zoo's architectures: small classifiers that return logits and stay fast on a CPU.
+
+Attacks and benchmarks call these models thousands of times, so each one is deliberately modest. Every
+builder returns an untrained ``nn.Module`` mapping inputs (N, C, H, W) to logits (N, num_classes); the
+normalisation (if any) is *not* part of the module, it lives in :class:`bastion.model.TorchClassifier`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from bastion.errors import ModelContractError
+
+__all__ = ["ZooSpec", "build", "spec", "spec_names"]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# CIFAR-10 per-channel pixel statistics (inputs in [0, 1]), as listed in ../shared/data/README.md.
+CIFAR10_MEAN = (0.4942, 0.4851, 0.4504)
+CIFAR10_STD = (0.2467, 0.2429, 0.2616)
+
+
+def digits_mlp() -> nn.Module:
+    """Flatten → 64-128-10 MLP for the 8x8 scikit-learn digits."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def digits_cnn() -> nn.Module:
+    """Two 3x3 convolutions and one pooling for 8x8 digits, then a 128-unit head."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+
+
+def mnist_cnn() -> nn.Module:
+    """The Madry et al. (2018) MNIST layout (5x5 convs 32/64, two poolings) with a 256-unit head.
+
+    The original head has 1024 units; 256 keeps a forward+backward of a batch quick on two cores.
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 256),
+        nn.ReLU(),
+        nn.Linear(256, 10),
+    )
+
+
+def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
+    # No conv bias: the BatchNorm shift that follows makes it redundant.
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+def cifar10_cnn() -> nn.Module:
+    """A small VGG-style net: 3x3 conv+BN+ReLU blocks of 32, 64+64 and 128+128 channels, each block ending
+    in a 2x2 max-pool, then global average pooling and a linear layer. Expects normalised (N, 3, 32, 32).
+
+    The first block has a single conv: at full 32x32 resolution a second one would double the CPU cost.
+    """
+    return nn.Sequential(
+        *_conv_bn(3, 32),
+        nn.MaxPool2d(2),
+        *_conv_bn(32, 64),
+        *_conv_bn(64, 64),
+        nn.MaxPool2d(2),
+        *_conv_bn(64, 128),
+        *_conv_bn(128, 128),
+        nn.MaxPool2d(2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, 10),
+    )
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """What a zoo model expects: the dataset it is trained on, its input shape and classes.
+
+    ``dataset`` is the :func:`bastion.data.load_dataset` kind (``digits``, ``mnist``, ``cifar10``);
+    ``mean``/``std`` are the per-channel normalisation the training recipe applies (None: raw inputs).
+    """
+
+    name: str
+    builder: Callable[[], nn.Module]
+    dataset: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    description: str = ""
+
+
+_DIGITS = tuple(str(i) for i in range(10))
+
+_SPECS: dict[str, ZooSpec] = {
+    s.name: s
+    for s in (
+        ZooSpec("digits-mlp", digits_mlp, "digits", (1, 8, 8), 10, _DIGITS, description="MLP 64-128-10"),
+        ZooSpec(
+            "digits-cnn",
+            digits_cnn,
+            "digits",
+            (1, 8, 8),
+            10,
+            _DIGITS,
+            description="CNN conv32-conv64-pool-fc128",
+        ),
+        ZooSpec(
+            "mnist-cnn",
+            mnist_cnn,
+            "mnist",
+            (1, 28, 28),
+            10,
+            _DIGITS,
+            description="CNN conv5x5(32)-pool-conv5x5(64)-pool-fc256 (Madry et al. layout, smaller head)",
+        ),
+        ZooSpec(
+            "cifar10-cnn",
+            cifar10_cnn,
+            "cifar10",
+            (3, 32, 32),
+            10,
+            CIFAR10_CLASSES,
+            mean=CIFAR10_MEAN,
+            std=CIFAR10_STD,
+            description="VGG-style CNN, 5 conv+BN (32/64/128), global average pooling",
+        ),
+    )
+}
+
+
+def spec_names() -> list[str]:
+    """Every registered architecture, in training order (small to large)."""
+    return list(_SPECS)
+
+
+def spec(name: str) -> ZooSpec:
+    """The :class:`ZooSpec` of ``name``; an unknown name raises :class:`ModelContractError`."""
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise ModelContractError(
+            f"unknown zoo model {name!r}; available: {', '.join(sorted(_SPECS))}"
+        ) from None
+
+
+def build(name: str) -> nn.Module:
+    """A freshly initialised (untrained) module for ``name``; seed torch yourself for reproducible init."""
+    return spec(name).builder()
