@@ -15,7 +15,9 @@ from bastion import zoo
 from bastion.data import load_dataset
 from bastion.model import TorchClassifier
 
-DATA_ROOT = os.environ.get("BASTION_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+DATA_ROOT = os.environ.get(
+    "BASTION_DATA", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+)
 
 DATASETS = {"digits-cnn": "digits", "digits-mlp": "digits", "mnist-cnn": "mnist", "cifar10-cnn": "cifar10"}
 

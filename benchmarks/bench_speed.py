@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import Normalised, environment, load, markdown, median_time
 
+from _common import Normalised, environment, load, markdown, median_time
 from bastion import ThreatModel
 from bastion.attacks import PGD
 
@@ -81,8 +81,14 @@ def run(model_name: str, n: int, eps: float, repeats: int) -> list[list[object]]
         clip_values=clf.bounds,
     )
     art_attack = ProjectedGradientDescent(
-        est, norm=np.inf, eps=eps, eps_step=alpha, max_iter=STEPS, num_random_init=1,
-        batch_size=x.shape[0], verbose=False,
+        est,
+        norm=np.inf,
+        eps=eps,
+        eps_step=alpha,
+        max_iter=STEPS,
+        num_random_init=1,
+        batch_size=x.shape[0],
+        verbose=False,
     )
     xn, yn = x.numpy(), y.numpy()
 
@@ -106,17 +112,18 @@ def main() -> None:
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    eps_sets = {"digits-cnn": (0.01, 0.1), "digits-mlp": (0.01, 0.1), "mnist-cnn": (0.03, 0.3), "cifar10-cnn": (0.5 / 255, 8 / 255)}
+    eps_sets = {
+        "digits-cnn": (0.01, 0.1),
+        "digits-mlp": (0.01, 0.1),
+        "mnist-cnn": (0.03, 0.3),
+        "cifar10-cnn": (0.5 / 255, 8 / 255),
+    }
     rows = []
     for name in args.models:
         for eps in eps_sets[name]:
             rows += run(name, args.n, eps, args.repeats)
     print(f"### PGD-{STEPS} speed, linf, batch {args.n}, median of {args.repeats} ({environment()})\n")
-    print(
-        markdown(
-            ["model", "epsilon", "library", "seconds", "× 40 fwd+bwd", "× bastion", "success"], rows
-        )
-    )
+    print(markdown(["model", "epsilon", "library", "seconds", "× 40 fwd+bwd", "× bastion", "success"], rows))
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import time
 import warnings
 
 import torch
-from _common import Normalised, environment, load, markdown
 
 import bastion
+from _common import Normalised, environment, load, markdown
 from bastion import ThreatModel
 from bastion.attacks import Square
 
@@ -39,14 +39,23 @@ def run_case(model_name: str, eps: float, n: int, square_queries: int) -> tuple[
     ours = bastion.evaluate(clf, x, y, threat, preset="standard", seed=0)
     ours_s = time.perf_counter() - t
 
-    aa = torchattacks.AutoAttack(peer, norm="Linf", eps=eps, version="standard", n_classes=clf.num_classes or 10, seed=0)
+    aa = torchattacks.AutoAttack(
+        peer, norm="Linf", eps=eps, version="standard", n_classes=clf.num_classes or 10, seed=0
+    )
     t = time.perf_counter()
     adv = aa(x, y)
     aa_s = time.perf_counter() - t
     aa_acc = robust_accuracy(clf, adv, y)
     strength = [
-        model_name, eps, n, f"{ours.robust_accuracy:.2%}", f"{aa_acc:.2%}",
-        f"{100 * (ours.robust_accuracy - aa_acc):+.2f}", ours_s, aa_s, ours_s / aa_s,
+        model_name,
+        eps,
+        n,
+        f"{ours.robust_accuracy:.2%}",
+        f"{aa_acc:.2%}",
+        f"{100 * (ours.robust_accuracy - aa_acc):+.2f}",
+        ours_s,
+        aa_s,
+        ours_s / aa_s,
     ]
 
     t = time.perf_counter()
@@ -59,7 +68,14 @@ def run_case(model_name: str, eps: float, n: int, square_queries: int) -> tuple[
     ta_sq_acc = robust_accuracy(clf, ta_adv, y)
     sq_acc = 1 - sq.success_rate
     square = [
-        model_name, eps, n, f"{sq_acc:.2%}", f"{ta_sq_acc:.2%}", f"{100 * (sq_acc - ta_sq_acc):+.2f}", sq_s, ta_sq_s,
+        model_name,
+        eps,
+        n,
+        f"{sq_acc:.2%}",
+        f"{ta_sq_acc:.2%}",
+        f"{100 * (sq_acc - ta_sq_acc):+.2f}",
+        sq_s,
+        ta_sq_s,
     ]
     return strength, square
 
@@ -81,16 +97,33 @@ def main() -> None:
     print(f"\n### `standard` vs AutoAttack (torchattacks, standard), linf ({environment()})\n")
     print(
         markdown(
-            ["model", "epsilon", "n", "bastion robust acc", "AutoAttack robust acc", "Δ points",
-             "bastion s", "AutoAttack s", "time ratio"],
+            [
+                "model",
+                "epsilon",
+                "n",
+                "bastion robust acc",
+                "AutoAttack robust acc",
+                "Δ points",
+                "bastion s",
+                "AutoAttack s",
+                "time ratio",
+            ],
             strength,
         )
     )
     print(f"\n### Square, {args.square_queries} queries, linf: bastion vs torchattacks\n")
     print(
         markdown(
-            ["model", "epsilon", "n", "bastion robust acc", "torchattacks robust acc", "Δ points",
-             "bastion s", "torchattacks s"],
+            [
+                "model",
+                "epsilon",
+                "n",
+                "bastion robust acc",
+                "torchattacks robust acc",
+                "Δ points",
+                "bastion s",
+                "torchattacks s",
+            ],
             square,
         )
     )

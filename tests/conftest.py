@@ -9,6 +9,10 @@ from torch import nn
 
 from bastion.model import TorchClassifier
 
+# The suite's models are tiny: one thread beats two on a 2-core machine (no contention between
+# intra-op threads and pytest's own work), and makes timings steadier.
+torch.set_num_threads(1)
+
 
 def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     from sklearn.datasets import load_digits
@@ -19,7 +23,9 @@ def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def train_quick(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 30, seed: int = 0) -> nn.Module:
+def train_quick(
+    module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int = 30, seed: int = 0
+) -> nn.Module:
     """Full-batch Adam; deterministic for a seed."""
     torch.manual_seed(seed)
     opt = torch.optim.Adam(module.parameters(), lr=0.01)

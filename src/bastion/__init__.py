@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from bastion.data import load_dataset
     from bastion.data.dataset import Dataset
     from bastion.errors import (
         AttackError,
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
         ThreatModelError,
         UnsafeArtifactError,
     )
-    from bastion.data import load_dataset
     from bastion.evaluation import EvaluationResult, StageResult, evaluate
     from bastion.loading import load_model
     from bastion.model import Classifier, ProbabilityOutputWarning, TorchClassifier

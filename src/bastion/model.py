@@ -107,10 +107,10 @@ class TorchClassifier:
 
     @property
     def device(self) -> torch.device:
-        for t in self.module.parameters():
-            return t.device
-        for t in self.module.buffers():
-            return t.device
+        for param in self.module.parameters():
+            return param.device
+        for buf in self.module.buffers():
+            return buf.device
         return torch.device("cpu")
 
     def to(self, device: torch.device | str) -> TorchClassifier:
@@ -127,10 +127,7 @@ class TorchClassifier:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, K) for inputs ``x`` (N, ...) in input space."""
-        if self._copied:
-            logits = self.module(self._normalise(x))
-        else:
-            logits = self._call_shared(x)
+        logits = self.module(self._normalise(x)) if self._copied else self._call_shared(x)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != x.shape[0]:
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ModelContractError(
@@ -144,7 +141,7 @@ class TorchClassifier:
         modes = [(m, m.training) for m in self.module.modules()]
         self.module.eval()
         try:
-            return self.module(self._normalise(x))  # type: ignore[no-any-return]
+            return self.module(self._normalise(x))
         finally:
             for m, mode in modes:
                 m.training = mode
@@ -175,9 +172,7 @@ def as_classifier(model: Classifier | nn.Module, *, bounds: Bounds | None = None
         return TorchClassifier(model, bounds=bounds or (0.0, 1.0))
     if callable(model) and hasattr(model, "bounds"):
         return model
-    raise ModelContractError(
-        f"expected a bastion Classifier or torch.nn.Module, got {type(model).__name__}"
-    )
+    raise ModelContractError(f"expected a bastion Classifier or torch.nn.Module, got {type(model).__name__}")
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from enum import Enum
+from enum import StrEnum
 
 import torch
 
@@ -29,7 +29,7 @@ _NORM_ALIASES = {
 }
 
 
-class Norm(str, Enum):
+class Norm(StrEnum):
     """The norm of the perturbation budget."""
 
     LINF = "linf"
@@ -68,30 +68,33 @@ def _flat(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ThreatModel:
     """Perturbations ``delta`` with ``||delta||_norm <= epsilon`` and ``x + delta`` inside ``bounds``.
 
-    ``epsilon`` may be ``math.inf`` for an unbounded attacker (only the input bounds constrain it);
-    minimum-norm attacks and the audit's sanity checks use that.
+    ``norm`` takes a :class:`Norm` or a string (``"linf"``, ``"l2"``, ...). ``epsilon`` may be
+    ``math.inf`` for an unbounded attacker (only the input bounds constrain it); minimum-norm attacks
+    and the audit's sanity checks use that.
     """
 
-    norm: Norm = Norm.LINF
-    epsilon: float = 0.0
-    bounds: Bounds = (0.0, 1.0)
+    norm: Norm
+    epsilon: float
+    bounds: Bounds
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "norm", Norm.parse(self.norm))
+    def __init__(
+        self, norm: Norm | str | float, epsilon: float, bounds: tuple[float, float] = (0.0, 1.0)
+    ) -> None:
+        object.__setattr__(self, "norm", Norm.parse(norm))
         try:
-            eps = float(self.epsilon)
+            eps = float(epsilon)
         except (TypeError, ValueError) as exc:
-            raise ThreatModelError(f"epsilon must be a number, got {self.epsilon!r}") from exc
+            raise ThreatModelError(f"epsilon must be a number, got {epsilon!r}") from exc
         if math.isnan(eps) or eps <= 0:
             raise ThreatModelError(
-                f"epsilon must be > 0, got {self.epsilon!r} (use e.g. 8/255 for linf on [0, 1] images)"
+                f"epsilon must be > 0, got {epsilon!r} (use e.g. 8/255 for linf on [0, 1] images)"
             )
         object.__setattr__(self, "epsilon", eps)
-        object.__setattr__(self, "bounds", check_bounds(self.bounds))
+        object.__setattr__(self, "bounds", check_bounds(bounds))
 
     @property
     def unbounded(self) -> bool:

@@ -93,7 +93,12 @@ def test_progress_callback_reports_each_stage():
     x, y = _data()
     seen = []
     evaluate(
-        Toy(), x, y, ThreatModel("linf", 1.0), attacks=[("a", Scripted(set())), ("b", Scripted(set()))],
-        batch_size=5, progress=lambda stage, done, total: seen.append((stage, done, total)),
+        Toy(),
+        x,
+        y,
+        ThreatModel("linf", 1.0),
+        attacks=[("a", Scripted(set())), ("b", Scripted(set()))],
+        batch_size=5,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
     )
     assert seen[-1] == ("b", 18, 18) and ("a", 5, 18) in seen

@@ -81,7 +81,7 @@ def test_num_classes_mismatch():
 
 
 def test_not_a_module():
-    with pytest.raises(ModelContractError, match="nn.Module"):
+    with pytest.raises(ModelContractError, match=r"nn\.Module"):
         TorchClassifier(lambda x: x)  # type: ignore[arg-type]
 
 

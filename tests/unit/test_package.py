@@ -18,7 +18,9 @@ def test_import_is_light_and_side_effect_free(tmp_path):
         "import sys, logging, time; t = time.perf_counter(); import bastion; dt = time.perf_counter() - t; "
         "print(dt, 'torch' in sys.modules, len(logging.getLogger().handlers))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     seconds, torch_loaded, handlers = out.stdout.split()
     assert torch_loaded == "False", "import bastion must not import torch eagerly"
     assert handlers == "0", "import bastion must not configure logging"

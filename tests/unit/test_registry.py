@@ -4,7 +4,18 @@ from bastion import attacks
 from bastion.attacks import Attack, AttackInfo
 from bastion.errors import AttackError
 
-EXPECTED = {"apgd-ce", "apgd-dlr", "apgd-t", "cw-l2", "deepfool", "fgsm", "fmn", "hopskipjump", "pgd", "square"}
+EXPECTED = {
+    "apgd-ce",
+    "apgd-dlr",
+    "apgd-t",
+    "cw-l2",
+    "deepfool",
+    "fgsm",
+    "fmn",
+    "hopskipjump",
+    "pgd",
+    "square",
+}
 
 
 def test_available_lists_every_attack():
@@ -17,7 +28,9 @@ def test_get_builds_an_attack(name):
     atk = attacks.get(name)
     assert isinstance(atk, Attack)
     entry = attacks.info(name)
-    assert isinstance(entry, AttackInfo) and entry.norms and entry.access in {"gradient", "scores", "decisions"}
+    assert (
+        isinstance(entry, AttackInfo) and entry.norms and entry.access in {"gradient", "scores", "decisions"}
+    )
 
 
 def test_classes_importable_from_package():

@@ -25,10 +25,25 @@ _ENTRIES: dict[str, tuple[str, str, dict[str, Any], str]] = {
         {"loss": "dlr", "targeted": True},
         "Auto-PGD, targeted DLR over the top classes (Croce & Hein 2020)",
     ),
-    "cw-l2": (f"{_EVASION}.cw", "CarliniWagner", {}, "Carlini-Wagner L2, minimum norm (Carlini & Wagner 2017)"),
-    "deepfool": (f"{_EVASION}.deepfool", "DeepFool", {}, "DeepFool, minimum norm (Moosavi-Dezfooli et al. 2016)"),
+    "cw-l2": (
+        f"{_EVASION}.cw",
+        "CarliniWagner",
+        {},
+        "Carlini-Wagner L2, minimum norm (Carlini & Wagner 2017)",
+    ),
+    "deepfool": (
+        f"{_EVASION}.deepfool",
+        "DeepFool",
+        {},
+        "DeepFool, minimum norm (Moosavi-Dezfooli et al. 2016)",
+    ),
     "fmn": (f"{_EVASION}.fmn", "FMN", {}, "Fast Minimum-Norm attack (Pintor et al. 2021)"),
-    "square": (f"{_EVASION}.square", "Square", {}, "Square Attack, score-based black-box (Andriushchenko et al. 2020)"),
+    "square": (
+        f"{_EVASION}.square",
+        "Square",
+        {},
+        "Square Attack, score-based black-box (Andriushchenko et al. 2020)",
+    ),
     "hopskipjump": (
         f"{_EVASION}.hopskipjump",
         "HopSkipJump",
@@ -73,7 +88,7 @@ def _entry(name: str) -> tuple[str, str, dict[str, Any], str]:
 def attack_class(class_name: str) -> type[Attack]:
     for module, cls_name, _, _ in _ENTRIES.values():
         if cls_name == class_name:
-            return getattr(importlib.import_module(module), cls_name)  # type: ignore[no-any-return]
+            return getattr(importlib.import_module(module), cls_name)
     raise AttributeError(class_name)
 
 

@@ -71,8 +71,8 @@ def check_inputs(
     low, high = model.bounds
     if float(x.min()) < low - 1e-6 or float(x.max()) > high + 1e-6:
         raise DataError(
-            f"x spans [{float(x.min()):g}, {float(x.max()):g}], outside the model's bounds [{low:g}, {high:g}]; "
-            "scale the data or declare the right bounds on the model"
+            f"x spans [{float(x.min()):g}, {float(x.max()):g}], outside the model's bounds "
+            f"[{low:g}, {high:g}]; scale the data or declare the right bounds on the model"
         )
     y = _as_labels(y, x, "y")
     t = _as_labels(targets, x, "targets") if targets is not None else None
@@ -204,8 +204,6 @@ class Attack(ABC):
 
         ``x`` is a detached copy the subclass may overwrite. The base class projects and verifies.
         """
-
-
 
 
 def check_positive(name: str, value: float, *, integer: bool = False, allow_zero: bool = False) -> None:

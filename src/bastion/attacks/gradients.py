@@ -28,6 +28,11 @@ def loss_and_grad(
     Losses of different samples are independent, so the sum's gradient is each sample's gradient.
     """
     x = x.detach().requires_grad_(True)
+    if eot_samples == 1:  # the hot path of every gradient attack: no accumulators
+        logits = model(x)
+        loss = loss_fn(logits, y, targets)
+        (g,) = torch.autograd.grad(loss.sum(), x)
+        return loss.detach(), g, logits.detach()
     grad = torch.zeros_like(x)
     loss_total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
     logits_total: torch.Tensor | None = None

@@ -42,7 +42,8 @@ ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP, show_default=False)]
 DataArg = Annotated[str, typer.Argument(help=DATA_HELP, show_default=False)]
 NormOpt = Annotated[str, typer.Option("--norm", help="Perturbation norm: linf or l2.")]
 EpsOpt = Annotated[
-    float, typer.Option("--epsilon", "-e", help="Perturbation budget in input units (e.g. 0.3 for MNIST linf).")
+    float,
+    typer.Option("--epsilon", "-e", help="Perturbation budget in input units (e.g. 0.3 for MNIST linf)."),
 ]
 WeightsOpt = Annotated[
     str | None, typer.Option("--weights", help="Weights for a FILE.py:factory model (.safetensors or .pt).")
@@ -95,13 +96,19 @@ def _attack_kwargs(
 def attack(
     model: ModelArg,
     data: DataArg,
-    attack: Annotated[str, typer.Option("--attack", "-a", help="Attack name (see 'bastion attacks list').")] = "pgd",
+    attack: Annotated[
+        str, typer.Option("--attack", "-a", help="Attack name (see 'bastion attacks list').")
+    ] = "pgd",
     norm: NormOpt = "linf",
     epsilon: EpsOpt = 0.1,
     steps: Annotated[int | None, typer.Option(help="Iterations, for iterative attacks.")] = None,
     restarts: Annotated[int | None, typer.Option(help="Random restarts, where supported.")] = None,
-    queries: Annotated[int | None, typer.Option(help="Query budget per input, for black-box attacks.")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Any hyperparameter as KEY=VALUE.")] = None,
+    queries: Annotated[
+        int | None, typer.Option(help="Query budget per input, for black-box attacks.")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Any hyperparameter as KEY=VALUE.")
+    ] = None,
     targeted: Annotated[bool, typer.Option(help="Attack a random other class per input.")] = False,
     weights: WeightsOpt = None,
     split: SplitOpt = "test",
@@ -236,7 +243,15 @@ def evaluate(
             bar.update(tasks[stage], completed=done if total else 1)
 
         result = run_evaluation(
-            clf, ds.x, ds.y, threat, preset, attacks=stages, seed=seed, batch_size=batch_size, progress=on_progress
+            clf,
+            ds.x,
+            ds.y,
+            threat,
+            preset,
+            attacks=stages,
+            seed=seed,
+            batch_size=batch_size,
+            progress=on_progress,
         )
     payload = {"model": model, "data": ds.name, **result.to_dict(), "preset": preset}
     table = Table(title=f"{model} on {ds.name}: {threat}, preset {preset}", title_justify="left")
@@ -271,16 +286,18 @@ def zoo_list() -> None:
     from bastion import zoo
 
     table = Table(title="bastion zoo (use as zoo:NAME)", title_justify="left")
-    for col in ("name", "data", "input", "clean accuracy", "parameters"):
+    for col in ("name", "data", "input", "clean accuracy", "parameters", "description"):
         table.add_column(col)
     for name in zoo.available():
         card = zoo.card(name)
+        dataset = card.get("dataset", {})
         table.add_row(
             name,
-            str(card.get("dataset", "")),
+            dataset.get("name", "") if isinstance(dataset, dict) else str(dataset),
             "x".join(str(d) for d in card.get("input_shape", [])),
-            f"{card['clean_accuracy']:.2%}" if "clean_accuracy" in card else "",
-            f"{card['num_parameters']:,}" if "num_parameters" in card else "",
+            f"{card['clean_accuracy']:.2%} of {card.get('n_test', '?')}" if "clean_accuracy" in card else "",
+            f"{card['parameters']:,}" if "parameters" in card else "",
+            str(card.get("description", "")),
         )
     out.print(table)
 
@@ -291,7 +308,11 @@ def attacks_list() -> None:
     """List the attacks: norms, access needed (gradients, scores or labels only) and what they find."""
     from bastion.attacks import available, info
 
-    kinds = {"gradient": "white-box (gradients)", "scores": "black-box (scores)", "decisions": "black-box (labels)"}
+    kinds = {
+        "gradient": "white-box (gradients)",
+        "scores": "black-box (scores)",
+        "decisions": "black-box (labels)",
+    }
     table = Table(title="bastion attacks (use with --attack NAME)", title_justify="left")
     for col in ("name", "access", "norms", "finds", "description"):
         table.add_column(col)

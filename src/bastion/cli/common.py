@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -17,13 +17,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bastion.data import Dataset, load_dataset
 from bastion.errors import BastionError, DataError
-from bastion.loading import load_model
-from bastion.model import TorchClassifier
+
+if TYPE_CHECKING:
+    from bastion.data import Dataset
+    from bastion.model import TorchClassifier
 
 out = Console()
-err = Console(stderr=True)
+# Errors must stay one line whatever the terminal width: scripts grep them.
+err = Console(stderr=True, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,6 +78,9 @@ def load_inputs(
     seed: int,
 ) -> tuple[TorchClassifier, Dataset]:
     """Load data then model, and check they fit together (bounds, shapes, number of classes)."""
+    from bastion.data import load_dataset
+    from bastion.loading import load_model
+
     data = load_dataset(data_spec, split=split, label=label).take(limit, seed=seed)
     model = load_model(
         model_spec, weights=weights, bounds=parse_bounds(bounds) or data.bounds, num_classes=None
@@ -83,7 +88,7 @@ def load_inputs(
     low, high = model.bounds
     if data.bounds[0] < low - 1e-6 or data.bounds[1] > high + 1e-6:
         raise DataError(
-            f"data {data.name} spans [{data.bounds[0]:g}, {data.bounds[1]:g}] but the model expects "
+            f"data {data.name} spans [{data.bounds[0]:g}, {data.bounds[1]:g}], outside the model's bounds "
             f"[{low:g}, {high:g}]; rescale the data or pass --bounds"
         )
     try:
@@ -95,9 +100,7 @@ def load_inputs(
             f"model cannot take inputs of shape {tuple(data.x.shape[1:])} from {data.name}: {first}"
         ) from None
     if logits.shape[1] != data.num_classes:
-        raise DataError(
-            f"model outputs {logits.shape[1]} classes but {data.name} has {data.num_classes}"
-        )
+        raise DataError(f"model outputs {logits.shape[1]} classes but {data.name} has {data.num_classes}")
     return model, data
 
 

@@ -17,6 +17,7 @@ from importlib.resources import as_file, files
 from importlib.resources.abc import Traversable
 from typing import Any
 
+import torch
 from torch import nn
 
 from bastion.errors import ModelContractError, UnsafeArtifactError
@@ -52,8 +53,10 @@ def card(name: str) -> dict[str, Any]:
     """The model card of ``name`` (a fresh dict each call): dataset, recipe, clean accuracy, sha256, ..."""
     data: dict[str, Any] = json.loads(_file(name, ".json").read_text(encoding="utf-8"))
     missing = [f for f in _CARD_FIELDS if f not in data] if isinstance(data, dict) else list(_CARD_FIELDS)
-    if missing or data["name"] != name:
-        raise ModelContractError(f"model card of {name!r} is malformed (missing fields: {missing})")
+    if missing:
+        raise ModelContractError(f"model card of {name!r} is malformed: missing fields {missing}")
+    if data["name"] != name:
+        raise ModelContractError(f"model card of {name!r} describes another model ({data['name']!r})")
     return data
 
 
@@ -76,7 +79,8 @@ def load(name: str) -> TorchClassifier:
                 f"{str(info['sha256'])[:12]}…); reinstall bastion or retrain with scripts/train_zoo.py"
             )
         state = read_state_dict(path)
-    module: nn.Module = build(name)
+    with torch.random.fork_rng(devices=[]):  # random init is overwritten anyway: leave the global RNG alone
+        module: nn.Module = build(name)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

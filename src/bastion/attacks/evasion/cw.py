@@ -1,7 +1,8 @@
 """Carlini-Wagner L2 (Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks", S&P 2017).
 
-Minimises ``||x' - x||_2^2 + c * f(x')`` with Adam over ``w``, where ``x' = low + (high - low)(tanh(w) + 1)/2``
-keeps every iterate inside the bounds without clipping, and ``f`` is the margin objective f6:
+Minimises ``||x' - x||_2^2 + c * f(x')`` with Adam over ``w``, where
+``x' = low + (high - low)(tanh(w) + 1)/2`` keeps every iterate inside the bounds without clipping, and ``f``
+is the margin objective f6:
 ``max(Z_y - max_{i != y} Z_i, -kappa)`` (untargeted) or ``max(max_{i != t} Z_i - Z_t, -kappa)`` (targeted).
 A per-sample binary search picks the trade-off constant ``c``; the smallest adversarial seen is kept.
 
@@ -37,7 +38,7 @@ class CarliniWagner(Attack):
 
     - ``steps``: Adam iterations per binary-search step; ``learning_rate``: Adam's step size on ``w``.
     - ``binary_search_steps``, ``initial_const``: search over ``c`` starting at ``initial_const``.
-    - ``confidence``: the margin ``kappa`` an adversarial must clear (larger gives larger, surer perturbations).
+    - ``confidence``: the margin ``kappa`` an adversarial must clear (larger: larger, surer perturbations).
     - ``abort_early``: stop a search step when the batch's objective stops decreasing.
     """
 

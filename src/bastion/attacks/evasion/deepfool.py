@@ -2,8 +2,10 @@
 
 Each step linearises the model around the current point over the top ``candidates`` classes and jumps to
 the closest linearised decision boundary. The step is scaled by ``1 + overshoot`` so that it crosses the
-boundary instead of landing on it. A short bisection along the segment ``x -> x_adv`` then removes most of
-that overshoot, so the returned distance is close to the smallest one on the segment.
+boundary instead of landing on it. Coordinates on a bound that the step would push further out are
+left out of the linearisation (a box-aware variant; the paper ignores bounds). A short bisection along
+the segment ``x -> x_adv`` then removes most of that overshoot, so the returned distance is close to the
+smallest one on the segment.
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ class DeepFool(Attack):
                 [torch.autograd.grad(diffs[:, j].sum(), xi, retain_graph=j < k - 1)[0] for j in range(1, k)],
                 dim=1,
             )[still]
+            # Box-aware linearisation: a coordinate on a bound cannot move further out, so it does not count
+            # towards the step. Without this, clipping eats part of every step and the iterate can approach
+            # the boundary geometrically without ever crossing it.
+            cur = xi.detach()[still, None]
+            grads = grads.masked_fill(((cur <= low) & (grads < 0)) | ((cur >= high) & (grads > 0)), 0.0)
             f = diffs.detach()[still, 1:]
             flat = grads.flatten(2)
             dual = flat.abs().sum(dim=2) if threat.norm is Norm.LINF else flat.norm(dim=2)
@@ -108,6 +115,8 @@ class DeepFool(Attack):
             sel = idx[still]
             r_total[sel] += step
             x_adv[sel] = (x[sel] + (1 + self.overshoot) * r_total[sel]).clamp(low, high)
+            # Keep the accumulated step in sync with the clipped point, so no hidden excess must be undone.
+            r_total[sel] = (x_adv[sel] - x[sel]) / (1 + self.overshoot)
         x_adv = self._refine(model, x, x_adv, y)
         if not threat.unbounded:
             # Larger than the budget means "no adversarial within epsilon": report the input itself.

@@ -4,8 +4,9 @@ through Adaptive Norm Constraints", NeurIPS 2021), for linf and l2.
 Normalised gradient ascent on the logit margin, projected onto an epsilon-ball whose radius adapts per
 sample: it shrinks by ``1 - gamma`` (and never exceeds the best norm found) while the iterate is adversarial,
 and grows by ``1 + gamma`` while it is not. Before the first adversarial the radius is a linear
-extrapolation to the boundary, ``||delta|| + |margin| / ||grad||_dual`` (times ``1 + gamma`` here, see below). Step size ``alpha`` and factor
-``gamma`` follow cosine annealing. The smallest adversarial iterate is returned.
+extrapolation to the boundary, ``||delta|| + |margin| / ||grad||_dual`` (here: never shrinking, see
+below). Step size ``alpha`` and factor ``gamma`` follow cosine annealing. The smallest adversarial iterate
+is returned.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ class FMN(Attack):
         p, dual = (math.inf, 1.0) if linf else (2.0, 2.0)
         # No perturbation inside the bounds is larger than the distance to the farthest corner.
         worst = torch.maximum(x - low, high - x).flatten(1).norm(p=p, dim=1)
-        epsilon = worst.clone()
+        # Zero, not the paper's infinity: the first step sets it to the extrapolated distance to the boundary.
+        epsilon = torch.zeros_like(worst)
         best_norm = torch.full_like(worst, math.inf)
         best_adv = x.clone()
         found = torch.zeros_like(worst, dtype=torch.bool)
@@ -100,9 +102,11 @@ class FMN(Attack):
             best_adv = torch.where(_view(improved, x), x + delta, best_adv)
             found |= adv
             to_boundary = margin.abs() / grad.flatten(1).norm(p=dual, dim=1).clamp_min(1e-12)
-            # Deviation: the paper's extrapolation lands exactly on the boundary of a linear model and can
-            # stay there (margin ~ -1e-8) forever; growing it by 1 + gamma as well always crosses.
-            grown = torch.where(found, epsilon, norm + to_boundary) * (1 + gamma)
+            # Deviation: the paper sets epsilon to the extrapolation alone before the first adversarial. That
+            # can stall: on a linear model it lands exactly on the boundary (margin ~ -1e-8), and when the
+            # bounds block the gradient, ||delta|| stops growing. Never shrinking and always growing by
+            # 1 + gamma while not adversarial guarantees progress.
+            grown = torch.where(found, epsilon, torch.maximum(epsilon, norm + to_boundary)) * (1 + gamma)
             epsilon = torch.where(adv, torch.minimum(epsilon * (1 - gamma), best_norm), grown)
             epsilon = torch.minimum(epsilon, worst)
             # The step is l2-normalised for every norm, as in the paper; the ball sets the geometry.

@@ -27,7 +27,10 @@ class HopSkipJump(Attack):
 
     Each input costs at most ``max_queries`` model queries; the number of Monte-Carlo probes of
     iteration ``j`` is ``min(gradient_queries_init * sqrt(j), max_num_evals)``, clipped to the budget
-    left. Inputs for which no adversarial start is found come back unchanged.
+    left; ``steps`` caps the number of iterations. ``stepsize_search`` is ``"geometric"`` (the paper's
+    default) or ``"grid"`` (20 log-spaced steps, the largest adversarial one kept). The start is a
+    uniform random adversarial draw (up to 100 tries): inputs without one come back unchanged, which
+    makes targeted runs weak unless the target class is easy to hit at random.
     """
 
     name = "hopskipjump"
@@ -185,11 +188,10 @@ class _HSJ:
         scales = torch.logspace(-4, 0, 20, device=xb.device)
         pts = (xb[k, None] + (dist[k, None] * scales)[..., None] * update[k, None]).clamp(self.low, self.high)
         ok = self.adv(pts.flatten(0, 1), i[k].repeat_interleave(20)).view(-1, 20)
-        out = xb.clone()
-        out[k] = pts[
-            torch.arange(len(k), device=xb.device), (ok * torch.arange(1, 21, device=xb.device)).argmax(1)
-        ]
+        largest = (ok * torch.arange(1, 21, device=xb.device)).argmax(1)
         moved[k] = ok.any(dim=1)
+        out = xb.clone()  # unmoved samples keep their boundary point
+        out[k] = torch.where(moved[k, None], pts[torch.arange(len(k), device=xb.device), largest], xb[k])
         return out, moved
 
     def run(self) -> torch.Tensor:

@@ -130,7 +130,7 @@ class PGD(Attack):
                     box = None if box is None else (box[0][keep], box[1][keep])
                     if idx.numel() == 0:
                         return x_adv
-                xk = xk + step * ascent_direction(grad, threat.norm)
+                xk = torch.add(xk, ascent_direction(grad, threat.norm), alpha=step)
                 xk = xk.clamp_(*box) if box is not None else threat.project(x0, xk)
             x_adv[idx] = xk
             if restart == self.restarts - 1:
