@@ -19,8 +19,9 @@ class AttackResult:
       the target for targeted attacks). Inputs the model already gets wrong count as successes.
     - ``distance`` (N,): norm of ``x_adv - x`` in the threat model's norm.
     - ``predictions`` (N,): the model's labels on ``x_adv``.
-    - ``queries``: inputs forwarded through the model by the attack; ``gradient_evals``: inputs whose
-      input-gradient the attack requested. The base class's final verification is not counted.
+    - ``queries``: inputs forwarded through the model by the attack; ``gradient_evals``: inputs
+      back-propagated through the model (once per backward pass). The base class's final verification
+      is not counted.
     """
 
     x_adv: torch.Tensor

@@ -111,3 +111,25 @@ def test_batch_of_one(digits_model, digits_batch):
     x, y = digits_batch
     res = Overshoot()(digits_model, x[:1], y[:1], ThreatModel("l2", 1.0))
     assert res.x_adv.shape == x[:1].shape and res.success.shape == (1,)
+
+
+class ThreeBackwards(Attack):
+    """One forward, three backward passes through it, and one differentiable forward never back-propagated."""
+
+    name = "three-backwards"
+
+    def _run(self, model, x, y, threat, *, targets, generator):
+        xr = x.clone().requires_grad_(True)
+        logits = model(xr)
+        for k in range(3):
+            torch.autograd.grad(logits[:, k].sum(), xr, retain_graph=True)
+        model(x.clone().requires_grad_(True))  # never differentiated: not a gradient evaluation
+        return x
+
+
+def test_gradient_evals_count_backward_passes(digits_model, digits_batch):
+    x, y = digits_batch
+    res = ThreeBackwards()(digits_model, x, y, ThreatModel("linf", 0.1))
+    n = x.shape[0]
+    assert res.gradient_evals == 3 * n
+    assert res.queries == n + 2 * n

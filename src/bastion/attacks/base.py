@@ -28,8 +28,10 @@ Access = Literal["gradient", "scores", "decisions"]
 class CountingClassifier:
     """Forwards to a classifier and counts the inputs it sees.
 
-    ``queries`` counts every input forwarded; ``gradient_evals`` counts inputs forwarded with
-    ``requires_grad`` under grad mode (each is followed by a backward pass in our attacks).
+    ``queries`` counts every input forwarded. ``gradient_evals`` counts inputs back-propagated: a hook
+    on the logits fires once per backward pass that flows through them, so repeated backward passes
+    over one forward (DeepFool's per-class gradients) and EOT's several forwards are all counted, and
+    a forward that is never differentiated is not.
     """
 
     def __init__(self, model: Classifier) -> None:
@@ -42,12 +44,15 @@ class CountingClassifier:
     def num_classes(self) -> int | None:
         return self.model.num_classes
 
+    def _count_backward(self, grad: torch.Tensor) -> None:
+        self.gradient_evals += int(grad.shape[0])
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n = int(x.shape[0])
-        self.queries += n
-        if x.requires_grad and torch.is_grad_enabled():
-            self.gradient_evals += n
-        return self.model(x)
+        self.queries += int(x.shape[0])
+        logits = self.model(x)
+        if logits.requires_grad:
+            logits.register_hook(self._count_backward)
+        return logits
 
 
 def is_success(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
