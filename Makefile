@@ -14,7 +14,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
-	$(BIN)/pip install --quiet -e '.[dev,report,images]'
+	$(BIN)/pip install --quiet -e '.[dev,images]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -104,3 +104,53 @@ def linear_binary() -> tuple[TorchClassifier, torch.Tensor, torch.Tensor]:
 def seed_all(seed: int = 0) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
+
+
+class Quantised(nn.Module):
+    """Rounds inputs to ``levels`` grey levels before the network: gradients are zero almost everywhere
+    (torch.round's derivative), the classic masked-gradient defense."""
+
+    def __init__(self, net: nn.Module, levels: int = 8) -> None:
+        super().__init__()
+        self.net, self.levels = net, levels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.round(x * (self.levels - 1)) / (self.levels - 1))
+
+
+class SaturatedSoftmax(nn.Module):
+    """Returns softmax(scale * logits): probabilities that are exactly 0 or 1 in float32, so the
+    input gradient vanishes."""
+
+    def __init__(self, net: nn.Module, scale: float = 1000.0) -> None:
+        super().__init__()
+        self.net, self.scale = net, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.scale * self.net(x), dim=1)
+
+
+class Shattered(nn.Module):
+    """Adds a tiny, fast-oscillating term to the input: the function barely changes, but its gradient
+    is dominated by noise (shattered gradients, Athalye et al. 2018)."""
+
+    def __init__(self, net: nn.Module, amplitude: float = 0.02, frequency: float = 2000.0) -> None:
+        super().__init__()
+        self.net, self.amplitude, self.frequency = net, amplitude, frequency
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x + self.amplitude * torch.sin(self.frequency * x))
+
+
+@pytest.fixture()
+def masked_models(digits_mlp_module) -> dict[str, TorchClassifier]:
+    """The digits MLP behind three kinds of gradient masking, each a classifier in [0, 1]."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the saturated softmax warns that it returns probabilities
+        return {
+            "quantised": TorchClassifier(Quantised(digits_mlp_module), num_classes=10, name="quantised"),
+            "saturated": TorchClassifier(SaturatedSoftmax(digits_mlp_module), num_classes=10, name="saturated"),
+            "shattered": TorchClassifier(Shattered(digits_mlp_module), num_classes=10, name="shattered"),
+        }

@@ -21,6 +21,8 @@ FAST = {
     "fmn": {"steps": 10},
     "square": {"n_queries": 20},
     "hopskipjump": {"max_queries": 60},
+    "noise": {"draws": 5},
+    "transfer": {"steps": 5, "distil_steps": 20},
 }
 CASES = [(name, norm.value) for name in available() for norm in Norm if norm in info(name).cls.norms]
 EPS = {"linf": 0.15, "l2": 1.0}

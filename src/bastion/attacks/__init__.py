@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from bastion.attacks.evasion.fgsm import FGSM
     from bastion.attacks.evasion.fmn import FMN
     from bastion.attacks.evasion.hopskipjump import HopSkipJump
+    from bastion.attacks.evasion.noise import RandomNoise
     from bastion.attacks.evasion.pgd import PGD
     from bastion.attacks.evasion.square import Square
+    from bastion.attacks.evasion.transfer import Transfer
 
 __all__ = [
     "APGD",
@@ -27,13 +29,26 @@ __all__ = [
     "FMN",
     "HopSkipJump",
     "PGD",
+    "RandomNoise",
     "Square",
+    "Transfer",
     "available",
     "get",
     "info",
 ]
 
-_LAZY = {"APGD", "CarliniWagner", "DeepFool", "FGSM", "FMN", "HopSkipJump", "PGD", "Square"}
+_LAZY = {
+    "APGD",
+    "CarliniWagner",
+    "DeepFool",
+    "FGSM",
+    "FMN",
+    "HopSkipJump",
+    "PGD",
+    "RandomNoise",
+    "Square",
+    "Transfer",
+}
 
 
 def __getattr__(name: str) -> Any:

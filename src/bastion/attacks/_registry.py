@@ -44,6 +44,18 @@ _ENTRIES: dict[str, tuple[str, str, dict[str, Any], str]] = {
         {},
         "Square Attack, score-based black-box (Andriushchenko et al. 2020)",
     ),
+    "noise": (
+        f"{_EVASION}.noise",
+        "RandomNoise",
+        {},
+        "Random noise on the epsilon-sphere, labels only: the sanity baseline (Carlini et al. 2019)",
+    ),
+    "transfer": (
+        f"{_EVASION}.transfer",
+        "Transfer",
+        {},
+        "PGD on a surrogate distilled from the model's labels, checked on the model (Papernot et al. 2017)",
+    ),
     "hopskipjump": (
         f"{_EVASION}.hopskipjump",
         "HopSkipJump",

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from bastion.errors import AttackError, DataError, ThreatModelError
+from bastion.errors import AttackError, DataError, ModelContractError, ThreatModelError
 from bastion.model import Classifier, as_classifier
 from bastion.results import AttackResult
 from bastion.threat import Norm, ThreatModel
@@ -59,6 +59,17 @@ def is_success(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | No
     """Misclassified (untargeted) or classified as ``targets`` (targeted); (N,) bool."""
     pred = logits.argmax(dim=1)
     return pred == targets if targets is not None else pred != y
+
+
+def differentiable(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` unchanged; raises ModelContractError when they carry no gradient graph to the input."""
+    if not logits.requires_grad:
+        raise ModelContractError(
+            "the model's output has no gradient with respect to its input (the graph is cut: .detach(), "
+            "numpy or integer ops inside); use a black-box attack (square, hopskipjump, transfer) or "
+            "give the non-differentiable part a differentiable backward pass (BPDA)"
+        )
+    return logits
 
 
 def check_inputs(
@@ -164,6 +175,9 @@ class Attack(ABC):
             todo = ~is_success(counter(x), y, targets)
         x_adv = x.clone()
         idx = todo.nonzero().flatten()
+        if idx.numel() and self.access == "gradient":
+            with torch.enable_grad():  # fail clearly before the algorithm trips over a cut graph
+                differentiable(clf(x[idx[:1]].clone().requires_grad_(True)))
         if idx.numel():
             with torch.enable_grad():
                 found = self._run(

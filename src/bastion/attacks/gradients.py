@@ -6,16 +6,18 @@ attacks see through a model's randomness instead of chasing one noise draw.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from bastion.attacks.base import differentiable
 from bastion.attacks.losses import LossFn
-from bastion.model import Classifier
 
 __all__ = ["loss_and_grad"]
 
 
 def loss_and_grad(
-    model: Classifier,
+    model: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
     loss_fn: LossFn,
@@ -29,7 +31,7 @@ def loss_and_grad(
     """
     x = x.detach().requires_grad_(True)
     if eot_samples == 1:  # the hot path of every gradient attack: no accumulators
-        logits = model(x)
+        logits = differentiable(model(x))
         loss = loss_fn(logits, y, targets)
         (g,) = torch.autograd.grad(loss.sum(), x)
         return loss.detach(), g, logits.detach()
@@ -37,7 +39,7 @@ def loss_and_grad(
     loss_total = torch.zeros(x.shape[0], device=x.device, dtype=x.dtype)
     logits_total: torch.Tensor | None = None
     for _ in range(eot_samples):
-        logits = model(x)
+        logits = differentiable(model(x))
         loss = loss_fn(logits, y, targets)
         (g,) = torch.autograd.grad(loss.sum(), x)
         grad += g

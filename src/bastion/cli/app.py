@@ -329,4 +329,6 @@ def attacks_list() -> None:
 
 
 def run() -> None:
+    from bastion.cli import audit_cmd  # noqa: F401  (registers `audit` and `report`)
+
     app()

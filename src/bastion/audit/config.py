@@ -1,0 +1,149 @@
+"""What an audit runs: threat models, preset, checks, gates. From keyword arguments or a TOML file.
+
+A TOML file (every key optional)::
+
+    preset = "standard"          # fast | standard | thorough
+    limit = 500                  # audit the first N samples of the data
+    seed = 0
+    fail_on = "high"             # low | medium | high: the severity that fails the audit
+    min_robust_accuracy = 0.0    # fail when the adaptive robust accuracy is below this
+    eot_samples = 1              # Expectation over Transformation for randomised models
+
+    [[threat]]
+    norm = "linf"
+    epsilon = [0.05, 0.1]        # one number or a list
+
+    [checks]
+    enabled = true               # the attack-quality checks (BA2xx)
+    curve = true                 # robust accuracy against epsilon, until it reaches about zero
+    transfer = true              # transfer attack from a distilled surrogate
+    samples = 100                # inputs used by the costlier checks (unbounded attack, stability)
+    noise_draws = 100
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from bastion.audit.findings import Severity
+from bastion.errors import BastionError
+from bastion.evaluation import PRESETS
+from bastion.threat import Norm
+
+__all__ = ["AuditConfig", "ConfigError", "load_config"]
+
+
+class ConfigError(BastionError):
+    """An audit configuration value or file is invalid."""
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Frozen audit settings; derive variants with :func:`dataclasses.replace`.
+
+    ``threats`` is a tuple of ``(norm, epsilon)`` pairs, audited in order.
+    """
+
+    threats: tuple[tuple[Norm, float], ...] = ((Norm.LINF, 0.1),)
+    preset: str = "standard"
+    limit: int | None = 500
+    seed: int = 0
+    fail_on: Severity = Severity.HIGH
+    min_robust_accuracy: float = 0.0
+    eot_samples: int = 1
+    batch_size: int = 500
+    checks: bool = True
+    curve: bool = True
+    transfer: bool = True
+    check_samples: int = 100
+    noise_draws: int = 100
+    examples: int = 8
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        threats = []
+        for item in self.threats:
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                raise ConfigError(f"each threat must be a (norm, epsilon) pair, got {item!r}")
+            norm, eps = Norm.parse(item[0]), item[1]
+            if not isinstance(eps, int | float) or isinstance(eps, bool) or not (0 < eps < math.inf):
+                raise ConfigError(f"epsilon must be a finite number > 0, got {eps!r} for {norm.value}")
+            threats.append((norm, float(eps)))
+        if not threats:
+            raise ConfigError("an audit needs at least one threat model (--norm/--epsilon or [[threat]])")
+        object.__setattr__(self, "threats", tuple(dict.fromkeys(threats)))
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; use one of: {', '.join(PRESETS)}")
+        try:
+            object.__setattr__(self, "fail_on", Severity.parse(self.fail_on))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.limit is not None and (not isinstance(self.limit, int) or self.limit < 1):
+            raise ConfigError(f"limit must be a positive integer, got {self.limit!r}")
+        if not (0.0 <= self.min_robust_accuracy <= 1.0):
+            raise ConfigError(f"min_robust_accuracy must be in [0, 1], got {self.min_robust_accuracy!r}")
+        for name in ("eot_samples", "batch_size", "check_samples", "noise_draws"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.examples, int) or self.examples < 0:
+            raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out["threats"] = [{"norm": n.value, "epsilon": e} for n, e in self.threats]
+        out["fail_on"] = str(self.fail_on)
+        return out
+
+
+_TOP = {"preset", "limit", "seed", "fail_on", "min_robust_accuracy", "eot_samples", "batch_size", "examples"}
+_CHECKS = {
+    "enabled": "checks",
+    "curve": "curve",
+    "transfer": "transfer",
+    "samples": "check_samples",
+    "noise_draws": "noise_draws",
+}
+
+
+def load_config(path: str | Path, base: AuditConfig | None = None) -> AuditConfig:
+    """Read a TOML audit file over ``base`` (defaults when None). Unknown keys are errors, not ignored."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"audit config {p} does not exist")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"audit config {p} is not valid TOML: {exc}") from None
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _TOP:
+            changes[key] = value
+        elif key == "threat":
+            changes["threats"] = tuple(_threats(value, p))
+        elif key == "checks" and isinstance(value, dict):
+            for ck, cv in value.items():
+                if ck not in _CHECKS:
+                    raise ConfigError(f"{p}: unknown key checks.{ck}; valid: {', '.join(_CHECKS)}")
+                changes[_CHECKS[ck]] = cv
+        else:
+            valid = ", ".join(sorted(_TOP | {"threat", "checks"}))
+            raise ConfigError(f"{p}: unknown key {key!r}; valid keys: {valid}")
+    return replace(base or AuditConfig(), **changes)
+
+
+def _threats(value: Any, path: Path) -> list[tuple[str, float]]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: [[threat]] must be an array of tables with norm and epsilon")
+    out: list[tuple[str, float]] = []
+    for table in value:
+        if not isinstance(table, dict) or set(table) - {"norm", "epsilon"} or "epsilon" not in table:
+            raise ConfigError(f"{path}: each [[threat]] needs norm and epsilon, got {table!r}")
+        eps = table["epsilon"]
+        for e in eps if isinstance(eps, list) else [eps]:
+            out.append((table.get("norm", "linf"), e))
+    return out

@@ -1,0 +1,211 @@
+"""Audit findings: a code, a severity, what it means and what to do. ``docs/checks.md`` documents each.
+
+Codes are stable (reports are compared across versions): ``BA1xx`` are model and data pre-checks,
+``BA2xx`` attack-quality checks (is the evaluation itself trustworthy?), ``BA3xx`` gates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+__all__ = ["CATALOG", "Check", "Finding", "Severity", "finding"]
+
+
+class Severity(IntEnum):
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+
+    @classmethod
+    def parse(cls, value: str | Severity) -> Severity:
+        if isinstance(value, Severity):
+            return value
+        try:
+            return cls[str(value).strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown severity {value!r}; use low, medium or high") from None
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Check:
+    code: str
+    title: str
+    severity: Severity
+    meaning: str
+    action: str
+
+
+_CHECKS = [
+    Check(
+        "BA101",
+        "model returns probabilities, not logits",
+        Severity.MEDIUM,
+        "The outputs are non-negative and sum to one. Losses computed on probabilities saturate, so "
+        "gradient attacks underestimate the attacker.",
+        "Return logits from the model (drop the final softmax); the audit's black-box and transfer "
+        "attacks do not depend on it.",
+    ),
+    Check(
+        "BA102",
+        "forward pass is randomised",
+        Severity.MEDIUM,
+        "Two forward passes on the same input give different outputs (dropout, noise, random "
+        "transforms). A single-sample gradient chases one noise draw.",
+        "Evaluate with Expectation over Transformation: --eot 20 (averages gradients over 20 draws).",
+    ),
+    Check(
+        "BA103",
+        "input gradients are zero",
+        Severity.HIGH,
+        "The loss gradient at clean inputs is exactly zero for many samples: a non-differentiable step "
+        "(rounding, thresholding) or saturated outputs hide the gradient (gradient masking).",
+        "Do not trust white-box numbers; read the adaptive (black-box/transfer) robust accuracy and "
+        "attack through the masking layer with BPDA.",
+    ),
+    Check(
+        "BA104",
+        "input gradients are NaN or infinite",
+        Severity.HIGH,
+        "The loss gradient at clean inputs has NaN or infinite entries; gradient attacks step nowhere.",
+        "Find the unstable operation (log of zero, division, sqrt at zero) and stabilise it.",
+    ),
+    Check(
+        "BA105",
+        "model is not differentiable",
+        Severity.HIGH,
+        "The output carries no gradient graph to the input (.detach(), numpy or integer ops inside), "
+        "so no white-box attack can run; the audit falls back to black-box and transfer attacks.",
+        "Give the non-differentiable part a differentiable surrogate for the backward pass (BPDA) "
+        "and audit again.",
+    ),
+    Check(
+        "BA106",
+        "inputs outside the declared bounds",
+        Severity.HIGH,
+        "Some inputs lie outside the model's bounds, so attacks would clip them and the threat model "
+        "does not describe the data.",
+        "Scale the data into the bounds (e.g. divide images by 255) or declare the right bounds.",
+    ),
+    Check(
+        "BA107",
+        "normalisation applied outside the model",
+        Severity.MEDIUM,
+        "The inputs look standardised (per-channel mean near 0, standard deviation near 1): epsilon "
+        "is then measured in normalised units, not in the units of the raw input.",
+        "Feed raw inputs and put mean/std inside the model: TorchClassifier(module, mean=..., std=...).",
+    ),
+    Check(
+        "BA201",
+        "unbounded attack does not reach 100%",
+        Severity.HIGH,
+        "With no limit on the perturbation an attack must always succeed; here it did not, so the "
+        "attacks cannot find adversarials the model certainly has (gradient masking or a broken loss).",
+        "Suspect gradient masking: rely on the adaptive number, attack with BPDA/EOT or a transfer "
+        "surrogate.",
+    ),
+    Check(
+        "BA202",
+        "attack success does not grow with epsilon",
+        Severity.MEDIUM,
+        "Robust accuracy rose when epsilon grew. A larger ball contains the smaller one, so a sound "
+        "attack can only do better: the optimiser is failing at some radii.",
+        "Evaluate with more steps and restarts (--preset thorough) and check for gradient masking.",
+    ),
+    Check(
+        "BA203",
+        "single-step attack beats iterative attacks",
+        Severity.HIGH,
+        "FGSM found adversarials where the iterative white-box attacks found none. Iterative attacks "
+        "include FGSM's step, so they fail only when gradients mislead them locally.",
+        "Likely gradient masking: read the adaptive number and attack with BPDA/EOT.",
+    ),
+    Check(
+        "BA204",
+        "more steps or restarts change the result",
+        Severity.MEDIUM,
+        "Doubling the white-box attacks' steps lowered robust accuracy noticeably: the evaluation "
+        "has not converged and the reported number is too optimistic.",
+        "Use --preset thorough, or raise steps and restarts until the number stops moving.",
+    ),
+    Check(
+        "BA205",
+        "black-box attack beats white-box attacks",
+        Severity.HIGH,
+        "Square, which sees only output scores, fooled inputs on which every gradient attack failed. "
+        "With sound gradients white-box attacks are strictly stronger: gradients are masked.",
+        "Likely gradient masking: the adaptive robust accuracy is the one to believe; evaluate with "
+        "BPDA/EOT.",
+    ),
+    Check(
+        "BA206",
+        "transfer attack beats white-box attacks",
+        Severity.HIGH,
+        "Adversarials crafted on a surrogate model transferred to inputs on which every gradient "
+        "attack on the model itself failed: the model's own gradients mislead the attacks.",
+        "Likely gradient masking: the adaptive robust accuracy is the one to believe; evaluate with "
+        "BPDA (the surrogate's gradient) and EOT.",
+    ),
+    Check(
+        "BA207",
+        "random noise beats white-box attacks",
+        Severity.HIGH,
+        "Random perturbations of the allowed size fooled inputs on which every gradient attack failed; "
+        "a working attack is never worse than noise.",
+        "Gradient attacks are broken on this model: find the masking layer and use BPDA/EOT.",
+    ),
+    Check(
+        "BA301",
+        "robust accuracy below the required minimum",
+        Severity.HIGH,
+        "The adaptive robust accuracy at some threat is below --min-robust-accuracy.",
+        "Harden the model (adversarial training) or relax the requirement if it was set too high.",
+    ),
+]
+
+CATALOG: dict[str, Check] = {c.code: c for c in _CHECKS}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed check. ``threat`` names the threat model it concerns ("" for model-wide checks)."""
+
+    code: str
+    severity: Severity
+    title: str
+    detail: str
+    meaning: str
+    action: str
+    threat: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": str(self.severity),
+            "title": self.title,
+            "detail": self.detail,
+            "meaning": self.meaning,
+            "action": self.action,
+            "threat": self.threat,
+            "evidence": self.evidence,
+        }
+
+
+def finding(code: str, detail: str, *, threat: str = "", **evidence: Any) -> Finding:
+    """The catalogued finding ``code`` with a sample-specific ``detail`` and its evidence numbers."""
+    check = CATALOG[code]
+    return Finding(
+        code=code,
+        severity=check.severity,
+        title=check.title,
+        detail=detail,
+        meaning=check.meaning,
+        action=check.action,
+        threat=threat,
+        evidence=evidence,
+    )

@@ -1,0 +1,100 @@
+"""Write an audit to disk: ``report.html`` (self-contained), ``report.json`` and ``summary.md``.
+
+Every file is written to a temporary name and renamed into place, so a crash never leaves a
+half-written report; the JSON goes last and records how long rendering took.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bastion.audit.findings import CATALOG
+from bastion.audit.report import AuditReport
+
+__all__ = ["render_html", "render_summary", "write_report"]
+
+
+def _pct(value: float | None) -> str:
+    return (
+        "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def render_html(report: AuditReport) -> str:
+    """The report as one HTML page: figures are inline PNG data, no script, no network."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    from bastion.audit.plots import curve_figure, examples_figure, per_class_figure
+
+    data = report.to_dict()
+    figures: dict[str, Any] = {
+        "curves": [curve_figure(c, data["threats"]) for c in data["curves"] if len(c["points"]) > 1],
+        "examples": examples_figure(report.examples, data["data"]["class_names"])
+        if report.examples
+        else None,
+        "per_class": per_class_figure(data["clean"], data["threats"][0]) if data["threats"] else None,
+    }
+    env = Environment(loader=PackageLoader("bastion.audit", "templates"), autoescape=select_autoescape())
+    return env.get_template("report.html.j2").render(r=data, figures=figures, pct=_pct, catalog=CATALOG)
+
+
+def render_summary(report: AuditReport) -> str:
+    """A short markdown summary for a pull request."""
+    d = report.to_dict()
+    verdict = "✅ PASS" if d["verdict"]["passed"] else "❌ FAIL"
+    lines = [
+        f"## bastion audit: {verdict}",
+        "",
+        f"`{d['model']['name']}` on `{d['data']['name']}` ({d['data']['n_samples']} samples), preset "
+        f"`{d['config']['preset']}`, seed {d['config']['seed']}; "
+        f"clean accuracy {_pct(d['clean']['accuracy'])}.",
+        "",
+    ]
+    if d["threats"]:
+        lines += ["| threat | robust accuracy (adaptive) | white-box only |", "|---|---|---|"]
+        for t in d["threats"]:
+            lines.append(
+                f"| {t['label']} | **{_pct(t['robust_accuracy'])}** | {_pct(t['naive_robust_accuracy'])} |"
+            )
+        lines.append("")
+    if d["findings"]:
+        lines.append(f"**Findings ({len(d['findings'])})**, failing at severity ≥ {d['verdict']['fail_on']}:")
+        lines.append("")
+        for f in d["findings"]:
+            where = f" ({f['threat']})" if f["threat"] else ""
+            lines.append(
+                f"- **{f['severity'].upper()} {f['code']}** {f['title']}{where}: {f['detail']}. {f['action']}"
+            )
+    else:
+        lines.append("No findings: every check passed.")
+    lines += ["", f"_{d['timing']['seconds']:.0f} s; full report in report.html / report.json._", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: AuditReport, out_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Write the three files into ``out_dir`` (created if needed); returns ``{kind: path}``."""
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    paths = {"html": out / "report.html", "markdown": out / "summary.md", "json": out / "report.json"}
+    _write_atomic(paths["html"], render_html(report))
+    _write_atomic(paths["markdown"], render_summary(report))
+    data = report.to_dict()
+    data["timing"] = {**data["timing"], "render_seconds": time.perf_counter() - start}
+    _write_atomic(paths["json"], json.dumps(data, indent=2, allow_nan=False) + "\n")
+    return {k: str(v) for k, v in paths.items()}
