@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/bastion evaluate zoo:digits-cnn digits --norm linf --epsilon 0.1 --preset standard --limit 200 --seed 0
+	$(BIN)/bastion audit zoo:digits-cnn digits --norm linf --epsilon 0.1 --limit 200 --seed 0 --out demo-report
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -93,7 +93,7 @@ def main() -> None:
         s, q = run_case(name, float(eps), args.n, args.square_queries)
         strength.append(s)
         square.append(q)
-        print(f"done {case}", flush=True)
+        print(f"done {case}: {s} {q}", flush=True)
     print(f"\n### `standard` vs AutoAttack (torchattacks, standard), linf ({environment()})\n")
     print(
         markdown(

@@ -149,8 +149,8 @@ def masked_models(digits_mlp_module) -> dict[str, TorchClassifier]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the saturated softmax warns that it returns probabilities
+        wrappers = {"quantised": Quantised, "saturated": SaturatedSoftmax, "shattered": Shattered}
         return {
-            "quantised": TorchClassifier(Quantised(digits_mlp_module), num_classes=10, name="quantised"),
-            "saturated": TorchClassifier(SaturatedSoftmax(digits_mlp_module), num_classes=10, name="saturated"),
-            "shattered": TorchClassifier(Shattered(digits_mlp_module), num_classes=10, name="shattered"),
+            name: TorchClassifier(wrap(digits_mlp_module), num_classes=10, name=name)
+            for name, wrap in wrappers.items()
         }

@@ -35,7 +35,7 @@ PRESETS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("apgd-ce", "apgd-ce", {"steps": 100}),
         ("apgd-t", "apgd-t", {"steps": 100, "n_target_classes": 9}),
         ("fmn", "fmn", {"steps": 100}),
-        ("square", "square", {"n_queries": 5000}),
+        ("square", "square", {"n_queries": 1000}),
     ],
     "thorough": [
         ("apgd-ce", "apgd-ce", {"steps": 100, "restarts": 5}),

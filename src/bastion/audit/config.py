@@ -17,7 +17,7 @@ A TOML file (every key optional)::
     enabled = true               # the attack-quality checks (BA2xx)
     curve = true                 # robust accuracy against epsilon, until it reaches about zero
     transfer = true              # transfer attack from a distilled surrogate
-    samples = 100                # inputs used by the costlier checks (unbounded attack, stability)
+    samples = 50                 # inputs used by the costlier checks (unbounded attack, stability)
     noise_draws = 100
 """
 
@@ -59,7 +59,7 @@ class AuditConfig:
     checks: bool = True
     curve: bool = True
     transfer: bool = True
-    check_samples: int = 100
+    check_samples: int = 50
     noise_draws: int = 100
     examples: int = 8
     extra: dict[str, Any] = field(default_factory=dict)

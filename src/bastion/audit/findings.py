@@ -38,6 +38,8 @@ class Check:
     severity: Severity
     meaning: str
     action: str
+    holds: str = ""
+    """What a passing check confirms, for the report's list of checks run."""
 
 
 _CHECKS = [
@@ -49,6 +51,7 @@ _CHECKS = [
         "gradient attacks underestimate the attacker.",
         "Return logits from the model (drop the final softmax); the audit's black-box and transfer "
         "attacks do not depend on it.",
+        holds="the model returns logits",
     ),
     Check(
         "BA102",
@@ -57,6 +60,7 @@ _CHECKS = [
         "Two forward passes on the same input give different outputs (dropout, noise, random "
         "transforms). A single-sample gradient chases one noise draw.",
         "Evaluate with Expectation over Transformation: --eot 20 (averages gradients over 20 draws).",
+        holds="the forward pass is deterministic",
     ),
     Check(
         "BA103",
@@ -66,6 +70,7 @@ _CHECKS = [
         "(rounding, thresholding) or saturated outputs hide the gradient (gradient masking).",
         "Do not trust white-box numbers; read the adaptive (black-box/transfer) robust accuracy and "
         "attack through the masking layer with BPDA.",
+        holds="input gradients are non-zero",
     ),
     Check(
         "BA104",
@@ -73,6 +78,7 @@ _CHECKS = [
         Severity.HIGH,
         "The loss gradient at clean inputs has NaN or infinite entries; gradient attacks step nowhere.",
         "Find the unstable operation (log of zero, division, sqrt at zero) and stabilise it.",
+        holds="input gradients are finite",
     ),
     Check(
         "BA105",
@@ -82,6 +88,7 @@ _CHECKS = [
         "so no white-box attack can run; the audit falls back to black-box and transfer attacks.",
         "Give the non-differentiable part a differentiable surrogate for the backward pass (BPDA) "
         "and audit again.",
+        holds="the model is differentiable",
     ),
     Check(
         "BA106",
@@ -90,6 +97,7 @@ _CHECKS = [
         "Some inputs lie outside the model's bounds, so attacks would clip them and the threat model "
         "does not describe the data.",
         "Scale the data into the bounds (e.g. divide images by 255) or declare the right bounds.",
+        holds="inputs lie inside the declared bounds",
     ),
     Check(
         "BA107",
@@ -98,6 +106,7 @@ _CHECKS = [
         "The inputs look standardised (per-channel mean near 0, standard deviation near 1): epsilon "
         "is then measured in normalised units, not in the units of the raw input.",
         "Feed raw inputs and put mean/std inside the model: TorchClassifier(module, mean=..., std=...).",
+        holds="inputs are not standardised outside the model",
     ),
     Check(
         "BA201",
@@ -107,6 +116,7 @@ _CHECKS = [
         "attacks cannot find adversarials the model certainly has (gradient masking or a broken loss).",
         "Suspect gradient masking: rely on the adaptive number, attack with BPDA/EOT or a transfer "
         "surrogate.",
+        holds="an unbounded attack fools every input",
     ),
     Check(
         "BA202",
@@ -115,6 +125,7 @@ _CHECKS = [
         "Robust accuracy rose when epsilon grew. A larger ball contains the smaller one, so a sound "
         "attack can only do better: the optimiser is failing at some radii.",
         "Evaluate with more steps and restarts (--preset thorough) and check for gradient masking.",
+        holds="attack success grows with epsilon",
     ),
     Check(
         "BA203",
@@ -123,6 +134,7 @@ _CHECKS = [
         "FGSM found adversarials where the iterative white-box attacks found none. Iterative attacks "
         "include FGSM's step, so they fail only when gradients mislead them locally.",
         "Likely gradient masking: read the adaptive number and attack with BPDA/EOT.",
+        holds="iterative attacks beat a single step",
     ),
     Check(
         "BA204",
@@ -131,6 +143,7 @@ _CHECKS = [
         "Doubling the white-box attacks' steps lowered robust accuracy noticeably: the evaluation "
         "has not converged and the reported number is too optimistic.",
         "Use --preset thorough, or raise steps and restarts until the number stops moving.",
+        holds="twice the steps change nothing material",
     ),
     Check(
         "BA205",
@@ -140,6 +153,7 @@ _CHECKS = [
         "With sound gradients white-box attacks are strictly stronger: gradients are masked.",
         "Likely gradient masking: the adaptive robust accuracy is the one to believe; evaluate with "
         "BPDA/EOT.",
+        holds="Square (black-box) does not beat white-box",
     ),
     Check(
         "BA206",
@@ -149,6 +163,7 @@ _CHECKS = [
         "attack on the model itself failed: the model's own gradients mislead the attacks.",
         "Likely gradient masking: the adaptive robust accuracy is the one to believe; evaluate with "
         "BPDA (the surrogate's gradient) and EOT.",
+        holds="a transfer attack does not beat white-box",
     ),
     Check(
         "BA207",
@@ -157,6 +172,7 @@ _CHECKS = [
         "Random perturbations of the allowed size fooled inputs on which every gradient attack failed; "
         "a working attack is never worse than noise.",
         "Gradient attacks are broken on this model: find the masking layer and use BPDA/EOT.",
+        holds="random noise does not beat white-box",
     ),
     Check(
         "BA301",
@@ -164,6 +180,7 @@ _CHECKS = [
         Severity.HIGH,
         "The adaptive robust accuracy at some threat is below --min-robust-accuracy.",
         "Harden the model (adversarial training) or relax the requirement if it was set too high.",
+        holds="robust accuracy meets the required minimum",
     ),
 ]
 

@@ -91,37 +91,39 @@ def per_class_figure(clean: dict[str, Any], threat: dict[str, Any]) -> str:
 
 
 def examples_figure(examples: list[Any], class_names: list[str]) -> str | None:
-    """Rows of original / adversarial / perturbation (magnified to the full grey range) with labels."""
+    """One column per example: original, adversarial, perturbation (magnified to the full grey range)."""
     images = [e for e in examples if e.x.dim() == 3 and e.x.shape[0] in (1, 3)]
     if not images:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(len(images), 3, figsize=(4.8, 1.6 * len(images)), squeeze=False)
+    fig, axes = plt.subplots(3, len(images), figsize=(1.35 * len(images) + 0.9, 4.6), squeeze=False)
 
     def name(c: int) -> str:
         return class_names[c] if c < len(class_names) else str(c)
 
-    for row, e in zip(axes, images, strict=True):
+    for col, e in enumerate(images):
         delta = e.x_adv - e.x
         scale = float(delta.abs().max()) or 1.0
+        lo, hi = min(0.0, float(e.x.min())), max(1.0, float(e.x.max()))
         panels = [
             (e.x, f"{name(e.label)} ({e.clean_confidence:.0%})"),
             (e.x_adv, f"{name(e.adversarial_label)} ({e.adversarial_confidence:.0%})"),
-            (0.5 + 0.5 * delta / scale, f"δ ×{0.5 / scale:.0f}"),
+            (lo + (hi - lo) * (0.5 + 0.5 * delta / scale), f"δ ×{(hi - lo) / (2 * scale):.0f}"),
         ]
-        for ax, (img, title) in zip(row, panels, strict=True):
-            lo, hi = float(e.x.min().clamp(max=0)), max(1.0, float(e.x.max()))
-            arr = img.clamp(lo, hi).permute(1, 2, 0).numpy()
+        for row, (img, title) in enumerate(panels):
+            ax = axes[row][col]
+            arr = ((img.clamp(lo, hi) - lo) / (hi - lo)).permute(1, 2, 0).numpy()
             ax.imshow(
-                arr[..., 0] if arr.shape[2] == 1 else (arr - lo) / (hi - lo),
+                arr[..., 0] if arr.shape[2] == 1 else arr,
                 cmap="gray",
-                vmin=lo,
-                vmax=hi,
+                vmin=0,
+                vmax=1,
                 interpolation="nearest",
             )
             ax.set_title(title, fontsize=8)
-            ax.axis("off")
-    axes[0][0].set_title(f"original\n{axes[0][0].get_title()}", fontsize=8)
-    axes[0][1].set_title(f"adversarial\n{axes[0][1].get_title()}", fontsize=8)
-    axes[0][2].set_title(f"perturbation\n{axes[0][2].get_title()}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for row, label in enumerate(("original", "adversarial", "perturbation")):
+        axes[row][0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
     return _uri(fig)

@@ -68,10 +68,13 @@ def run_audit(
     clean_logits = predict(clf, x, batch_size=cfg.batch_size)
     correct = clean_logits.argmax(1) == y
     blocked = any(f.code == "BA106" for f in findings)
+    ran += [_ran(c, "data", c not in {f.code for f in findings}) for c in ("BA106", "BA107")]
     if not blocked:
         tick("pre-checks", 0, 1)
         facts, model_findings = check_model(clf, x[: cfg.check_samples], y[: cfg.check_samples])
         findings += model_findings
+        flagged = {f.code for f in model_findings}
+        ran += [_ran(c, "model", c not in flagged) for c in ("BA101", "BA102", "BA103", "BA104", "BA105")]
         tick("pre-checks", 1, 1)
         for i, (norm, eps) in enumerate(cfg.threats):
             threat = ThreatModel(norm, eps, bounds=clf.bounds)
@@ -196,7 +199,7 @@ def _audit_threat(
     probes: list[tuple[str, Attack]] = list(black)
     if cfg.checks or not white:
         if x.dim() == 4 and not any(a.name == "square" for _, a in probes):
-            probes.insert(0, ("square", get("square", n_queries=1000)))  # the preset has none: BA205 needs one
+            probes.insert(0, ("square", get("square", n_queries=1000)))  # BA205 needs one
         if cfg.transfer:
             probes.append(("transfer", get("transfer")))
         probes.append(("noise", get("noise", draws=cfg.noise_draws)))

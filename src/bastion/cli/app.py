@@ -208,7 +208,7 @@ def evaluate(
     preset: Annotated[
         str,
         typer.Option(
-            help="fast (APGD-CE, APGD-T), standard (APGD-CE, APGD-T, FMN, Square-5000), "
+            help="fast (APGD-CE, APGD-T), standard (APGD-CE, APGD-T, FMN, Square-1000), "
             "thorough (more restarts, steps and queries)."
         ),
     ] = "standard",

@@ -1,0 +1,230 @@
+"""``bastion audit`` and ``bastion report compare`` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+from test_cli import bastion
+
+ROOT = Path(__file__).parents[2]
+SCHEMA = json.loads((ROOT / "src/bastion/audit/schema.json").read_text())
+SMALL = ["--limit", "40", "--preset", "fast", "--seed", "0"]
+
+MASKED_FACTORY = """
+import torch
+from bastion import zoo
+
+
+class Quantised(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(torch.round(x * 7) / 7)
+
+
+def make():
+    return Quantised(zoo.load("digits-mlp").module)
+"""
+
+
+@pytest.fixture(scope="module")
+def sound_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("audit") / "report"
+    res = bastion("audit", "zoo:digits-mlp", "digits", *SMALL, "--out", str(out))
+    return res, out
+
+
+def test_audit_help_teaches():
+    text = bastion("audit", "--help").stdout
+    for word in ("--out", "--config", "--fail-on", "--min-robust-accuracy", "Exit code", "Example"):
+        assert word in text
+
+
+def test_sound_model_passes_and_writes_three_files(sound_report):
+    res, out = sound_report
+    assert res.returncode == 0, res.stderr
+    assert "PASS" in res.stdout and "report.html" in res.stdout
+    data = json.loads((out / "report.json").read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["verdict"]["passed"] and data["findings"] == []
+    assert data["data"]["n_samples"] == 40 and data["config"]["preset"] == "fast"
+    assert (out / "report.html").stat().st_size > 10_000
+    assert "PASS" in (out / "summary.md").read_text()
+
+
+def test_same_seed_same_numbers(sound_report, tmp_path):
+    _, out = sound_report
+    res = bastion("audit", "zoo:digits-mlp", "digits", *SMALL, "--out", str(tmp_path / "again"))
+    assert res.returncode == 0, res.stderr
+    a = json.loads((out / "report.json").read_text())
+    b = json.loads((tmp_path / "again" / "report.json").read_text())
+    for key in ("clean", "threats", "curves", "checks", "findings", "verdict"):
+        if key == "threats":
+            for t in (a, b):
+                for th in t["threats"]:
+                    for s in th["stages"]:
+                        s["seconds"] = 0
+        assert a[key] == b[key], key
+
+
+def test_minimum_robust_accuracy_fails_with_exit_1(tmp_path):
+    res = bastion(
+        "audit",
+        "zoo:digits-mlp",
+        "digits",
+        *SMALL,
+        "--no-checks",
+        "--no-curve",
+        "--min-robust-accuracy",
+        "0.99",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert res.returncode == 1, res.stderr
+    assert "BA301" in res.stdout and "FAIL" in res.stdout
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["verdict"]["passed"] is False
+
+
+def test_masked_model_is_caught(tmp_path):
+    factory = tmp_path / "masked.py"
+    factory.write_text(MASKED_FACTORY)
+    res = bastion("audit", f"{factory}:make", "digits", *SMALL, "--no-curve", "--out", str(tmp_path / "r"))
+    assert res.returncode == 1, res.stderr
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    codes = {f["code"] for f in data["findings"]}
+    assert "BA103" in codes and codes & {"BA201", "BA205", "BA206"}
+    t = data["threats"][0]
+    assert t["robust_accuracy"] < t["naive_robust_accuracy"]
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "white-box only (naive)" in html and "BA103" in html
+
+
+def test_config_file_and_flag_precedence(tmp_path):
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text(
+        'preset = "fast"\nlimit = 30\n[[threat]]\nnorm = "l2"\nepsilon = [0.5, 1.0]\n'
+        "[checks]\nenabled = false\ncurve = false\n"
+    )
+    res = bastion(
+        "audit",
+        "zoo:digits-mlp",
+        "digits",
+        "--config",
+        str(cfg),
+        "--limit",
+        "20",
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert res.returncode == 0, res.stderr
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert data["data"]["n_samples"] == 20  # the flag wins over the file
+    assert [(t["norm"], t["epsilon"]) for t in data["threats"]] == [("l2", 0.5), ("l2", 1.0)]
+    ran = {c["code"] for c in data["checks"]}
+    assert not any(code.startswith("BA2") for code in ran)  # --no-checks in the file
+    assert {"BA101", "BA106", "BA301"} <= ran
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--epsilon", "-0.1"], "epsilon must be"),
+        (["--preset", "quick"], "unknown preset"),
+        (["--fail-on", "critical"], "unknown severity"),
+        (["--norm", "l3"], "unknown norm"),
+        (["--config", "missing.toml"], "does not exist"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tmp_path, args, message):
+    res = bastion("audit", "zoo:digits-mlp", "digits", *args, "--out", str(tmp_path / "r"))
+    assert res.returncode == 2
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_compare(sound_report, tmp_path):
+    _, out = sound_report
+    worse = json.loads((out / "report.json").read_text())
+    worse["threats"][0]["robust_accuracy"] -= 0.2
+    worse["findings"].append(
+        {
+            "code": "BA205",
+            "severity": "high",
+            "title": "black-box attack beats white-box attacks",
+            "detail": "",
+            "meaning": "",
+            "action": "",
+            "threat": "linf ε=0.1",
+            "evidence": {},
+        }
+    )
+    (tmp_path / "new.json").write_text(json.dumps(worse))
+    res = bastion(
+        "report",
+        "compare",
+        str(out / "report.json"),
+        str(tmp_path / "new.json"),
+        "--json",
+        str(tmp_path / "c.json"),
+    )
+    assert res.returncode == 0, res.stderr
+    assert "-20.0 pts" in res.stdout and "BA205" in res.stdout
+    cmp = json.loads((tmp_path / "c.json").read_text())
+    assert [f["code"] for f in cmp["new_findings"]] == ["BA205"]
+    gated = bastion(
+        "report", "compare", str(out / "report.json"), str(tmp_path / "new.json"), "--fail-on-regression"
+    )
+    assert gated.returncode == 1
+    same = bastion(
+        "report", "compare", str(out / "report.json"), str(out / "report.json"), "--fail-on-regression"
+    )
+    assert same.returncode == 0
+
+
+def test_report_compare_refuses_other_files(tmp_path):
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    res = bastion("report", "compare", str(tmp_path / "x.json"), str(tmp_path / "x.json"))
+    assert res.returncode == 2 and "not a bastion audit report" in res.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_html_renders_in_headless_chromium_without_console_errors(sound_report, tmp_path):
+    _, out = sound_report
+    shot = tmp_path / "shot.png"
+    res = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,2000",
+            f"--screenshot={shot}",
+            (out / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+    assert shot.is_file() and shot.stat().st_size > 10_000, res.stderr[-2000:]
+    console = [line for line in res.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == [], console
