@@ -104,3 +104,24 @@ def test_minimum_norm_attacks_accept_an_unbounded_threat(name, norm, digits_mode
     res = get(name, **FAST[name])(digits_model, x, y, ThreatModel(norm, math.inf), seed=0)
     assert torch.allclose(res.distance, ThreatModel(norm, math.inf).distance(x, res.x_adv))
     assert bool((res.distance[res.success] > 0).all())
+
+
+class _Detached(torch.nn.Module):
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.detach())
+
+
+@pytest.mark.parametrize("name", [n for n in available() if info(n).access == "gradient"])
+def test_gradient_attacks_explain_a_model_without_gradients(name, digits_mlp_module, digits_batch):
+    from bastion import ModelContractError
+    from bastion.model import TorchClassifier
+
+    x, y = digits_batch
+    model = TorchClassifier(_Detached(digits_mlp_module), num_classes=10)
+    norm = sorted(info(name).cls.norms, key=lambda n: n.value)[0]
+    with pytest.raises(ModelContractError, match="black-box attack"):
+        get(name, **FAST[name])(model, x, y, ThreatModel(norm, 0.1))

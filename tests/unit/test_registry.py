@@ -8,6 +8,8 @@ EXPECTED = {
     "apgd-ce",
     "apgd-dlr",
     "apgd-t",
+    "noise",
+    "transfer",
     "cw-l2",
     "deepfool",
     "fgsm",

@@ -61,14 +61,17 @@ def is_success(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | No
     return pred == targets if targets is not None else pred != y
 
 
+NOT_DIFFERENTIABLE = (
+    "the model's output has no gradient with respect to its input (the graph is cut: .detach(), numpy or "
+    "integer ops inside); use a black-box attack (square, hopskipjump, transfer) or give the "
+    "non-differentiable part a differentiable backward pass (BPDA)"
+)
+
+
 def differentiable(logits: torch.Tensor) -> torch.Tensor:
     """``logits`` unchanged; raises ModelContractError when they carry no gradient graph to the input."""
     if not logits.requires_grad:
-        raise ModelContractError(
-            "the model's output has no gradient with respect to its input (the graph is cut: .detach(), "
-            "numpy or integer ops inside); use a black-box attack (square, hopskipjump, transfer) or "
-            "give the non-differentiable part a differentiable backward pass (BPDA)"
-        )
+        raise ModelContractError(NOT_DIFFERENTIABLE)
     return logits
 
 
@@ -175,19 +178,21 @@ class Attack(ABC):
             todo = ~is_success(counter(x), y, targets)
         x_adv = x.clone()
         idx = todo.nonzero().flatten()
-        if idx.numel() and self.access == "gradient":
-            with torch.enable_grad():  # fail clearly before the algorithm trips over a cut graph
-                differentiable(clf(x[idx[:1]].clone().requires_grad_(True)))
         if idx.numel():
-            with torch.enable_grad():
-                found = self._run(
-                    counter,
-                    x[idx].clone(),
-                    y[idx],
-                    threat,
-                    targets=None if targets is None else targets[idx],
-                    generator=generator,
-                )
+            try:
+                with torch.enable_grad():
+                    found = self._run(
+                        counter,
+                        x[idx].clone(),
+                        y[idx],
+                        threat,
+                        targets=None if targets is None else targets[idx],
+                        generator=generator,
+                    )
+            except RuntimeError as exc:  # autograd's words for a cut graph, said in ours
+                if "does not require grad" not in str(exc):
+                    raise
+                raise ModelContractError(NOT_DIFFERENTIABLE) from None
             if not isinstance(found, torch.Tensor) or found.shape != x[idx].shape:
                 raise AttackError(f"{self.name}._run returned a wrong shape; this is a bug in the attack")
             x_adv[idx] = found.detach().to(x.dtype)

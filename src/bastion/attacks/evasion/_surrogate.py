@@ -47,7 +47,7 @@ def distil_surrogate(
     generator: torch.Generator,
     *,
     copies: int = 9,
-    steps: int = 500,
+    steps: int = 300,
     batch_size: int = 128,
 ) -> nn.Module:
     """Train a surrogate on ``model``'s labels for ``x`` (N, ...) and ``copies`` noisy copies of it.
@@ -66,7 +66,7 @@ def distil_surrogate(
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(seed)  # parameter init draws from the global RNG; keep the caller's untouched
         net = surrogate_for(tuple(x.shape[1:]), int(logits.shape[1])).to(device=x.device, dtype=x.dtype)
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=True)
         n = data.shape[0]
         for _ in range(steps):
             batch = torch.randint(0, n, (min(batch_size, n),), generator=generator, device=generator.device)

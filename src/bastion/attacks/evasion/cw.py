@@ -17,7 +17,7 @@ from typing import ClassVar
 
 import torch
 
-from bastion.attacks.base import Attack, check_positive
+from bastion.attacks.base import Attack, check_positive, differentiable
 from bastion.attacks.losses import margin_loss
 from bastion.model import Classifier
 from bastion.threat import Norm, ThreatModel
@@ -99,7 +99,7 @@ class CarliniWagner(Attack):
             for step in range(self.steps):
                 x_new = low + (high - low) * (torch.tanh(w) + 1) / 2
                 # margin_loss > 0 means adversarial; f6 is its negation, floored at -kappa.
-                margin = margin_loss(model(x_new), y, targets)
+                margin = margin_loss(differentiable(model(x_new)), y, targets)
                 l2_sq = (x_new - x).flatten(1).pow(2).sum(dim=1)
                 loss = l2_sq + const * (-margin).clamp_min(-self.confidence)
                 optimizer.zero_grad(set_to_none=True)
