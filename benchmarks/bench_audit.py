@@ -53,7 +53,7 @@ def run(model: str, limit: int, out: Path) -> tuple[float, dict, int]:
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "120"})
     wall = time.perf_counter() - start
-    if res.returncode not in (0, 1):
+    if res.returncode not in (0, 1) or not (out / "report.json").is_file():
         raise SystemExit(f"{model}: exit {res.returncode}\n{res.stderr}")
     return wall, json.loads((out / "report.json").read_text()), res.returncode
 

@@ -33,7 +33,7 @@ PRESETS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
     ],
     "standard": [
         ("apgd-ce", "apgd-ce", {"steps": 100}),
-        ("apgd-t", "apgd-t", {"steps": 100, "n_target_classes": 9}),
+        ("apgd-t", "apgd-t", {"steps": 100, "n_target_classes": 3}),
         ("fmn", "fmn", {"steps": 100}),
         ("square", "square", {"n_queries": 1000}),
     ],

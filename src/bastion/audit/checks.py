@@ -40,7 +40,7 @@ def beats_white_box(kind: str, fooled: int, attacked: int, n: int, *, threat: st
         return None
     return finding(
         _BEATS[kind],
-        f"{_WHO[kind]} fooled {fooled} of the {attacked} inputs the white-box attacks could not ({threat})",
+        f"{_WHO[kind]} fooled {fooled} of the {attacked} inputs the white-box attacks could not",
         threat=threat,
         fooled=fooled,
         attacked=attacked,
