@@ -2,7 +2,8 @@
 on a sound model and on three gradient-masked versions of it.
 
 Targets (issue 3): `make demo`'s audit under 3 minutes on 2 CPU cores; overhead beyond the attacks
-under 10% of wall time; no masking finding on the sound model; a masking finding on every masked one,
+under 10% of wall time ("audit overhead": the audit's and the report's own time beyond the attacks;
+"incl. start-up" also counts the process: Python, importing torch, loading model and data); no masking finding on the sound model; a masking finding on every masked one,
 with the adaptive robust accuracy below the naive one.
 
     benchmarks/.bench-venv/bin/python benchmarks/bench_audit.py [--limit 200]
@@ -69,7 +70,10 @@ def main() -> None:
             t = rep["threats"][0]
             codes = [f["code"] for f in rep["findings"]]
             timing = rep["timing"]
-            overhead = (wall - timing["attack_seconds"]) / wall
+            attacks = timing["attack_seconds"]
+            inside = timing["seconds"] + timing["render_seconds"]
+            overhead = (wall - attacks) / wall
+            own = (inside - attacks) / inside
             rows.append(
                 [
                     what,
@@ -80,7 +84,8 @@ def main() -> None:
                     "yes" if set(codes) & MASKING else "no",
                     code,
                     wall,
-                    timing["attack_seconds"],
+                    attacks,
+                    f"{own:.1%}",
                     f"{overhead:.1%}",
                 ]
             )
@@ -101,7 +106,8 @@ def main() -> None:
                 "exit",
                 "wall s",
                 "attack s",
-                "overhead",
+                "audit overhead",
+                "incl. start-up",
             ],
             rows,
         )

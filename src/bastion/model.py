@@ -118,6 +118,20 @@ class TorchClassifier:
         self.module.to(device)
         return self
 
+    @property
+    def mean(self) -> torch.Tensor | None:
+        """Per-channel mean subtracted inside the classifier (shape (1, C, 1, 1) or (1,)), or None."""
+        return self._mean
+
+    @property
+    def std(self) -> torch.Tensor | None:
+        """Per-channel standard deviation divided by inside the classifier, or None."""
+        return self._std
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in input space → what the wrapped module sees (training code reuses this)."""
+        return self._normalise(x)
+
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         if self._mean is not None:
             x = x - self._mean.to(x.device, x.dtype)

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["AttackResult"]
+__all__ = ["AttackResult", "DetectionResult"]
 
 
 @dataclass(frozen=True)
@@ -41,3 +41,53 @@ class AttackResult:
 
     def __len__(self) -> int:
         return int(self.success.shape[0])
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """How well a fitted detector separates held-out clean inputs from successful adversarials.
+
+    Produced by :func:`bastion.detect.evaluate_detector`. Two views of the same scores:
+
+    - threshold-free, from the held-out clean scores: ``auc`` (area under the ROC curve, ties count
+      half), ``tpr_at_1pct`` / ``tpr_at_5pct`` (fraction of adversarials flagged at the highest
+      threshold whose false-positive rate on the held-out clean inputs is at most 1% / 5%);
+    - as deployed, at the threshold the detector chose during ``fit``: ``detection_rate`` on the
+      adversarials and ``false_positive_rate`` on the held-out clean inputs.
+
+    ``clean_scores`` (n_clean,) and ``adv_scores`` (n_adv,) are kept for plotting ROC curves. A
+    detection number alone says little: report it next to an adaptive attack's evasion rate
+    (:class:`bastion.detect.AdaptiveAttack`).
+    """
+
+    detector: str
+    auc: float
+    tpr_at_1pct: float
+    tpr_at_5pct: float
+    threshold: float
+    detection_rate: float
+    false_positive_rate: float
+    clean_scores: torch.Tensor
+    adv_scores: torch.Tensor
+
+    @property
+    def n_clean(self) -> int:
+        return int(self.clean_scores.shape[0])
+
+    @property
+    def n_adv(self) -> int:
+        return int(self.adv_scores.shape[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no tensors)."""
+        return {
+            "detector": self.detector,
+            "auc": self.auc,
+            "tpr_at_1pct": self.tpr_at_1pct,
+            "tpr_at_5pct": self.tpr_at_5pct,
+            "threshold": self.threshold,
+            "detection_rate": self.detection_rate,
+            "false_positive_rate": self.false_positive_rate,
+            "n_clean": self.n_clean,
+            "n_adv": self.n_adv,
+        }

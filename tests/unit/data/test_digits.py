@@ -58,3 +58,21 @@ def test_deterministic(splits):
 def test_bad_split():
     with pytest.raises(DataError, match="unknown split 'val'"):
         load_digits("val")
+
+
+def test_stored_split_is_scikit_learns():
+    # The shipped indices must be exactly what the documented train_test_split call gives, and the
+    # images must be scikit-learn's own (read without importing scikit-learn).
+    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    from bastion.data.digits import test_index
+
+    bunch = sk_load_digits()
+    _, test = train_test_split(
+        np.arange(bunch.target.shape[0]), test_size=0.25, stratify=bunch.target, random_state=0
+    )
+    assert np.array_equal(test_index(), np.sort(test))
+    ds = load_digits("test")
+    assert np.array_equal((ds.x[:, 0] * 16).round().numpy(), bunch.images[np.sort(test)])
+    assert np.array_equal(ds.y.numpy(), bunch.target[np.sort(test)])
