@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bastion._files import atomic_write
 from bastion.audit.findings import CATALOG
 from bastion.audit.report import AuditReport
 
@@ -23,16 +24,6 @@ def _pct(value: float | None) -> str:
     return (
         "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
     )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def render_html(report: AuditReport) -> str:
@@ -92,9 +83,11 @@ def write_report(report: AuditReport, out_dir: str | os.PathLike[str]) -> dict[s
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     paths = {"html": out / "report.html", "markdown": out / "summary.md", "json": out / "report.json"}
-    _write_atomic(paths["html"], render_html(report))
-    _write_atomic(paths["markdown"], render_summary(report))
+    html, summary = render_html(report), render_summary(report)
+    atomic_write(paths["html"], lambda fh: fh.write(html))
+    atomic_write(paths["markdown"], lambda fh: fh.write(summary))
     data = report.to_dict()
     data["timing"] = {**data["timing"], "render_seconds": time.perf_counter() - start}
-    _write_atomic(paths["json"], json.dumps(data, indent=2, allow_nan=False) + "\n")
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    atomic_write(paths["json"], lambda fh: fh.write(text))
     return {k: str(v) for k, v in paths.items()}

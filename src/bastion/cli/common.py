@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bastion._files import atomic_write
 from bastion.errors import BastionError, DataError
 
 if TYPE_CHECKING:
@@ -104,25 +103,13 @@ def load_inputs(
     return model, data
 
 
-def _atomic(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON atomically: readers never see half a file."""
-    _atomic(path, lambda fh: fh.write(json.dumps(payload, indent=2) + "\n"), "w")
+    atomic_write(path, lambda fh: fh.write(json.dumps(payload, indent=2) + "\n"), "w")
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    _atomic(path, lambda fh: np.savez_compressed(fh, **arrays), "wb")  # type: ignore[arg-type]
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), "wb")  # type: ignore[arg-type]
 
 
 @contextmanager

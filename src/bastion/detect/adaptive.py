@@ -5,12 +5,11 @@ AISec 2017, and Bryniarski, Hingun, Pachuca, Wang & Carlini, "Evading Adversaria
 Defenses with Orthogonal Projected Gradient Descent", ICLR 2022. Non-differentiable steps inside the
 detector (feature squeezing's rounding and median) are crossed with BPDA (Athalye, Carlini & Wagner 2018).
 
-PGD ascends, per sample, the combined objective ``margin(x') - lambda * score(x')`` inside the threat
-ball ∩ bounds, with two changes that make one ``lambda`` work for every model and detector: each term's
-gradient is normalised per sample before they are added (logits and scores live on different scales),
-and the margin term switches off once it exceeds ``confidence`` (Bryniarski et al.'s selective update:
-no more pushing on a goal already met). An iterate succeeds when the model misclassifies it *and* its
-detector score is at most the detector's threshold; it then leaves the working batch.
+PGD ascends ``margin(x') - lambda * score(x')`` inside the threat ball ∩ bounds, selectively (Bryniarski
+et al.): the margin term, clamped at ``confidence`` logits, always; the detector term only while the
+iterate fools the model but is flagged. Each term's gradient is normalised per sample before they are
+added, so ``lambda`` does not depend on the scales of logits and scores. An iterate that fools the model
+with a score at most the detector's threshold is a success and leaves the working batch.
 
 Why not :class:`bastion.attacks.Attack`: its ``__call__`` recomputes success as misclassification alone,
 which would count detected adversarials as successes. This class keeps the same conventions
@@ -188,6 +187,8 @@ class AdaptiveAttack:
             idx, x0, y0, xk, g_clf, g_det = idx[keep], x0[keep], y0[keep], xk[keep], g_clf[keep], g_det[keep]
             if idx.numel() == 0 or i == self.steps:
                 break
-            direction = _unit(g_clf) - self.detector_weight * _unit(g_det)
+            # Selective update: the detector term only where the model is fooled (and so, here, flagged).
+            flagged = (margin[keep] > 0).to(g_det.dtype).view(-1, *([1] * (g_det.dim() - 1)))
+            direction = _unit(g_clf) - self.detector_weight * flagged * _unit(g_det)
             xk = threat.project(x0, xk + step * ascent_direction(direction, threat.norm))
         return out, evaded, best.isfinite()

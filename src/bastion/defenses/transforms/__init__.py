@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from bastion.defenses.transforms.base import DefenseError, Transform
 from bastion.defenses.transforms.bit_depth import BitDepth
 from bastion.defenses.transforms.jpeg import JPEG
@@ -15,9 +13,9 @@ from bastion.defenses.transforms.median import MedianSmoothing
 from bastion.defenses.transforms.resize_pad import RandomResizePad
 
 __all__ = [
-    "JPEG",
     "BitDepth",
     "DefenseError",
+    "JPEG",
     "MedianSmoothing",
     "RandomResizePad",
     "Transform",
@@ -25,48 +23,37 @@ __all__ = [
     "parse_defense",
 ]
 
-# name -> (what the optional argument is, how to build the transform from it, description)
-_REGISTRY: dict[str, tuple[str, Callable[[str | None], Transform], str]] = {
-    "jpeg": (
-        "QUALITY",
-        lambda a: JPEG() if a is None else JPEG(quality=_number(a, int, "jpeg", "QUALITY")),
-        "JPEG compression at QUALITY 1-100 (default 75)",
-    ),
-    "bits": (
-        "BITS",
-        lambda a: BitDepth() if a is None else BitDepth(bits=_number(a, int, "bits", "BITS")),
-        "bit-depth reduction to BITS bits (default 4)",
-    ),
-    "median": (
-        "SIZE",
-        lambda a: MedianSmoothing() if a is None else MedianSmoothing(size=_number(a, int, "median", "SIZE")),
-        "SIZE x SIZE median smoothing (default 2)",
-    ),
+# name -> (class, its hyperparameter, the parser of the optional argument, ARG, example, description)
+_REGISTRY: dict[str, tuple[type[Transform], str, type, str, str, str]] = {
+    "jpeg": (JPEG, "quality", int, "QUALITY", "75", "JPEG compression at QUALITY 1-100 (default 75)"),
+    "bits": (BitDepth, "bits", int, "BITS", "4", "bit-depth reduction to BITS bits (default 4)"),
+    "median": (MedianSmoothing, "size", int, "SIZE", "2", "SIZE x SIZE median smoothing (default 2)"),
     "resize-pad": (
+        RandomResizePad,
+        "max_size_ratio",
+        float,
         "RATIO",
-        lambda a: RandomResizePad()
-        if a is None
-        else RandomResizePad(max_size_ratio=_number(a, float, "resize-pad", "RATIO")),
+        "1.25",
         "random resize and pad into a canvas RATIO times larger (default 1.25; randomised)",
     ),
 }
 
 
-def _number(text: str, kind: type[int] | type[float], name: str, what: str) -> int | float:
+def _build(name: str, arg: str | None) -> Transform:
+    cls, field, kind, what, example, _ = _REGISTRY[name]
+    if arg is None:
+        return cls()
     try:
-        return kind(text)
+        value = kind(arg)
     except ValueError:
         noun = "an integer" if kind is int else "a number"
-        raise DefenseError(f"{name} takes {noun} {what}, got {text!r} (e.g. {name}:{_example(name)})") from None
-
-
-def _example(name: str) -> str:
-    return {"jpeg": "75", "bits": "4", "median": "2", "resize-pad": "1.25"}[name]
+        raise DefenseError(f"{name} takes {noun} {what}, got {arg!r} (e.g. {name}:{example})") from None
+    return cls(**{field: value})
 
 
 def available_transforms() -> dict[str, str]:
     """Registered transform names, sorted, with the ``name:ARG`` syntax and a description of each."""
-    return {name: f"{name}[:{arg}] - {text}" for name, (arg, _, text) in sorted(_REGISTRY.items())}
+    return {name: f"{name}[:{entry[3]}] - {entry[5]}" for name, entry in sorted(_REGISTRY.items())}
 
 
 def parse_defense(spec: str) -> list[Transform]:
@@ -82,9 +69,9 @@ def parse_defense(spec: str) -> list[Transform]:
         key = name.strip().lower()
         if key not in _REGISTRY:
             raise DefenseError(f"unknown transform {name.strip()!r} in {spec!r}; {_valid()}")
-        out.append(_REGISTRY[key][1](arg.strip() if arg.strip() else None))
+        out.append(_build(key, arg.strip() or None))
     return out
 
 
 def _valid() -> str:
-    return "valid transforms: " + ", ".join(f"{n}[:{arg}]" for n, (arg, _, _) in sorted(_REGISTRY.items()))
+    return "valid transforms: " + ", ".join(f"{n}[:{entry[3]}]" for n, entry in sorted(_REGISTRY.items()))

@@ -1,0 +1,33 @@
+"""Training defenses: adversarial training (PGD, fast FGSM, TRADES), label smoothing, defensive
+distillation and noise augmentation, through one loop and one entry point, :func:`harden`."""
+
+from bastion.defenses.training.config import TrainingConfig
+from bastion.defenses.training.distillation import Distillation
+from bastion.defenses.training.fgsm_rs import FastFGSM
+from bastion.defenses.training.harden import METHODS, HardenResult, harden, make_objective
+from bastion.defenses.training.label_smoothing import LabelSmoothing
+from bastion.defenses.training.loop import EpochStats, TrainingRun, train
+from bastion.defenses.training.noise import GaussianNoise
+from bastion.defenses.training.objective import Batch, Objective, StandardTraining
+from bastion.defenses.training.pgd import PGDTraining
+from bastion.defenses.training.trades import TRADES
+
+__all__ = [
+    "METHODS",
+    "TRADES",
+    "Batch",
+    "Distillation",
+    "EpochStats",
+    "FastFGSM",
+    "GaussianNoise",
+    "HardenResult",
+    "LabelSmoothing",
+    "Objective",
+    "PGDTraining",
+    "StandardTraining",
+    "TrainingConfig",
+    "TrainingRun",
+    "harden",
+    "make_objective",
+    "train",
+]

@@ -1,0 +1,293 @@
+"""``bastion.harden``: train a model with a defense and measure what it bought.
+
+The caller's model is never modified: training runs on a copy (re-initialised with ``from_scratch``).
+The result carries the trained classifier, the per-epoch history and a model card with the robust
+accuracy under an evaluation preset, and saves as safetensors weights plus a JSON card.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import inspect
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bastion._files import atomic_write
+from bastion.data.dataset import Dataset
+from bastion.defenses.training.config import TrainingConfig
+from bastion.defenses.training.distillation import Distillation
+from bastion.defenses.training.fgsm_rs import FastFGSM
+from bastion.defenses.training.label_smoothing import LabelSmoothing
+from bastion.defenses.training.loop import EpochStats, Progress, train
+from bastion.defenses.training.noise import GaussianNoise
+from bastion.defenses.training.objective import Objective, StandardTraining
+from bastion.defenses.training.pgd import PGDTraining
+from bastion.defenses.training.trades import TRADES
+from bastion.errors import AttackError, ModelContractError
+from bastion.model import TorchClassifier
+from bastion.threat import ThreatModel
+
+__all__ = ["METHODS", "HardenResult", "harden", "make_objective"]
+
+METHODS: dict[str, type[Objective]] = {
+    "standard": StandardTraining,
+    "pgd": PGDTraining,
+    "fgsm-rs": FastFGSM,
+    "trades": TRADES,
+    "label-smoothing": LabelSmoothing,
+    "distillation": Distillation,
+    "noise": GaussianNoise,
+}
+
+
+def make_objective(
+    method: str, options: dict[str, Any], teacher: Callable[..., Any] | None = None
+) -> Objective:
+    """The objective for ``method`` with its ``options``; unknown methods or options list the valid ones."""
+    if method not in METHODS:
+        raise AttackError(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
+    cls = METHODS[method]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "teacher")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise AttackError(
+            f"method {method!r} has no option(s) {', '.join(unknown)}; "
+            f"it takes: {', '.join(accepted) or 'none'}"
+        )
+    if cls is Distillation:
+        return Distillation(teacher, **options)
+    return cls(**options)
+
+
+@dataclass(frozen=True)
+class HardenResult:
+    """A hardened model: ``classifier`` (ready to attack), its ``module``, ``history`` and ``card``."""
+
+    classifier: TorchClassifier
+    history: list[EpochStats]
+    card: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.classifier.module
+
+    def save(self, path: str | Path) -> tuple[Path, Path]:
+        """Write ``path`` (safetensors weights) and the card beside it (same name, ``.json``), atomically.
+
+        Returns both paths. Load the weights with ``bastion.loading.load_model`` and the module's factory.
+        """
+        from safetensors.torch import save
+
+        weights = Path(path).expanduser()
+        if weights.suffix != ".safetensors":
+            raise AttackError(
+                f"weights are written as safetensors: name the file *.safetensors, not {weights.name}"
+            )
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        # One metadata key: safetensors writes several in hash order, which would make bytes differ by run.
+        payload = save(state, metadata={"format": "pt"})
+        atomic_write(weights, lambda fh: fh.write(payload), "wb")
+        card_path = weights.with_suffix(".json")
+        text = json.dumps(self.card, indent=2) + "\n"
+        atomic_write(card_path, lambda fh: fh.write(text))
+        return weights, card_path
+
+
+def _split(data: Dataset, share: float, seed: int) -> tuple[Dataset, Dataset | None]:
+    if share == 0:
+        return data, None
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + 7))
+    n_val = max(1, round(share * len(data)))
+    return data.subset(order[n_val:]), data.subset(order[:n_val])
+
+
+def _reset(module: nn.Module) -> None:
+    for m in module.modules():
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()
+
+
+def harden(
+    model: TorchClassifier | nn.Module,
+    train_data: Dataset,
+    method: str = "pgd",
+    threat: ThreatModel | None = None,
+    epochs: int = 10,
+    *,
+    config: TrainingConfig | None = None,
+    from_scratch: bool | None = None,
+    eval_data: Dataset | None = None,
+    eval_preset: str = "standard",
+    eval_limit: int = 1000,
+    progress: Progress | None = None,
+    eval_progress: Callable[[str, int, int], None] | None = None,
+    **options: Any,
+) -> HardenResult:
+    """Train a copy of ``model`` on ``train_data`` with ``method`` and evaluate it.
+
+    - ``method``: one of :data:`METHODS`; ``options`` go to it (``steps``, ``beta``, ``step_size``,
+      ``smoothing``, ``temperature``, ``sigma``...). Adversarial methods need ``threat``.
+    - ``config`` sets optimiser, schedule, epsilon ramp, validation share, guard and seed; ``epochs``
+      overrides its epoch count. Same seed, same weights (on the same device and torch build).
+    - ``from_scratch`` re-initialises the copy first (default: only for distillation, whose student
+      must not start as the teacher).
+    - With ``eval_data`` (e.g. the test split) the card records clean accuracy on it and, with a
+      threat, robust accuracy under ``eval_preset`` on its first ``eval_limit`` samples.
+    """
+    cfg = config or TrainingConfig()
+    if epochs != cfg.epochs:
+        from dataclasses import replace
+
+        cfg = replace(cfg, epochs=int(epochs))
+    if isinstance(model, TorchClassifier):
+        base = model
+    elif isinstance(model, nn.Module):
+        base = TorchClassifier(model, bounds=train_data.bounds)
+    else:
+        raise ModelContractError(
+            "harden trains PyTorch modules: pass an nn.Module or a TorchClassifier, "
+            f"got {type(model).__name__}"
+        )
+    if threat is not None and tuple(threat.bounds) != tuple(base.bounds):
+        raise AttackError(f"threat bounds {threat.bounds} differ from the model's {base.bounds}")
+    objective = make_objective(method, options)
+    scratch = method == "distillation" if from_scratch is None else from_scratch
+    devices = [base.device.index or 0] if base.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # never touch the caller's global RNG
+        torch.manual_seed(cfg.seed)
+        module = copy.deepcopy(base.module)
+        for p in module.parameters():
+            p.requires_grad_(True)
+        if scratch:
+            _reset(module)
+        fit, val = _split(train_data, cfg.validation, cfg.seed)
+        notes: list[str] = []
+        if isinstance(objective, Distillation):
+            # Stage 1 (Papernot et al.): a teacher trained at temperature T from the same start.
+            teacher_run = train(
+                copy.deepcopy(module),
+                base.normalise,
+                fit,
+                objective,
+                cfg,
+                threat=threat,
+                validation_set=val,
+                progress=progress,
+            )
+            teacher_module = teacher_run.module
+
+            def teacher(x: torch.Tensor) -> torch.Tensor:
+                return teacher_module(base.normalise(x))
+
+            objective = make_objective(method, options, teacher)
+            notes.append(
+                f"teacher trained at temperature {objective.temperature:g} for {cfg.epochs} epochs first"
+            )
+        run = train(
+            module, base.normalise, fit, objective, cfg, threat=threat, validation_set=val, progress=progress
+        )
+    hardened = TorchClassifier(
+        run.module,
+        bounds=base.bounds,
+        num_classes=base.num_classes or train_data.num_classes,
+        mean=base.mean,
+        std=base.std,
+        name=f"{base.name}+{method}",
+    )
+    card = _card(
+        hardened,
+        base,
+        train_data,
+        method,
+        objective,
+        threat,
+        cfg,
+        run.seconds,
+        run.stopped_early,
+        run.best_epoch,
+        run.notes,
+        run.history_dicts(),
+    )
+    if eval_data is not None:
+        card["evaluation"] = _evaluate(
+            hardened, eval_data, threat, eval_preset, eval_limit, cfg.seed, eval_progress
+        )
+    return HardenResult(classifier=hardened, history=run.history, card=card, notes=notes + run.notes)
+
+
+def _evaluate(
+    clf: TorchClassifier,
+    data: Dataset,
+    threat: ThreatModel | None,
+    preset: str,
+    limit: int,
+    seed: int,
+    progress: Callable[[str, int, int], None] | None,
+) -> dict[str, Any]:
+    from bastion.evaluation import evaluate
+    from bastion.model import predict
+
+    x, y = data.x[:limit], data.y[:limit]
+    if threat is None:
+        acc = float((predict(clf, x).argmax(1) == y).float().mean())
+        return {"data": data.name, "n": len(y), "clean_accuracy": acc}
+    start = time.perf_counter()
+    res = evaluate(clf, x, y, threat, preset, seed=seed, progress=progress)
+    return {
+        "data": data.name,
+        "n": len(y),
+        "preset": preset,
+        "threat": str(threat),
+        "clean_accuracy": res.clean_accuracy,
+        "robust_accuracy": res.robust_accuracy,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def _card(
+    clf: TorchClassifier,
+    base: TorchClassifier,
+    data: Dataset,
+    method: str,
+    objective: Objective,
+    threat: ThreatModel | None,
+    cfg: TrainingConfig,
+    seconds: float,
+    stopped: bool,
+    best: float | None,
+    notes: list[str],
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "method": method,
+        "method_options": objective.params(),
+        "base_model": base.name,
+        "threat": None
+        if threat is None
+        else {"norm": str(threat.norm), "epsilon": threat.epsilon, "bounds": list(threat.bounds)},
+        "training": cfg.to_dict(),
+        "train_data": {"name": data.name, "n": len(data)},
+        "train_seconds": round(seconds, 1),
+        "stopped_early": stopped,
+        "best_epoch": best,
+        "notes": notes,
+        "history": history,
+        "bounds": list(clf.bounds),
+        "num_classes": clf.num_classes,
+        "mean": None if clf.mean is None else clf.mean.flatten().tolist(),
+        "std": None if clf.std is None else clf.std.flatten().tolist(),
+        "parameters": sum(p.numel() for p in clf.module.parameters()),
+        "torch_version": torch.__version__,
+        "device": str(clf.device),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+    }

@@ -1,0 +1,230 @@
+"""The one training loop: every method (and the poisoning work's retraining) runs through it.
+
+Per epoch it shuffles with a seeded generator, runs the objective on each batch, steps the optimiser
+and schedule, then measures clean and PGD accuracy on held-out data. With a threat model and the
+guard on, it keeps the best checkpoint by held-out PGD accuracy and stops when that accuracy
+collapses (catastrophic overfitting); the returned module is the best checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from bastion.data.dataset import Dataset
+from bastion.defenses.training.config import TrainingConfig
+from bastion.defenses.training.inner import perturb
+from bastion.defenses.training.objective import Batch, Forward, Objective
+from bastion.errors import AttackError
+from bastion.threat import ThreatModel
+
+__all__ = ["EpochStats", "TrainingRun", "train"]
+
+Progress = Callable[[str, dict[str, Any]], None]
+"""``progress("batch", {epoch, batch, batches, loss})`` and ``progress("epoch", EpochStats dict)``."""
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """One check of the model: after a whole epoch, or a fraction of one (``checks_per_epoch`` > 1)."""
+
+    epoch: float
+    loss: float
+    train_accuracy: float
+    epsilon: float | None
+    lr: float
+    seconds: float
+    val_accuracy: float | None = None
+    val_robust_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """The trained ``module`` (the guard's best checkpoint when it ran), per-check ``history``."""
+
+    module: nn.Module
+    history: list[EpochStats]
+    seconds: float
+    stopped_early: bool = False
+    best_epoch: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def history_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(h) for h in self.history]
+
+
+def _optimizer(module: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def _accuracy(forward: Forward, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    hits = sum(
+        int((forward(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+        for i in range(0, len(y), batch_size)
+    )
+    return hits / max(len(y), 1)
+
+
+def _robust_accuracy(
+    forward: Forward, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, cfg: TrainingConfig, seed: int
+) -> float:
+    """Held-out accuracy under PGD-``guard_steps`` (uniform start, step 2.5·ε/steps)."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    step = 2.5 * threat.epsilon / cfg.guard_steps
+    hits = 0
+    for i in range(0, len(y), cfg.batch_size):
+        xb, yb = x[i : i + cfg.batch_size], y[i : i + cfg.batch_size]
+        x_adv = perturb(forward, xb, yb, threat, steps=cfg.guard_steps, step_size=step, generator=generator)
+        with torch.no_grad():
+            hits += int((forward(x_adv).argmax(1) == yb).sum())
+    return hits / max(len(y), 1)
+
+
+def train(
+    module: nn.Module,
+    normalise: Callable[[torch.Tensor], torch.Tensor],
+    train_set: Dataset,
+    objective: Objective,
+    config: TrainingConfig,
+    *,
+    threat: ThreatModel | None = None,
+    validation_set: Dataset | None = None,
+    progress: Progress | None = None,
+) -> TrainingRun:
+    """Train ``module`` in place on ``train_set`` (inputs in input space; ``normalise`` maps them to what
+    the module expects) and return the run. ``threat`` is required by adversarial objectives and
+    enables the held-out PGD check. Call under a forked, seeded RNG for reproducible dropout/init.
+    """
+    if objective.needs_threat and threat is None:
+        raise AttackError(f"method {objective.name!r} needs a threat model (norm and epsilon)")
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    cfg = config
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    optimizer = _optimizer(module, cfg)
+    n = len(train_set)
+    per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = per_epoch * cfg.epochs
+    scheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps)
+        if cfg.schedule == "onecycle"
+        else None
+    )
+    check_at = {round(per_epoch * (k + 1) / cfg.checks_per_epoch) for k in range(cfg.checks_per_epoch)}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return module(normalise(x))
+
+    def attack_forward(x: torch.Tensor) -> torch.Tensor:
+        was = module.training
+        module.eval()
+        try:
+            return module(normalise(x))
+        finally:
+            module.train(was)
+
+    val_x: torch.Tensor | None = None
+    val_y = torch.empty(0, dtype=torch.long)
+    if validation_set is not None and len(validation_set):
+        val_x, val_y = validation_set.x.to(device), validation_set.y.to(device)
+    guard = cfg.guard and objective.needs_threat and threat is not None and val_x is not None
+    best: tuple[float, float, dict[str, torch.Tensor]] | None = None
+    history: list[EpochStats] = []
+    notes: list[str] = []
+    start = time.perf_counter()
+    stopped = False
+    step = 0
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(n, generator=shuffle)
+        module.train()
+        t0, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
+        for b in range(per_epoch):
+            index = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            x, y = train_set.x[index].to(device), train_set.y[index].to(device)
+            done = step / total_steps
+            ramp = min(1.0, step / (cfg.epsilon_ramp * per_epoch)) if cfg.epsilon_ramp > 0 else 1.0
+            batch_threat = threat.with_epsilon(threat.epsilon * ramp) if threat is not None else None
+            loss, logits = objective.loss(forward, attack_forward, Batch(x, y, batch_threat, noise, done))
+            if not torch.isfinite(loss):
+                raise AttackError(
+                    f"training diverged (loss {float(loss)}) at epoch {epoch + 1}, batch {b + 1}; "
+                    "lower the learning rate"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
+            total_loss += float(loss.detach()) * len(index)
+            correct += int((logits.detach().argmax(1) == y).sum())
+            seen += len(index)
+            if progress is not None:
+                progress(
+                    "batch",
+                    {"epoch": epoch + 1, "batch": b + 1, "batches": per_epoch, "loss": total_loss / seen},
+                )
+            if b + 1 not in check_at:
+                continue
+            module.eval()
+            at = epoch + (b + 1) / per_epoch
+            stats = EpochStats(
+                epoch=round(at, 3),
+                loss=total_loss / seen,
+                train_accuracy=correct / seen,
+                epsilon=None if batch_threat is None else batch_threat.epsilon,
+                lr=float(optimizer.param_groups[0]["lr"]),
+                seconds=time.perf_counter() - t0,
+                val_accuracy=None if val_x is None else _accuracy(forward, val_x, val_y, cfg.batch_size),
+                val_robust_accuracy=(
+                    None
+                    if val_x is None or threat is None
+                    else _robust_accuracy(
+                        forward,
+                        val_x[: cfg.guard_samples],
+                        val_y[: cfg.guard_samples],
+                        threat,
+                        cfg,
+                        cfg.seed + step,
+                    )
+                ),
+            )
+            module.train()
+            history.append(stats)
+            if progress is not None:
+                progress("epoch", asdict(stats))
+            if guard and stats.val_robust_accuracy is not None:
+                if best is None or stats.val_robust_accuracy >= best[0]:
+                    best = (stats.val_robust_accuracy, stats.epoch, copy.deepcopy(module.state_dict()))
+                elif stats.val_robust_accuracy < best[0] - cfg.guard_drop:
+                    notes.append(
+                        f"catastrophic overfitting at epoch {stats.epoch}: held-out PGD accuracy fell from "
+                        f"{best[0]:.1%} (epoch {best[1]}) to {stats.val_robust_accuracy:.1%}; "
+                        f"stopped and restored epoch {best[1]}"
+                    )
+                    stopped = True
+                    break
+        if stopped:
+            break
+    if best is not None:
+        module.load_state_dict(best[2])
+    module.eval()
+    return TrainingRun(
+        module=module,
+        history=history,
+        seconds=time.perf_counter() - start,
+        stopped_early=stopped,
+        best_epoch=None if best is None else best[1],
+        notes=notes,
+    )

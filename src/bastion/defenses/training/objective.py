@@ -1,0 +1,72 @@
+"""What a training method is to the training loop: a loss on a batch, given the network's forward.
+
+Every method (standard, PGD, fast FGSM, TRADES, label smoothing, distillation, noise, and the
+poisoning work's retraining) is an :class:`Objective`; :func:`bastion.defenses.training.loop.train`
+is the one loop that runs them all.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bastion.threat import ThreatModel
+
+__all__ = ["Batch", "Forward", "Objective", "StandardTraining"]
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+"""Inputs (N, ...) in input space → logits (N, K), through the module being trained."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training step's inputs: ``x`` (N, ...) inside ``threat.bounds``, labels ``y`` (N,).
+
+    ``threat`` is the threat model at this step (its epsilon follows the warm-up ramp); ``progress`` is
+    the fraction of training done (0 → 1), for methods with their own schedules.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    threat: ThreatModel | None
+    generator: torch.Generator
+    progress: float
+
+
+class Objective(ABC):
+    """A training method's loss. ``needs_threat`` methods refuse to train without a threat model.
+
+    ``loss`` returns ``(scalar loss, logits (N, K))``; the logits (on whatever inputs the method trains
+    on) only feed the running training accuracy. ``attack_forward`` is the network in eval mode, for
+    inner maximisations: attacking in eval mode keeps BatchNorm statistics free of adversarial batches
+    (as in TRADES' reference set-up).
+    """
+
+    name: str = ""
+    needs_threat: bool = False
+
+    @abstractmethod
+    def loss(
+        self, forward: Forward, attack_forward: Forward, batch: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def params(self) -> dict[str, Any]:
+        """Hyperparameters for the model card."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+class StandardTraining(Objective):
+    """Plain cross-entropy on clean inputs: the baseline every defense is compared with."""
+
+    name = "standard"
+
+    def loss(
+        self, forward: Forward, attack_forward: Forward, batch: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = forward(batch.x)
+        return F.cross_entropy(logits, batch.y), logits

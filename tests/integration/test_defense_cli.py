@@ -1,0 +1,66 @@
+"""``bastion evaluate --defense``: a real process, both numbers side by side, the one to believe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXE = shutil.which("bastion", path=str(Path(sys.executable).parent))
+BASE = ["evaluate", "zoo:digits-cnn", "digits", "--epsilon", "0.2", "--preset", "fast"]
+
+
+def bastion(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [EXE] if EXE else [sys.executable, "-m", "bastion"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_explains_defense_and_eot():
+    text = bastion("evaluate", "--help").stdout
+    for word in ("--defense", "--eot", "jpeg[:QUALITY]", "resize-pad", "BPDA", "believe"):
+        assert word in text
+
+
+def test_defense_reports_naive_and_adaptive(tmp_path):
+    res = bastion(*BASE, "--limit", "40", "--defense", "bits:3", "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())  # rich wraps long lines
+    assert "naive robust accuracy" in out and "adaptive (BPDA)" in out
+    assert "believe the adaptive number" in out
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["believe"] == "adaptive" and d["defense"] == "bits:3" and d["eot_samples"] == 1
+    assert d["robust_accuracy"] == d["adaptive"]["robust_accuracy"]
+    assert d["naive_robust_accuracy"] == d["naive"]["robust_accuracy"]
+    assert d["naive"]["n_samples"] == d["adaptive"]["n_samples"] == 40
+    assert d["naive_robust_accuracy"] > 0.8 > 0.2 > d["robust_accuracy"], "bits:3 masks gradients"
+    assert f"{d['robust_accuracy']:.2%}" in out and f"{d['naive_robust_accuracy']:.2%}" in out
+
+
+def test_randomised_defense_with_eot(tmp_path):
+    args = [*BASE, "--limit", "12", "--defense", "resize-pad:1.5", "--eot", "2", "--seed", "1"]
+    res = bastion(*args, "--json", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert d["eot_samples"] == 2 and d["adaptive"]["eot_samples"] == 2
+    assert d["adaptive"]["stages"][0]["params"]["eot_samples"] == 2
+    assert d["naive"]["stages"][0]["params"]["eot_samples"] == 1
+    assert "EOT-2" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--defense", "blur:3"], "valid transforms: bits[:BITS], jpeg[:QUALITY]"),
+        (["--defense", "jpeg:abc"], "jpeg takes an integer QUALITY"),
+        (["--eot", "5"], "add --defense"),
+    ],
+)
+def test_bad_defense_exits_2_with_one_line(args, message):
+    res = bastion(*BASE, "--limit", "5", *args)
+    assert res.returncode == 2
+    assert message in res.stderr and res.stderr.count("\n") == 1
+    assert "Traceback" not in res.stderr
