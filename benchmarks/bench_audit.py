@@ -3,8 +3,9 @@ on a sound model and on three gradient-masked versions of it.
 
 Targets (issue 3): `make demo`'s audit under 3 minutes on 2 CPU cores; overhead beyond the attacks
 under 10% of wall time ("audit overhead": the audit's and the report's own time beyond the attacks;
-"incl. start-up" also counts the process: Python, importing torch, loading model and data); no masking finding on the sound model; a masking finding on every masked one,
-with the adaptive robust accuracy below the naive one.
+"incl. start-up" also counts the process: Python, importing torch, loading model and data); no
+masking finding on the sound model; a masking finding on every masked one, with the adaptive robust
+accuracy below the naive one.
 
     benchmarks/.bench-venv/bin/python benchmarks/bench_audit.py [--limit 200]
 """

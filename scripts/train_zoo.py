@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     args.out.mkdir(parents=True, exist_ok=True)
-    names = spec_names() if args.model == "all" else [args.model]
+    names = [n for n in spec_names() if n in RECIPES] if args.model == "all" else [args.model]
     for name in names:
         run(name, args.data_root, args.out, args.seed, args.threads, args.epochs)
     return 0

@@ -13,10 +13,13 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from bastion.data import load_dataset
     from bastion.data.dataset import Dataset
+    from bastion.defenses import DefendedClassifier
+    from bastion.defenses.training import HardenResult, TrainingConfig, harden
     from bastion.errors import (
         AttackError,
         BastionError,
         DataError,
+        DefenseError,
         ModelContractError,
         ThreatModelError,
         UnsafeArtifactError,
@@ -35,7 +38,10 @@ _EXPORTS = {
     "Classifier": "bastion.model",
     "DataError": "bastion.errors",
     "Dataset": "bastion.data.dataset",
+    "DefendedClassifier": "bastion.defenses",
+    "DefenseError": "bastion.errors",
     "EvaluationResult": "bastion.evaluation",
+    "HardenResult": "bastion.defenses.training",
     "ModelContractError": "bastion.errors",
     "Norm": "bastion.threat",
     "ProbabilityOutputWarning": "bastion.model",
@@ -43,8 +49,10 @@ _EXPORTS = {
     "ThreatModel": "bastion.threat",
     "ThreatModelError": "bastion.errors",
     "TorchClassifier": "bastion.model",
+    "TrainingConfig": "bastion.defenses.training",
     "UnsafeArtifactError": "bastion.errors",
     "evaluate": "bastion.evaluation",
+    "harden": "bastion.defenses.training",
     "load_dataset": "bastion.data",
     "load_model": "bastion.loading",
 }
@@ -56,7 +64,10 @@ __all__ = [
     "Classifier",
     "DataError",
     "Dataset",
+    "DefendedClassifier",
+    "DefenseError",
     "EvaluationResult",
+    "HardenResult",
     "ModelContractError",
     "Norm",
     "ProbabilityOutputWarning",
@@ -64,9 +75,11 @@ __all__ = [
     "ThreatModel",
     "ThreatModelError",
     "TorchClassifier",
+    "TrainingConfig",
     "UnsafeArtifactError",
     "__version__",
     "evaluate",
+    "harden",
     "load_dataset",
     "load_model",
 ]

@@ -34,3 +34,7 @@ class UnsafeArtifactError(BastionError):
 
 class AttackError(BastionError, ValueError):
     """An attack was configured or called incorrectly (unknown name, bad hyperparameter)."""
+
+
+class DefenseError(BastionError, ValueError):
+    """A defense was configured or called incorrectly (unknown transform or method, bad hyperparameter)."""

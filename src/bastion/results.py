@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["AttackResult", "DetectionResult"]
+__all__ = ["AdaptiveResult", "AttackResult", "DetectionResult"]
 
 
 @dataclass(frozen=True)
@@ -91,3 +91,34 @@ class DetectionResult:
             "n_clean": self.n_clean,
             "n_adv": self.n_adv,
         }
+
+
+@dataclass(frozen=True)
+class AdaptiveResult:
+    """What :class:`bastion.detect.AdaptiveAttack` returns: an attack on a classifier guarded by a detector.
+
+    - ``x_adv`` (N, ...): inside the threat ball ∩ bounds, always;
+    - ``fooled`` (N,) bool: the model misclassifies ``x_adv``; ``evaded`` (N,) bool: fooled *and* not
+      flagged (``scores <= threshold``); both recomputed on the exact detector after projection;
+    - ``scores`` (N,): the detector's scores on ``x_adv``; ``distance`` (N,): norm of ``x_adv - x``.
+    """
+
+    x_adv: torch.Tensor
+    fooled: torch.Tensor
+    evaded: torch.Tensor
+    scores: torch.Tensor
+    distance: torch.Tensor
+    threshold: float
+    seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+
+    @property
+    def classifier_success_rate(self) -> float:
+        """Fraction of inputs the model misclassifies, detected or not."""
+        return float(self.fooled.float().mean())
+
+    @property
+    def evasion_rate(self) -> float:
+        """Fraction of inputs that fool the model and pass the detector: the attack's real success."""
+        return float(self.evaded.float().mean())

@@ -22,7 +22,7 @@ N_SAMPLES = 1797
 
 
 def _sklearn_digits_csv() -> Path | None:
-    """scikit-learn's bundled ``digits.csv.gz``, found without importing scikit-learn (a second of start-up)."""
+    """scikit-learn's bundled ``digits.csv.gz``, found without importing scikit-learn (slow to import)."""
     spec = importlib.util.find_spec("sklearn")
     for root in (spec.submodule_search_locations or []) if spec else []:
         path = Path(root) / "datasets" / "data" / "digits.csv.gz"

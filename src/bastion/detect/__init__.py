@@ -3,7 +3,7 @@ the adaptive attack every detector number must be reported next to (see docs/det
 
 from __future__ import annotations
 
-from bastion.detect.adaptive import AdaptiveAttack, AdaptiveResult, joint_success
+from bastion.detect.adaptive import AdaptiveAttack, joint_success
 from bastion.detect.base import Calibration, Detector, DetectorError, threshold_at_fpr
 from bastion.detect.confidence import ConfidenceDetector
 from bastion.detect.feature_squeezing import FeatureSqueezing, default_squeezers
@@ -15,6 +15,7 @@ from bastion.detect.roc import (
     successful_adversarials,
     tpr_at_fpr,
 )
+from bastion.results import AdaptiveResult, DetectionResult
 
 __all__ = [
     "AdaptiveAttack",
@@ -22,6 +23,7 @@ __all__ = [
     "Calibration",
     "ConfidenceDetector",
     "Detector",
+    "DetectionResult",
     "DetectorError",
     "FeatureSqueezing",
     "RocCurve",

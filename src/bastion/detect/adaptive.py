@@ -20,7 +20,6 @@ the exact detector after the run) and reports both rates in an :class:`AdaptiveR
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,35 +30,10 @@ from bastion.attacks.losses import margin_loss
 from bastion.detect.base import Detector
 from bastion.errors import ThreatModelError
 from bastion.model import predict
+from bastion.results import AdaptiveResult
 from bastion.threat import ThreatModel
 
-__all__ = ["AdaptiveAttack", "AdaptiveResult", "joint_success"]
-
-
-@dataclass(frozen=True)
-class AdaptiveResult:
-    """``x_adv`` (N, ...) inside the threat ball ∩ bounds; ``fooled`` (N,) the model misclassifies it;
-    ``evaded`` (N,) fooled *and* not flagged (score <= ``threshold``); ``scores`` (N,) the detector's."""
-
-    x_adv: torch.Tensor
-    fooled: torch.Tensor
-    evaded: torch.Tensor
-    scores: torch.Tensor
-    distance: torch.Tensor
-    threshold: float
-    seconds: float
-    params: dict[str, Any] = field(default_factory=dict)
-    seed: int | None = None
-
-    @property
-    def classifier_success_rate(self) -> float:
-        """Fraction of inputs the model misclassifies, detected or not."""
-        return float(self.fooled.float().mean())
-
-    @property
-    def evasion_rate(self) -> float:
-        """Fraction of inputs that fool the model and pass the detector: the attack's real success."""
-        return float(self.evaded.float().mean())
+__all__ = ["AdaptiveAttack", "joint_success"]
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from bastion import zoo
 from bastion.attacks import APGD, PGD
 from bastion.data import load_dataset
 from bastion.defenses.training import METHODS, FastFGSM, TrainingConfig, harden
-from bastion.errors import AttackError, ModelContractError
+from bastion.errors import DefenseError, ModelContractError
 from bastion.loading import read_state_dict
 from bastion.model import TorchClassifier, predict
 from bastion.threat import ThreatModel
@@ -197,13 +197,13 @@ def train_loop(module, normalise, fit, val, objective, cfg, threat):
 def test_errors_name_the_fix(splits):
     train_set, _ = splits
     base = zoo.load("digits-mlp")
-    with pytest.raises(AttackError, match="use one of"):
+    with pytest.raises(DefenseError, match="use one of"):
         harden(base, train_set, "magic", THREAT)
-    with pytest.raises(AttackError, match="needs a threat model"):
+    with pytest.raises(DefenseError, match="needs a threat model"):
         harden(base, train_set, "pgd", None, config=TrainingConfig(epochs=1))
-    with pytest.raises(AttackError, match="it takes: steps, step_size"):
+    with pytest.raises(DefenseError, match="it takes: steps, step_size"):
         harden(base, train_set, "pgd", THREAT, sigma=0.5)
-    with pytest.raises(AttackError, match="optimizer"):
+    with pytest.raises(DefenseError, match="optimizer"):
         TrainingConfig(optimizer="rmsprop")
     with pytest.raises(ModelContractError, match=r"nn\.Module"):
         harden(lambda x: x, train_set, "standard")  # type: ignore[arg-type]

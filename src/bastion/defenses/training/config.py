@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bastion.errors import AttackError
+from bastion.errors import DefenseError
 
 __all__ = ["TrainingConfig"]
 
@@ -48,19 +48,19 @@ class TrainingConfig:
         for name in ("epochs", "batch_size", "guard_steps", "guard_samples", "checks_per_epoch"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise AttackError(f"{name} must be a positive integer, got {value!r}")
+                raise DefenseError(f"{name} must be a positive integer, got {value!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise AttackError(f"unknown optimizer {self.optimizer!r}; use one of: {', '.join(OPTIMIZERS)}")
+            raise DefenseError(f"unknown optimizer {self.optimizer!r}; use one of: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
-            raise AttackError(f"unknown schedule {self.schedule!r}; use one of: {', '.join(SCHEDULES)}")
+            raise DefenseError(f"unknown schedule {self.schedule!r}; use one of: {', '.join(SCHEDULES)}")
         if not self.lr > 0:
-            raise AttackError(f"lr must be positive, got {self.lr}")
+            raise DefenseError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.epsilon_ramp < 0:
-            raise AttackError("weight_decay and epsilon_ramp must be >= 0")
+            raise DefenseError("weight_decay and epsilon_ramp must be >= 0")
         if not 0.0 <= self.validation < 1.0:
-            raise AttackError(f"validation must lie in [0, 1), got {self.validation}")
+            raise DefenseError(f"validation must lie in [0, 1), got {self.validation}")
         if not 0.0 < self.guard_drop <= 1.0:
-            raise AttackError(f"guard_drop must lie in (0, 1], got {self.guard_drop}")
+            raise DefenseError(f"guard_drop must lie in (0, 1], got {self.guard_drop}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from bastion.attacks.base import check_positive
 from bastion.defenses.training.inner import perturb
 from bastion.defenses.training.objective import Batch, Forward, Objective
-from bastion.errors import AttackError
+from bastion.errors import DefenseError
 
 __all__ = ["FastFGSM"]
 
@@ -39,7 +39,7 @@ class FastFGSM(Objective):
         self, forward: Forward, attack_forward: Forward, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if batch.threat is None:
-            raise AttackError("fast FGSM training needs a threat model")
+            raise DefenseError("fast FGSM training needs a threat model")
         step = self.step_size if self.step_size is not None else 1.25 * batch.threat.epsilon
         x_adv = perturb(
             attack_forward,

@@ -31,7 +31,7 @@ from bastion.defenses.training.noise import GaussianNoise
 from bastion.defenses.training.objective import Objective, StandardTraining
 from bastion.defenses.training.pgd import PGDTraining
 from bastion.defenses.training.trades import TRADES
-from bastion.errors import AttackError, ModelContractError
+from bastion.errors import DefenseError, ModelContractError
 from bastion.model import TorchClassifier
 from bastion.threat import ThreatModel
 
@@ -53,12 +53,12 @@ def make_objective(
 ) -> Objective:
     """The objective for ``method`` with its ``options``; unknown methods or options list the valid ones."""
     if method not in METHODS:
-        raise AttackError(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
+        raise DefenseError(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
     cls = METHODS[method]
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "teacher")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise AttackError(
+        raise DefenseError(
             f"method {method!r} has no option(s) {', '.join(unknown)}; "
             f"it takes: {', '.join(accepted) or 'none'}"
         )
@@ -89,7 +89,7 @@ class HardenResult:
 
         weights = Path(path).expanduser()
         if weights.suffix != ".safetensors":
-            raise AttackError(
+            raise DefenseError(
                 f"weights are written as safetensors: name the file *.safetensors, not {weights.name}"
             )
         state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
@@ -159,7 +159,7 @@ def harden(
             f"got {type(model).__name__}"
         )
     if threat is not None and tuple(threat.bounds) != tuple(base.bounds):
-        raise AttackError(f"threat bounds {threat.bounds} differ from the model's {base.bounds}")
+        raise DefenseError(f"threat bounds {threat.bounds} differ from the model's {base.bounds}")
     objective = make_objective(method, options)
     scratch = method == "distillation" if from_scratch is None else from_scratch
     devices = [base.device.index or 0] if base.device.type == "cuda" else []
@@ -189,10 +189,10 @@ def harden(
             def teacher(x: torch.Tensor) -> torch.Tensor:
                 return teacher_module(base.normalise(x))
 
-            objective = make_objective(method, options, teacher)
             notes.append(
                 f"teacher trained at temperature {objective.temperature:g} for {cfg.epochs} epochs first"
             )
+            objective = make_objective(method, options, teacher)
         run = train(
             module, base.normalise, fit, objective, cfg, threat=threat, validation_set=val, progress=progress
         )

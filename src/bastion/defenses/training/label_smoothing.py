@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from bastion.defenses.training.objective import Batch, Forward, Objective
-from bastion.errors import AttackError
+from bastion.errors import DefenseError
 
 __all__ = ["LabelSmoothing"]
 
@@ -23,7 +23,7 @@ class LabelSmoothing(Objective):
 
     def __init__(self, smoothing: float = 0.1) -> None:
         if not 0.0 < smoothing < 1.0:
-            raise AttackError(f"smoothing must lie in (0, 1), got {smoothing}")
+            raise DefenseError(f"smoothing must lie in (0, 1), got {smoothing}")
         self.smoothing = float(smoothing)
 
     def loss(

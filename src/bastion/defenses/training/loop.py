@@ -22,7 +22,7 @@ from bastion.data.dataset import Dataset
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.inner import perturb
 from bastion.defenses.training.objective import Batch, Forward, Objective
-from bastion.errors import AttackError
+from bastion.errors import DefenseError
 from bastion.threat import ThreatModel
 
 __all__ = ["EpochStats", "TrainingRun", "train"]
@@ -107,7 +107,7 @@ def train(
     enables the held-out PGD check. Call under a forked, seeded RNG for reproducible dropout/init.
     """
     if objective.needs_threat and threat is None:
-        raise AttackError(f"method {objective.name!r} needs a threat model (norm and epsilon)")
+        raise DefenseError(f"method {objective.name!r} needs a threat model (norm and epsilon)")
     device = next((p.device for p in module.parameters()), torch.device("cpu"))
     cfg = config
     shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -157,7 +157,7 @@ def train(
             batch_threat = threat.with_epsilon(threat.epsilon * ramp) if threat is not None else None
             loss, logits = objective.loss(forward, attack_forward, Batch(x, y, batch_threat, noise, done))
             if not torch.isfinite(loss):
-                raise AttackError(
+                raise DefenseError(
                     f"training diverged (loss {float(loss)}) at epoch {epoch + 1}, batch {b + 1}; "
                     "lower the learning rate"
                 )

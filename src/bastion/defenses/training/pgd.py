@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from bastion.attacks.base import check_positive
 from bastion.defenses.training.inner import perturb
 from bastion.defenses.training.objective import Batch, Forward, Objective
-from bastion.errors import AttackError
+from bastion.errors import DefenseError
 
 __all__ = ["PGDTraining"]
 
@@ -38,7 +38,7 @@ class PGDTraining(Objective):
         self, forward: Forward, attack_forward: Forward, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if batch.threat is None:
-            raise AttackError("PGD training needs a threat model")
+            raise DefenseError("PGD training needs a threat model")
         eps = batch.threat.epsilon
         step = self.step_size if self.step_size is not None else 2.5 * eps / self.steps
         x_adv = perturb(

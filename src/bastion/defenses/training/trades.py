@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from bastion.attacks.base import check_positive
 from bastion.defenses.training.inner import perturb
 from bastion.defenses.training.objective import Batch, Forward, Objective
-from bastion.errors import AttackError
+from bastion.errors import DefenseError
 
 __all__ = ["TRADES"]
 
@@ -47,7 +47,7 @@ class TRADES(Objective):
         self, forward: Forward, attack_forward: Forward, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if batch.threat is None:
-            raise AttackError("TRADES needs a threat model")
+            raise DefenseError("TRADES needs a threat model")
         with torch.no_grad():
             target = attack_forward(batch.x)
 

@@ -17,15 +17,11 @@ from typing import ClassVar
 
 import torch
 
-from bastion.errors import BastionError, DataError
+from bastion.errors import DataError, DefenseError
 
 __all__ = ["DefenseError", "Transform", "check_images"]
 
 Bounds = tuple[float, float]
-
-
-class DefenseError(BastionError, ValueError):
-    """A defense was configured or called incorrectly (unknown transform, bad hyperparameter)."""
 
 
 def check_images(x: torch.Tensor, name: str) -> None:
