@@ -107,6 +107,18 @@ def test_masked_model_is_caught(tmp_path):
     assert "white-box only (naive)" in html and "BA103" in html
 
 
+def test_defense_flag_audits_naive_and_bpda(tmp_path):
+    out = tmp_path / "r"
+    res = bastion("audit", "zoo:digits-mlp", "digits", *SMALL, "--no-curve", "--epsilon", "0.2",
+                  "--defense", "bits:3", "--out", str(out))  # fmt: skip
+    assert res.returncode == 1, res.stderr  # BA208 is high severity
+    data = json.loads((out / "report.json").read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["config"]["defense"] == "bits:3"
+    assert "BA208" in {f["code"] for f in data["findings"]}
+    assert "behind defense" in (out / "report.html").read_text()
+
+
 def test_config_file_and_flag_precedence(tmp_path):
     cfg = tmp_path / "audit.toml"
     cfg.write_text(

@@ -23,13 +23,21 @@ def material(count: int, n: int) -> bool:
     return count >= max(2, math.ceil(0.01 * n))
 
 
-_BEATS = {"fgsm": "BA203", "stronger": "BA204", "square": "BA205", "transfer": "BA206", "noise": "BA207"}
+_BEATS = {
+    "fgsm": "BA203",
+    "stronger": "BA204",
+    "square": "BA205",
+    "transfer": "BA206",
+    "noise": "BA207",
+    "bpda": "BA208",
+}
 _WHO = {
     "fgsm": "FGSM (one step)",
     "stronger": "the white-box attacks with twice the steps",
     "square": "Square (scores only)",
     "transfer": "a transfer attack from a distilled surrogate",
     "noise": "random noise on the epsilon-sphere",
+    "bpda": "the white-box attacks with BPDA and EOT through the defense",
 }
 
 

@@ -8,6 +8,7 @@ A TOML file (every key optional)::
     fail_on = "high"             # low | medium | high: the severity that fails the audit
     min_robust_accuracy = 0.0    # fail when the adaptive robust accuracy is below this
     eot_samples = 1              # Expectation over Transformation for randomised models
+    defense = "jpeg:75,bits:4"   # audit the model behind input transformations (naive and BPDA + EOT)
 
     [[threat]]
     norm = "linf"
@@ -62,6 +63,7 @@ class AuditConfig:
     check_samples: int = 50
     noise_draws: int = 100
     examples: int = 8
+    defense: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,6 +92,14 @@ class AuditConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.defense is not None:
+            from bastion.defenses import parse_defense
+            from bastion.errors import DefenseError
+
+            try:
+                parse_defense(self.defense)
+            except DefenseError as exc:
+                raise ConfigError(str(exc)) from None
         if not isinstance(self.examples, int) or self.examples < 0:
             raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
 
@@ -100,7 +110,17 @@ class AuditConfig:
         return out
 
 
-_TOP = {"preset", "limit", "seed", "fail_on", "min_robust_accuracy", "eot_samples", "batch_size", "examples"}
+_TOP = {
+    "preset",
+    "limit",
+    "seed",
+    "fail_on",
+    "min_robust_accuracy",
+    "eot_samples",
+    "batch_size",
+    "examples",
+    "defense",
+}
 _CHECKS = {
     "enabled": "checks",
     "curve": "curve",

@@ -175,6 +175,17 @@ _CHECKS = [
         holds="random noise does not beat white-box",
     ),
     Check(
+        "BA208",
+        "the defense only holds against naive attacks",
+        Severity.HIGH,
+        "Attacks through the input transformation as written failed on inputs that the same attacks with "
+        "BPDA (a differentiable surrogate on the backward pass) and EOT fooled: the transformation hides "
+        "gradients instead of adding robustness (Athalye et al. 2018).",
+        "Report the adaptive number (the audit's headline already is); do not rely on this transformation "
+        "for robustness. Adversarial training (bastion harden) is the defense that holds.",
+        holds="the defense holds against BPDA + EOT as well as naive attacks",
+    ),
+    Check(
         "BA301",
         "robust accuracy below the required minimum",
         Severity.HIGH,

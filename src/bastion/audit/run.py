@@ -55,6 +55,9 @@ def run_audit(
     start = time.perf_counter()
     clock = Clock()
     clf = as_classifier(model, bounds=data.bounds)
+    bpda: tuple[Classifier, int] | None = None
+    if cfg.defense:
+        clf, bpda = _defended(clf, cfg)
     n = min(len(data), cfg.limit) if cfg.limit else len(data)
     if n == 0:
         raise DataError("the data set is empty; nothing to audit")
@@ -78,7 +81,7 @@ def run_audit(
         tick("pre-checks", 1, 1)
         for i, (norm, eps) in enumerate(cfg.threats):
             threat = ThreatModel(norm, eps, bounds=clf.bounds)
-            result, found, done = _audit_threat(clf, x, y, correct, threat, cfg, facts, clock, tick, i)
+            result, found, done = _audit_threat(clf, x, y, correct, threat, cfg, facts, clock, tick, i, bpda)
             threats.append(result)
             findings += found
             ran += done
@@ -159,6 +162,7 @@ def _audit_threat(
     clock: Clock,
     tick: Progress,
     index: int,
+    bpda: tuple[Classifier, int] | None = None,
 ) -> tuple[dict[str, Any], list[Finding], list[dict[str, Any]]]:
     label = f"{threat.norm.value} ε={threat.epsilon:g}"
     seed = cfg.seed + 100 * index
@@ -175,10 +179,22 @@ def _audit_threat(
     findings: list[Finding] = []
     ran: list[dict[str, Any]] = []
 
-    def attack(name: str, atk: Attack, idx: torch.Tensor, s: int, what: str) -> ProbeResult:
+    def attack(
+        name: str, atk: Attack, idx: torch.Tensor, s: int, what: str, target: Classifier | None = None
+    ) -> ProbeResult:
         tick(f"{label}: {name}", 0, int(idx.numel()))
         res = run_attack(
-            name, atk, clf, x, y, idx, threat, seed=s, batch_size=cfg.batch_size, clock=clock, what=what
+            name,
+            atk,
+            target or clf,
+            x,
+            y,
+            idx,
+            threat,
+            seed=s,
+            batch_size=cfg.batch_size,
+            clock=clock,
+            what=what,
         )
         tick(f"{label}: {name}", int(idx.numel()), int(idx.numel()))
         return res
@@ -210,6 +226,25 @@ def _audit_threat(
             kind = "square" if name == "square" else name
             f = checks.beats_white_box(kind, int(res.success.sum()), int(survivors.numel()), n, threat=label)
             ran.append(_ran(checks._BEATS[kind], label, f is None, fooled=int(res.success.sum())))
+            findings += [f] if f else []
+    if bpda is not None:
+        # The defense's adaptive evaluation: the same white-box attacks, back-propagating through the
+        # transforms' surrogates (BPDA) and averaging over their randomness (EOT); success is checked
+        # on the exact transforms, so every input it breaks is broken.
+        target, eot = bpda
+        newly = torch.zeros(n, dtype=torch.bool, device=x.device)
+        for k, (name, atk) in enumerate(preset_attacks(cfg.preset)):
+            if atk.access != "gradient":
+                continue
+            idx = survivors[~newly[survivors]]  # like the probes: the naive survivors, independently
+            res = attack(
+                f"{name} BPDA", _with_eot(atk, eot), idx, seed + 70 + k, "adaptive (BPDA + EOT)", target
+            )
+            newly[res.index[res.success]] = True
+            record(res, "adaptive")
+        if white:
+            f = checks.beats_white_box("bpda", int(newly.sum()), int(survivors.numel()), n, threat=label)
+            ran.append(_ran("BA208", label, f is None, fooled=int(newly.sum())))
             findings += [f] if f else []
     if white and cfg.checks:
         attacked = correct.nonzero().flatten()
@@ -246,6 +281,17 @@ def _audit_threat(
         "_fooled": correct & ~robust,
     }
     return result, findings, ran
+
+
+def _defended(clf: Classifier, cfg: AuditConfig) -> tuple[Classifier, tuple[Classifier, int]]:
+    """The model behind ``cfg.defense`` as a naive evaluator sees it, and its BPDA view with EOT samples
+    (``cfg.eot_samples``, or 20 when a transform is randomised and none were asked for)."""
+    from bastion.defenses import DefendedClassifier, parse_defense
+
+    chain = parse_defense(cfg.defense or "")
+    eot = cfg.eot_samples if cfg.eot_samples > 1 else (20 if any(t.randomized for t in chain) else 1)
+    naive = DefendedClassifier(clf, chain, mode="naive", seed=cfg.seed)
+    return naive, (DefendedClassifier(clf, chain, mode="bpda", seed=cfg.seed), eot)
 
 
 def _white_fooled(fooled_by: list[str | None], index: torch.Tensor, names: set[str]) -> torch.Tensor:
@@ -379,7 +425,7 @@ def _examples(
 
 
 def _model_sha256(clf: Classifier) -> str | None:
-    module = getattr(clf, "module", None)
+    module = getattr(getattr(clf, "model", clf), "module", None)  # a defended model: the one inside
     if not isinstance(module, nn.Module):
         return None
     state = module.state_dict()

@@ -43,6 +43,13 @@ def audit(
         list[float] | None,
         typer.Option("--epsilon", "-e", help="Perturbation budget; repeat for several (default 0.1)."),
     ] = None,
+    defense: Annotated[
+        str | None,
+        typer.Option(
+            "--defense",
+            help="Audit MODEL behind input transformations, e.g. jpeg:75,bits:4 (naive and BPDA + EOT).",
+        ),
+    ] = None,
     preset: Annotated[
         str | None, typer.Option(help="Attack preset per threat: fast, standard (default) or thorough.")
     ] = None,
@@ -92,6 +99,7 @@ def audit(
     cfg = load_config(config) if config is not None else AuditConfig()
     changes: dict[str, Any] = {
         "preset": preset,
+        "defense": defense,
         "fail_on": fail_on,
         "min_robust_accuracy": min_robust_accuracy,
         "limit": limit,

@@ -56,7 +56,10 @@ class AdaptiveAttack:
 
     ``step_size`` defaults to ``2.5 * epsilon / steps`` (Madry et al.); ``detector_weight`` is lambda (the
     weight of the detector's normalised gradient); ``confidence`` the logit margin beyond which the
-    classifier term stops pushing.
+    classifier term stops pushing. A confident misclassification also drags the squeezed copies along;
+    with ``confidence=0`` the detector term pulls each iterate straight back over the boundary (on the
+    MNIST CNN, 10 evades feature squeezing 3-7x more often than 0; above 5-10 it makes no difference).
+    Detector numbers should quote the best of a few ``detector_weight`` values (0.5, 1, 2).
     """
 
     name = "adaptive-pgd"
@@ -66,7 +69,7 @@ class AdaptiveAttack:
         steps: int = 100,
         step_size: float | None = None,
         detector_weight: float = 1.0,
-        confidence: float = 0.0,
+        confidence: float = 10.0,
         restarts: int = 1,
     ) -> None:
         check_positive("steps", steps, integer=True)

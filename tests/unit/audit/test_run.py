@@ -123,3 +123,26 @@ def test_tabular_data_skips_square(digits_mlp_module, digits_test):
     report = run_audit(clf, flat, replace(FAST, preset="standard", curve=False, checks=False))
     names = [s["attack"] for s in report.threats[0]["stages"]]
     assert "square" not in names and "apgd-ce" in names
+
+
+def test_defense_is_audited_naively_and_with_bpda(digits_model, digits_test):
+    # Bit-depth reduction to 3 bits hides gradients: the white-box attacks through it as written fail,
+    # the same attacks with BPDA break it (BA208), and the headline is the adaptive number.
+    cfg = replace(FAST, curve=False, threats=(("linf", 0.2),), defense="bits:3")
+    report = run_audit(digits_model, digits_test, cfg)
+    codes = {f["code"] for f in report.findings}
+    assert "BA208" in codes, codes
+    t = report.threats[0]
+    assert t["robust_accuracy"] < t["naive_robust_accuracy"] - 0.3, t
+    adaptive = [s for s in t["stages"] if s["kind"] == "adaptive"]
+    assert adaptive and sum(s["n_fooled"] for s in adaptive) > 0
+    assert report.config["defense"] == "bits:3"
+    assert any(c["code"] == "BA208" and not c["passed"] for c in report.checks)
+    jsonschema.validate(report.to_dict(), SCHEMA)
+
+
+def test_unknown_defense_is_a_config_error():
+    from bastion.audit import ConfigError
+
+    with pytest.raises(ConfigError, match="bits"):
+        replace(FAST, defense="sharpen:3")
