@@ -8,10 +8,8 @@ accuracy under an evaluation preset, and saves as safetensors weights plus a JSO
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import inspect
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from torch import nn
 
 from bastion._files import atomic_write
 from bastion.data.dataset import Dataset
+from bastion.defenses.training.card import measure, model_card
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.distillation import Distillation
 from bastion.defenses.training.fgsm_rs import FastFGSM
@@ -204,7 +203,7 @@ def harden(
         std=base.std,
         name=f"{base.name}+{method}",
     )
-    card = _card(
+    card = model_card(
         hardened,
         base,
         train_data,
@@ -219,75 +218,7 @@ def harden(
         run.history_dicts(),
     )
     if eval_data is not None:
-        card["evaluation"] = _evaluate(
+        card["evaluation"] = measure(
             hardened, eval_data, threat, eval_preset, eval_limit, cfg.seed, eval_progress
         )
     return HardenResult(classifier=hardened, history=run.history, card=card, notes=notes + run.notes)
-
-
-def _evaluate(
-    clf: TorchClassifier,
-    data: Dataset,
-    threat: ThreatModel | None,
-    preset: str,
-    limit: int,
-    seed: int,
-    progress: Callable[[str, int, int], None] | None,
-) -> dict[str, Any]:
-    from bastion.evaluation import evaluate
-    from bastion.model import predict
-
-    x, y = data.x[:limit], data.y[:limit]
-    if threat is None:
-        acc = float((predict(clf, x).argmax(1) == y).float().mean())
-        return {"data": data.name, "n": len(y), "clean_accuracy": acc}
-    start = time.perf_counter()
-    res = evaluate(clf, x, y, threat, preset, seed=seed, progress=progress)
-    return {
-        "data": data.name,
-        "n": len(y),
-        "preset": preset,
-        "threat": str(threat),
-        "clean_accuracy": res.clean_accuracy,
-        "robust_accuracy": res.robust_accuracy,
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def _card(
-    clf: TorchClassifier,
-    base: TorchClassifier,
-    data: Dataset,
-    method: str,
-    objective: Objective,
-    threat: ThreatModel | None,
-    cfg: TrainingConfig,
-    seconds: float,
-    stopped: bool,
-    best: float | None,
-    notes: list[str],
-    history: list[dict[str, Any]],
-) -> dict[str, Any]:
-    return {
-        "method": method,
-        "method_options": objective.params(),
-        "base_model": base.name,
-        "threat": None
-        if threat is None
-        else {"norm": str(threat.norm), "epsilon": threat.epsilon, "bounds": list(threat.bounds)},
-        "training": cfg.to_dict(),
-        "train_data": {"name": data.name, "n": len(data)},
-        "train_seconds": round(seconds, 1),
-        "stopped_early": stopped,
-        "best_epoch": best,
-        "notes": notes,
-        "history": history,
-        "bounds": list(clf.bounds),
-        "num_classes": clf.num_classes,
-        "mean": None if clf.mean is None else clf.mean.flatten().tolist(),
-        "std": None if clf.std is None else clf.std.flatten().tolist(),
-        "parameters": sum(p.numel() for p in clf.module.parameters()),
-        "torch_version": torch.__version__,
-        "device": str(clf.device),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
-    }
