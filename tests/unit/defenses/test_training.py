@@ -220,3 +220,29 @@ def test_runs_on_a_module_with_batchnorm(splits):
     )
     assert not res.module.training
     assert res.card["history"][0]["val_robust_accuracy"] is not None
+
+
+def test_epsilon_ramp_grows_the_training_epsilon(splits):
+    train_set, _ = splits
+    cfg = TrainingConfig(epochs=2, batch_size=64, epsilon_ramp=1.0, checks_per_epoch=2, validation=0.1)
+    run = harden(zoo.load("digits-mlp"), train_set, "fgsm-rs", THREAT, config=cfg, from_scratch=True)
+    eps = [h.epsilon for h in run.history]
+    assert eps[0] == pytest.approx(0.1, abs=0.01) and eps[1:] == [0.2, 0.2, 0.2], eps
+
+
+def test_fast_fgsm_starts_unclipped_and_ends_inside_the_ball():
+    # Wong et al.'s start: x + U(-eps, eps), not clipped before the gradient; the result is in bounds.
+    from bastion.defenses.training.inner import perturb
+
+    seen = []
+
+    def forward(x):
+        seen.append(x.detach().clone())
+        return x.flatten(1)[:, :10] * 3.0
+
+    x = torch.zeros(64, 1, 8, 8)  # every pixel on the lower bound, as MNIST's background
+    y = torch.zeros(64, dtype=torch.long)
+    out = perturb(forward, x, y, THREAT, steps=1, step_size=0.25, generator=torch.Generator().manual_seed(0),
+                  start="uniform-unclipped")  # fmt: skip
+    assert float(seen[0].min()) < -0.1  # the gradient was taken outside the bounds
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 0.2 + 1e-6

@@ -121,7 +121,7 @@ def harden(
     train_data: Dataset,
     method: str = "pgd",
     threat: ThreatModel | None = None,
-    epochs: int = 10,
+    epochs: int | None = None,
     *,
     config: TrainingConfig | None = None,
     from_scratch: bool | None = None,
@@ -137,14 +137,15 @@ def harden(
     - ``method``: one of :data:`METHODS`; ``options`` go to it (``steps``, ``beta``, ``step_size``,
       ``smoothing``, ``temperature``, ``sigma``...). Adversarial methods need ``threat``.
     - ``config`` sets optimiser, schedule, epsilon ramp, validation share, guard and seed; ``epochs``
-      overrides its epoch count. Same seed, same weights (on the same device and torch build).
+      (when given) overrides its epoch count (default 10). Same seed, same weights (on the same
+      device and torch build).
     - ``from_scratch`` re-initialises the copy first (default: only for distillation, whose student
       must not start as the teacher).
     - With ``eval_data`` (e.g. the test split) the card records clean accuracy on it and, with a
       threat, robust accuracy under ``eval_preset`` on its first ``eval_limit`` samples.
     """
     cfg = config or TrainingConfig()
-    if epochs != cfg.epochs:
+    if epochs is not None and epochs != cfg.epochs:
         from dataclasses import replace
 
         cfg = replace(cfg, epochs=int(epochs))

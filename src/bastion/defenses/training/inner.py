@@ -33,14 +33,19 @@ def perturb(
 ) -> torch.Tensor:
     """``steps`` ascent steps of ``loss_fn`` from a start inside the threat ball; returns x_adv (N, ...).
 
-    ``start``: "uniform" (a uniform draw from the ball, Madry et al.), "zero" (x itself), or
-    "normal" (x + 0.001·N(0, 1), TRADES). Every iterate stays inside the ball ∩ bounds. The result is
-    detached: gradients of the training loss never flow into the perturbation.
+    ``start``: "uniform" (a uniform draw from the ball ∩ bounds, Madry et al.), "uniform-unclipped"
+    (x + U(-ε, ε) per coordinate, not clipped to the bounds: the first gradient is taken there, as in
+    Wong et al.'s fast training), "zero" (x itself), or "normal" (x + 0.001·N(0, 1), TRADES).
+    Every step's iterate lies inside the ball ∩ bounds. The result is detached: gradients of the
+    training loss never flow into the perturbation.
     """
     eps = threat.epsilon
     if eps == 0:
         return x.detach()
-    if start == "uniform":
+    if start == "uniform-unclipped" and threat.norm is Norm.LINF:
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        xk = x + eps * (2 * noise - 1)
+    elif start in ("uniform", "uniform-unclipped"):
         xk = random_start(threat, x, eps, generator)
     elif start == "normal":
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
@@ -52,7 +57,7 @@ def perturb(
         box_low, box_high = (x - eps).clamp(low, high), (x + eps).clamp(low, high)
     for _ in range(steps):
         _, grad, _ = loss_and_grad(forward, xk, y, loss_fn)
-        xk = xk + step_size * ascent_direction(grad, threat.norm)
+        xk = xk + step_size * ascent_direction(grad, threat.norm)  # every iterate ends inside the box
         xk = (
             torch.max(torch.min(xk, box_high), box_low) if threat.norm is Norm.LINF else threat.project(x, xk)
         )

@@ -33,7 +33,11 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class EpochStats:
-    """One check of the model: after a whole epoch, or a fraction of one (``checks_per_epoch`` > 1)."""
+    """One check of the model: after a whole epoch, or a fraction of one (``checks_per_epoch`` > 1).
+
+    ``loss`` and ``train_accuracy`` average over the epoch so far; ``seconds`` is the training time
+    since the previous check (the check itself excluded).
+    """
 
     epoch: float
     loss: float
@@ -153,7 +157,7 @@ def train(
             index = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x, y = train_set.x[index].to(device), train_set.y[index].to(device)
             done = step / total_steps
-            ramp = min(1.0, step / (cfg.epsilon_ramp * per_epoch)) if cfg.epsilon_ramp > 0 else 1.0
+            ramp = min(1.0, (step + 1) / (cfg.epsilon_ramp * per_epoch)) if cfg.epsilon_ramp > 0 else 1.0
             batch_threat = threat.with_epsilon(threat.epsilon * ramp) if threat is not None else None
             loss, logits = objective.loss(forward, attack_forward, Batch(x, y, batch_threat, noise, done))
             if not torch.isfinite(loss):
@@ -202,6 +206,7 @@ def train(
             )
             module.train()
             history.append(stats)
+            t0 = time.perf_counter()  # the next check's seconds cover training since this one
             if progress is not None:
                 progress("epoch", asdict(stats))
             if guard and stats.val_robust_accuracy is not None:
