@@ -6,6 +6,7 @@ only if every stage failed on it (the worst case per sample counts).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,11 +47,22 @@ PRESETS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
 }
 
 
-def preset_attacks(preset: str) -> list[tuple[str, Attack]]:
-    """The (stage name, attack) list of a preset."""
+def preset_attacks(preset: str, *, eot_samples: int = 1) -> list[tuple[str, Attack]]:
+    """The (stage name, attack) list of a preset; ``eot_samples`` > 1 goes to every attack that takes it."""
     if preset not in PRESETS:
         raise AttackError(f"unknown preset {preset!r}; use one of: {', '.join(PRESETS)}")
-    return [(stage, get(name, **kwargs)) for stage, name, kwargs in PRESETS[preset]]
+    return [(stage, with_eot(get(name, **kwargs), eot_samples)) for stage, name, kwargs in PRESETS[preset]]
+
+
+def with_eot(attack: Attack, eot_samples: int) -> Attack:
+    """A copy of ``attack`` averaging gradients over ``eot_samples`` draws; attacks without EOT (black-box
+    ones) and ``eot_samples == 1`` come back unchanged."""
+    params = attack.params()
+    if eot_samples == 1 or "eot_samples" not in params:
+        return attack
+    init = inspect.signature(type(attack).__init__).parameters
+    kwargs: dict[str, Any] = {k: v for k, v in params.items() if k in init}
+    return type(attack)(**{**kwargs, "eot_samples": eot_samples})
 
 
 @dataclass(frozen=True)

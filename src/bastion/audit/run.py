@@ -27,7 +27,7 @@ from bastion.audit.probes import Clock, ProbeResult, run_attack, stronger
 from bastion.audit.report import SCHEMA_VERSION, AuditReport, Example
 from bastion.data.dataset import Dataset
 from bastion.errors import DataError
-from bastion.evaluation import preset_attacks
+from bastion.evaluation import preset_attacks, with_eot
 from bastion.model import Classifier, as_classifier, predict
 from bastion.threat import Norm, ThreatModel
 
@@ -170,7 +170,7 @@ def _audit_threat(
     white = [(s, a) for s, a in stages if a.access == "gradient"] if facts.differentiable else []
     black = [(s, a) for s, a in stages if a.access != "gradient" and _fits(a, x)]
     if cfg.eot_samples > 1:
-        white = [(s, _with_eot(a, cfg.eot_samples)) for s, a in white]
+        white = [(s, with_eot(a, cfg.eot_samples)) for s, a in white]
     n = int(x.shape[0])
     robust = correct.clone()
     x_adv = x.clone()
@@ -238,7 +238,7 @@ def _audit_threat(
                 continue
             idx = survivors[~newly[survivors]]  # like the probes: the naive survivors, independently
             res = attack(
-                f"{name} BPDA", _with_eot(atk, eot), idx, seed + 70 + k, "adaptive (BPDA + EOT)", target
+                f"{name} BPDA", with_eot(atk, eot), idx, seed + 70 + k, "adaptive (BPDA + EOT)", target
             )
             newly[res.index[res.success]] = True
             record(res, "adaptive")
@@ -337,14 +337,6 @@ def _unbounded(
 
 def _fits(attack: Attack, x: torch.Tensor) -> bool:
     return attack.name != "square" or x.dim() == 4  # Square's windows need (C, H, W) images
-
-
-def _with_eot(attack: Attack, samples: int) -> Attack:
-    params = attack.params()
-    if "eot_samples" not in params:
-        return attack
-    init = {k: v for k, v in params.items() if k in type(attack).__init__.__code__.co_varnames}
-    return type(attack)(**{**init, "eot_samples": samples})
 
 
 def _per_class(

@@ -16,7 +16,6 @@ defended model misclassified on the draw that checked it.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,11 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from bastion.attacks import get, info
-from bastion.attacks.base import Attack
 from bastion.defenses.defended import DefendedClassifier, as_transforms
 from bastion.defenses.transforms import DefenseError, Transform
-from bastion.evaluation import PRESETS, EvaluationResult, Progress, StageResult, evaluate, preset_attacks
+from bastion.evaluation import EvaluationResult, Progress, StageResult, evaluate, preset_attacks
 from bastion.model import Classifier, as_classifier
 from bastion.threat import ThreatModel
 
@@ -80,18 +77,6 @@ class DefenseEvaluation:
         }
 
 
-def eot_stages(preset: str, eot_samples: int) -> list[tuple[str, Attack]]:
-    """The preset's (stage, attack) list with ``eot_samples`` on every attack that takes it."""
-    stages = preset_attacks(preset)  # validates the preset name
-    if eot_samples == 1:
-        return stages
-    out = []
-    for stage, name, kwargs in PRESETS[preset]:
-        takes = "eot_samples" in inspect.signature(info(name).cls.__init__).parameters
-        out.append((stage, get(name, **kwargs, **({"eot_samples": eot_samples} if takes else {}))))
-    return out
-
-
 def evaluate_defense(
     model: Classifier | nn.Module,
     x: torch.Tensor,
@@ -119,7 +104,7 @@ def evaluate_defense(
     if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
         raise DefenseError(f"eot_samples must be an integer >= 1, got {eot_samples!r}")
     clf = as_classifier(model, bounds=threat.bounds)
-    stages = eot_stages(preset, eot)
+    stages = preset_attacks(preset, eot_samples=eot)
     naive = evaluate(
         DefendedClassifier(clf, chain, mode="naive", seed=seed),
         x,

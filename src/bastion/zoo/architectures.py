@@ -8,7 +8,7 @@ normalisation (if any) is *not* part of the module, it lives in :class:`bastion.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -144,6 +144,24 @@ _SPECS: dict[str, ZooSpec] = {
         ),
     )
 }
+
+
+def _hardened(base: str, suffix: str, how: str) -> ZooSpec:
+    """A hardened variant: the base's architecture and data, weights from scripts/train_hardened_zoo.py."""
+    b = _SPECS[base]
+    return replace(b, name=f"{base}-{suffix}", description=f"{b.description}, {how}")
+
+
+HARDENED = {
+    s.name: s
+    for s in (
+        _hardened("digits-cnn", "fgsm", "fast FGSM-RS adversarial training at linf 0.2"),
+        _hardened("digits-cnn", "pgd", "PGD-10 adversarial training at linf 0.2"),
+        _hardened("digits-cnn", "trades", "TRADES (beta 6) at linf 0.2"),
+        _hardened("mnist-cnn", "fgsm", "fast FGSM-RS adversarial training at linf 0.3"),
+    )
+}
+_SPECS.update(HARDENED)
 
 
 def spec_names() -> list[str]:
