@@ -47,8 +47,10 @@ def train_script() -> ModuleType:
     return module
 
 
-def test_available_lists_the_four_models() -> None:
-    assert zoo.available() == NAMES
+def test_available_lists_the_four_models_and_their_hardened_versions() -> None:
+    from bastion.zoo.architectures import HARDENED
+
+    assert zoo.available() == sorted([*NAMES, *HARDENED])
 
 
 @pytest.mark.parametrize("call", [zoo.load, zoo.card, zoo.build])
