@@ -6,8 +6,8 @@ Carlini-Wagner L2 (minimum norm, unbounded). Each runs through ``bastion.evaluat
 adversarials (clean-correct inputs the attack fooled) count. Detectors are fitted on ``--n-clean`` clean
 test images, and TPR/AUC are measured against a disjoint set of ``--n-clean`` held-out clean images. Then
 :class:`bastion.detect.AdaptiveAttack` (PGD-``--adaptive-steps`` on classifier + detector, BPDA through
-the squeezers) attacks the same inputs at linf 0.3 and l2 2.0, with detector weights 1, 0.5 and 2 in a
-cascade (an input counts as evading if any weight gets it past the detector).
+the squeezers) attacks the same inputs at linf 0.3, l2 2.0 and l2 3.0, with detector weights 1 and 0.5 in
+a cascade (an input counts as evading if either weight gets it past the detector).
 
 Target (issue 4): feature squeezing detects at least 90% of successful non-adaptive PGD and C&W
 adversarials at 5% FPR.
@@ -39,8 +39,9 @@ from bastion.detect import (
     successful_adversarials,
 )
 
-ADAPTIVE = {"adaptive PGD linf 0.3": ThreatModel("linf", 0.3), "adaptive PGD l2 2.0": ThreatModel("l2", 2.0)}
-DETECTOR_WEIGHTS = (1.0, 0.5, 2.0)
+LP = (("linf", 0.3), ("l2", 2.0), ("l2", 3.0))
+ADAPTIVE = {f"adaptive PGD {norm} {eps:g}": ThreatModel(norm, eps) for norm, eps in LP}
+DETECTOR_WEIGHTS = (1.0, 0.5)
 ADAPTIVE_TARGETS = ("feature squeezing (1-bit + median 2x2)", "confidence (MSP)")
 
 

@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     from bastion.data.dataset import Dataset
     from bastion.defenses import DefendedClassifier
     from bastion.defenses.training import HardenResult, TrainingConfig, harden
+    from bastion.detect import ConfidenceDetector, FeatureSqueezing
     from bastion.errors import (
         AttackError,
         BastionError,
         DataError,
         DefenseError,
+        DetectorError,
         ModelContractError,
         ThreatModelError,
         UnsafeArtifactError,
@@ -40,6 +42,9 @@ _EXPORTS = {
     "Dataset": "bastion.data.dataset",
     "DefendedClassifier": "bastion.defenses",
     "DefenseError": "bastion.errors",
+    "DetectorError": "bastion.errors",
+    "ConfidenceDetector": "bastion.detect",
+    "FeatureSqueezing": "bastion.detect",
     "EvaluationResult": "bastion.evaluation",
     "HardenResult": "bastion.defenses.training",
     "ModelContractError": "bastion.errors",
@@ -62,11 +67,14 @@ __all__ = [
     "AttackResult",
     "BastionError",
     "Classifier",
+    "ConfidenceDetector",
     "DataError",
     "Dataset",
     "DefendedClassifier",
     "DefenseError",
+    "DetectorError",
     "EvaluationResult",
+    "FeatureSqueezing",
     "HardenResult",
     "ModelContractError",
     "Norm",

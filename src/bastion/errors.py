@@ -38,3 +38,7 @@ class AttackError(BastionError, ValueError):
 
 class DefenseError(BastionError, ValueError):
     """A defense was configured or called incorrectly (unknown transform or method, bad hyperparameter)."""
+
+
+class DetectorError(BastionError, ValueError):
+    """A detector was configured or used incorrectly (bad ``fpr``, scored before ``fit`` ...)."""

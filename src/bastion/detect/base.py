@@ -17,14 +17,10 @@ from typing import ClassVar, Self
 import torch
 from torch import nn
 
-from bastion.errors import BastionError, DataError
+from bastion.errors import DataError, DetectorError
 from bastion.model import Classifier, as_classifier
 
 __all__ = ["Calibration", "Detector", "DetectorError", "as_scores", "check_fpr", "threshold_at_fpr"]
-
-
-class DetectorError(BastionError, ValueError):
-    """A detector was configured or used incorrectly (bad ``fpr``, scored before ``fit`` ...)."""
 
 
 def check_fpr(fpr: float) -> float:

@@ -68,4 +68,4 @@ def test_validation(guarded, digits_model):
         AdaptiveAttack(steps=2)(FeatureSqueezing(), x, y, ThreatModel("linf", 0.1))
     for kwargs in ({"steps": 0}, {"step_size": -1.0}, {"detector_weight": -1.0}, {"restarts": 1.5}):
         with pytest.raises(AttackError):
-            AdaptiveAttack(**kwargs)  # type: ignore[arg-type]
+            AdaptiveAttack(**kwargs)

@@ -89,7 +89,7 @@ def test_bad_inputs_raise_data_errors(linear10, bad, match):
 def test_bad_configuration():
     for kwargs in ({"fpr": 0.0}, {"fpr": 1.5}, {"batch_size": 0}, {"temperature": 0.0}, {"score": "odin"}):
         with pytest.raises(DetectorError):
-            ConfidenceDetector(**kwargs)  # type: ignore[arg-type]
+            ConfidenceDetector(**kwargs)
 
 
 def test_a_failed_refit_keeps_the_previous_fit(linear10):
@@ -98,3 +98,11 @@ def test_a_failed_refit_keeps_the_previous_fit(linear10):
     with pytest.raises(DataError):
         detector.fit(linear10, torch.full((5, 20), float("nan")))
     assert detector.threshold == threshold
+
+
+def test_package_exports_are_sorted_and_resolve():
+    import bastion.detect
+
+    assert bastion.detect.__all__ == sorted(bastion.detect.__all__)
+    for name in bastion.detect.__all__:
+        assert getattr(bastion.detect, name) is not None
