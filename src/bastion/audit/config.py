@@ -9,6 +9,8 @@ A TOML file (every key optional)::
     min_robust_accuracy = 0.0    # fail when the adaptive robust accuracy is below this
     eot_samples = 1              # Expectation over Transformation for randomised models
     defense = "jpeg:75,bits:4"   # audit the model behind input transformations (naive and BPDA + EOT)
+    detector = "feature-squeezing"   # measure a detector (feature-squeezing | msp | energy) ...
+    detector_fpr = 0.05              # ... at this clean false-positive rate, and attack it adaptively
 
     [[threat]]
     norm = "linf"
@@ -64,6 +66,8 @@ class AuditConfig:
     noise_draws: int = 100
     examples: int = 8
     defense: str | None = None
+    detector: str | None = None
+    detector_fpr: float = 0.05
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,6 +104,12 @@ class AuditConfig:
                 parse_defense(self.defense)
             except DefenseError as exc:
                 raise ConfigError(str(exc)) from None
+        if self.detector is not None and self.detector not in ("feature-squeezing", "msp", "energy"):
+            raise ConfigError(
+                f"unknown detector {self.detector!r}; use one of: feature-squeezing, msp, energy"
+            )
+        if not (0.0 < self.detector_fpr < 1.0):
+            raise ConfigError(f"detector_fpr must lie in (0, 1), got {self.detector_fpr!r}")
         if not isinstance(self.examples, int) or self.examples < 0:
             raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
 
@@ -120,6 +130,8 @@ _TOP = {
     "batch_size",
     "examples",
     "defense",
+    "detector",
+    "detector_fpr",
 }
 _CHECKS = {
     "enabled": "checks",

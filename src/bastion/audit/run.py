@@ -20,6 +20,7 @@ from bastion.attacks.base import Attack
 from bastion.audit import checks
 from bastion.audit.config import AuditConfig
 from bastion.audit.curve import robustness_curve
+from bastion.audit.detectors import audit_detector
 from bastion.audit.environment import environment, tensor_sha256
 from bastion.audit.findings import Finding, finding
 from bastion.audit.prechecks import ModelFacts, check_data, check_model
@@ -85,6 +86,12 @@ def run_audit(
             threats.append(result)
             findings += found
             ran += done
+            if cfg.detector:
+                tick(f"{threat.norm.value} ε={threat.epsilon:g}: detector", 0, 1)
+                result["detector"] = audit_detector(
+                    clf, x, y, correct, threat, result["_x_adv"], result["_fooled"], cfg, clock, cfg.seed + 60
+                )
+                tick(f"{threat.norm.value} ε={threat.epsilon:g}: detector", 1, 1)
             if not examples and cfg.examples:
                 examples = _examples(clf, x, y, result.pop("_x_adv"), result.pop("_fooled"), cfg.examples)
             result.pop("_x_adv", None)

@@ -50,6 +50,14 @@ def audit(
             help="Audit MODEL behind input transformations, e.g. jpeg:75,bits:4 (naive and BPDA + EOT).",
         ),
     ] = None,
+    detector: Annotated[
+        str | None,
+        typer.Option(
+            "--detector",
+            help="Measure an adversarial-input detector (feature-squeezing, msp, energy) on the audit's "
+            "adversarials at 5% clean FPR, and attack it adaptively.",
+        ),
+    ] = None,
     preset: Annotated[
         str | None, typer.Option(help="Attack preset per threat: fast, standard (default) or thorough.")
     ] = None,
@@ -100,6 +108,7 @@ def audit(
     changes: dict[str, Any] = {
         "preset": preset,
         "defense": defense,
+        "detector": detector,
         "fail_on": fail_on,
         "min_robust_accuracy": min_robust_accuracy,
         "limit": limit,

@@ -146,3 +146,18 @@ def test_unknown_defense_is_a_config_error():
 
     with pytest.raises(ConfigError, match="bits"):
         replace(FAST, defense="sharpen:3")
+
+
+def test_detector_is_measured_and_attacked_adaptively(digits_model, digits_test, tmp_path):
+    cfg = replace(FAST, curve=False, threats=(("linf", 0.1),), detector="msp", check_samples=20)
+    report = run_audit(digits_model, digits_test, cfg)
+    d = report.threats[0]["detector"]
+    assert d["detector"] == "msp" and d["n_clean_held_out"] == 30
+    assert d["n_adversarial"] > 0 and 0.0 <= d["tpr_at_5pct"] <= 1.0 and 0.0 <= d["auc"] <= 1.0
+    assert d["adaptive_attacked"] == 20
+    assert 0.0 <= d["adaptive_evasion_rate"] <= d["adaptive_fools_classifier"]
+    # An attacker who knows the max-softmax detector only has to be confident: it gets past it.
+    assert d["adaptive_evasion_rate"] > 0.5
+    jsonschema.validate(report.to_dict(), SCHEMA)
+    write_report(report, tmp_path)
+    assert "Detector: msp" in (tmp_path / "report.html").read_text()
