@@ -40,9 +40,10 @@ class Hardened:
 
 
 DIGITS = TrainingConfig(epochs=30, batch_size=64, lr=3e-3)
-# Wong et al. (2020), MNIST: epsilon 0.3, 10 epochs, Adam with a cyclic LR peaking at 5e-3. Their step
-# 0.375 (1.25 eps) overfits catastrophically here by epoch 7 (the guard caught it); a step of eps does not.
-MNIST_FAST = TrainingConfig(epochs=10, batch_size=128, lr=5e-3, checks_per_epoch=2)
+# After Wong et al. (2020), MNIST: epsilon 0.3, 10 epochs, Adam one-cycle. Their step 0.375 (1.25 eps)
+# overfits catastrophically here (the guard caught it), and their peak LR 5e-3 stalls the larger
+# mnist-cnn at ~70% held-out PGD accuracy; step eps and a peak of 2e-3 are used instead.
+MNIST_FAST = TrainingConfig(epochs=10, batch_size=128, lr=2e-3, checks_per_epoch=2)
 
 RECIPES: dict[str, Hardened] = {
     "digits-cnn-fgsm": Hardened("digits-cnn", "fgsm-rs", 0.2, DIGITS),
