@@ -38,8 +38,8 @@ def _script() -> Any:
     return module
 
 
-def _row(name: str, method: str, seconds: float, clean: float, robust: float, n: int) -> list[Any]:
-    return [name, method, f"{seconds:.0f}", f"{clean:.1%}", f"{robust:.1%}", n]
+def _row(name: str, method: str, seconds: float | None, clean: float, robust: float, n: int) -> list[Any]:
+    return [name, method, "–" if seconds is None else f"{seconds:.0f}", f"{clean:.1%}", f"{robust:.1%}", n]
 
 
 def digits_rows(eval_limit: int) -> list[list[Any]]:
