@@ -230,8 +230,15 @@ class Attack(ABC):
         """
 
 
-def check_positive(name: str, value: float, *, integer: bool = False, allow_zero: bool = False) -> None:
-    """Raise AttackError unless ``value`` is a finite positive number (an int when ``integer``)."""
+def check_positive(
+    name: str,
+    value: float,
+    *,
+    integer: bool = False,
+    allow_zero: bool = False,
+    error: type[Exception] = AttackError,
+) -> None:
+    """Raise ``error`` unless ``value`` is a finite positive number (an int when ``integer``)."""
     ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if ok and integer:
         ok = float(value).is_integer()
@@ -240,4 +247,4 @@ def check_positive(name: str, value: float, *, integer: bool = False, allow_zero
     if not ok:
         kind = "an integer" if integer else "a number"
         bound = ">= 0" if allow_zero else "> 0"
-        raise AttackError(f"{name} must be {kind} {bound}, got {value!r}")
+        raise error(f"{name} must be {kind} {bound}, got {value!r}")

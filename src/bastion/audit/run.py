@@ -20,7 +20,6 @@ from bastion.attacks.base import Attack
 from bastion.audit import checks
 from bastion.audit.config import AuditConfig
 from bastion.audit.curve import robustness_curve
-from bastion.audit.detectors import audit_detector
 from bastion.audit.environment import environment, tensor_sha256
 from bastion.audit.findings import Finding, finding
 from bastion.audit.prechecks import ModelFacts, check_data, check_model
@@ -87,6 +86,8 @@ def run_audit(
             findings += found
             ran += done
             if cfg.detector:
+                from bastion.audit.detectors import audit_detector  # only audits that measure one
+
                 tick(f"{threat.norm.value} ε={threat.epsilon:g}: detector", 0, 1)
                 result["detector"] = audit_detector(
                     clf, x, y, correct, threat, result["_x_adv"], result["_fooled"], cfg, clock, cfg.seed + 60

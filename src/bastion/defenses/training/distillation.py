@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from bastion.attacks.base import check_positive
 from bastion.defenses.training.objective import Batch, Forward, Objective
+from bastion.errors import DefenseError
 
 __all__ = ["Distillation"]
 
@@ -29,7 +30,7 @@ class Distillation(Objective):
     name = "distillation"
 
     def __init__(self, teacher: Forward | None = None, temperature: float = 20.0) -> None:
-        check_positive("temperature", temperature)
+        check_positive("temperature", temperature, error=DefenseError)
         self._teacher = teacher
         self.temperature = float(temperature)
 

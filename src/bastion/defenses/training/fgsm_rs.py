@@ -36,21 +36,20 @@ class FastFGSM(Objective):
 
     def __init__(self, step_size: float | None = None, random_start: bool = True) -> None:
         if step_size is not None:
-            check_positive("step_size", step_size)
+            check_positive("step_size", step_size, error=DefenseError)
         self.step_size = step_size
         self.random_start = bool(random_start)
 
     def loss(
         self, forward: Forward, attack_forward: Forward, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if batch.threat is None:
-            raise DefenseError("fast FGSM training needs a threat model")
-        step = self.step_size if self.step_size is not None else 1.25 * batch.threat.epsilon
+        threat = batch.require_threat("fast FGSM training")
+        step = self.step_size if self.step_size is not None else 1.25 * threat.epsilon
         x_adv = perturb(
             attack_forward,
             batch.x,
             batch.y,
-            batch.threat,
+            threat,
             steps=1,
             step_size=step,
             generator=batch.generator,

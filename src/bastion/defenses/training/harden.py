@@ -11,7 +11,7 @@ import copy
 import inspect
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +146,6 @@ def harden(
     """
     cfg = config or TrainingConfig()
     if epochs is not None and epochs != cfg.epochs:
-        from dataclasses import replace
-
         cfg = replace(cfg, epochs=int(epochs))
     if isinstance(model, TorchClassifier):
         base = model

@@ -26,12 +26,14 @@ def perturb(
     threat: ThreatModel,
     *,
     steps: int,
-    step_size: float,
+    step_size: float | None,
     generator: torch.Generator,
     start: str = "uniform",
     loss_fn: LossFn = ce_loss,
 ) -> torch.Tensor:
     """``steps`` ascent steps of ``loss_fn`` from a start inside the threat ball; returns x_adv (N, ...).
+
+    ``step_size`` None means ``2.5 * epsilon / steps`` (Madry et al.: enough to cross the ball).
 
     ``start``: "uniform" (a uniform draw from the ball ∩ bounds, Madry et al.), "uniform-unclipped"
     (x + U(-ε, ε) per coordinate, not clipped to the bounds: the first gradient is taken there, as in
@@ -42,6 +44,8 @@ def perturb(
     eps = threat.epsilon
     if eps == 0:
         return x.detach()
+    if step_size is None:
+        step_size = 2.5 * eps / steps
     if start == "uniform-unclipped" and threat.norm is Norm.LINF:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         xk = x + eps * (2 * noise - 1)

@@ -85,11 +85,10 @@ def _robust_accuracy(
 ) -> float:
     """Held-out accuracy under PGD-``guard_steps`` (uniform start, step 2.5·ε/steps)."""
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    step = 2.5 * threat.epsilon / cfg.guard_steps
     hits = 0
     for i in range(0, len(y), cfg.batch_size):
         xb, yb = x[i : i + cfg.batch_size], y[i : i + cfg.batch_size]
-        x_adv = perturb(forward, xb, yb, threat, steps=cfg.guard_steps, step_size=step, generator=generator)
+        x_adv = perturb(forward, xb, yb, threat, steps=cfg.guard_steps, step_size=None, generator=generator)
         with torch.no_grad():
             hits += int((forward(x_adv).argmax(1) == yb).sum())
     return hits / max(len(y), 1)

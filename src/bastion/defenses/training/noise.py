@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from bastion.attacks.base import check_positive
 from bastion.defenses.training.objective import Batch, Forward, Objective
+from bastion.errors import DefenseError
 
 __all__ = ["GaussianNoise"]
 
@@ -23,7 +24,7 @@ class GaussianNoise(Objective):
     name = "noise"
 
     def __init__(self, sigma: float = 0.25) -> None:
-        check_positive("sigma", sigma)
+        check_positive("sigma", sigma, error=DefenseError)
         self.sigma = float(sigma)
 
     def loss(

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bastion.errors import DefenseError
 from bastion.threat import ThreatModel
 
 __all__ = ["Batch", "Forward", "Objective", "StandardTraining"]
@@ -36,6 +37,13 @@ class Batch:
     threat: ThreatModel | None
     generator: torch.Generator
     progress: float
+
+    def require_threat(self, method: str) -> ThreatModel:
+        """This step's threat model; adversarial methods call it (the loop already refuses to start them
+        without one, this keeps a directly called objective from failing obscurely)."""
+        if self.threat is None:
+            raise DefenseError(f"{method} needs a threat model")
+        return self.threat
 
 
 class Objective(ABC):

@@ -28,26 +28,22 @@ class PGDTraining(Objective):
     needs_threat = True
 
     def __init__(self, steps: int = 10, step_size: float | None = None) -> None:
-        check_positive("steps", steps, integer=True)
+        check_positive("steps", steps, integer=True, error=DefenseError)
         if step_size is not None:
-            check_positive("step_size", step_size)
+            check_positive("step_size", step_size, error=DefenseError)
         self.steps = int(steps)
         self.step_size = step_size
 
     def loss(
         self, forward: Forward, attack_forward: Forward, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if batch.threat is None:
-            raise DefenseError("PGD training needs a threat model")
-        eps = batch.threat.epsilon
-        step = self.step_size if self.step_size is not None else 2.5 * eps / self.steps
         x_adv = perturb(
             attack_forward,
             batch.x,
             batch.y,
-            batch.threat,
+            batch.require_threat("PGD training"),
             steps=self.steps,
-            step_size=step,
+            step_size=self.step_size,
             generator=batch.generator,
         )
         logits = forward(x_adv)

@@ -35,10 +35,10 @@ class TRADES(Objective):
     needs_threat = True
 
     def __init__(self, beta: float = 6.0, steps: int = 10, step_size: float | None = None) -> None:
-        check_positive("beta", beta, allow_zero=True)
-        check_positive("steps", steps, integer=True)
+        check_positive("beta", beta, allow_zero=True, error=DefenseError)
+        check_positive("steps", steps, integer=True, error=DefenseError)
         if step_size is not None:
-            check_positive("step_size", step_size)
+            check_positive("step_size", step_size, error=DefenseError)
         self.beta = float(beta)
         self.steps = int(steps)
         self.step_size = step_size
@@ -46,22 +46,20 @@ class TRADES(Objective):
     def loss(
         self, forward: Forward, attack_forward: Forward, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if batch.threat is None:
-            raise DefenseError("TRADES needs a threat model")
+        threat = batch.require_threat("TRADES")
         with torch.no_grad():
             target = attack_forward(batch.x)
 
         def kl_to_clean(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
             return _kl(logits, target)
 
-        step = self.step_size if self.step_size is not None else 2.5 * batch.threat.epsilon / self.steps
         x_adv = perturb(
             attack_forward,
             batch.x,
             batch.y,
-            batch.threat,
+            threat,
             steps=self.steps,
-            step_size=step,
+            step_size=self.step_size,
             generator=batch.generator,
             start="normal",
             loss_fn=kl_to_clean,
