@@ -75,24 +75,33 @@ def differentiable(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def check_inputs(
-    model: Classifier, x: torch.Tensor, y: torch.Tensor, *, targets: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate a batch against the model; return ``y`` (and ``targets``) as long tensors on x's device."""
+def check_batch(model: Classifier, x: torch.Tensor, *, doing: str) -> None:
+    """Raise :class:`DataError` unless ``x`` is a non-empty, finite, floating-point batch (N, ...) inside
+    the model's bounds; ``doing`` ("attacking", "scoring it") completes the NaN message."""
     if not isinstance(x, torch.Tensor):
         raise DataError(f"x must be a torch.Tensor, got {type(x).__name__} (use torch.as_tensor)")
     if not x.is_floating_point():
-        raise DataError(f"x must be floating point, got {x.dtype}; convert e.g. uint8 images with x / 255")
+        raise DataError(
+            f"x must be a floating-point tensor, got {x.dtype}: floating point values inside the model's "
+            "bounds; convert e.g. uint8 images with x / 255"
+        )
     if x.dim() < 2 or x.shape[0] == 0:
         raise DataError(f"x must be a non-empty batch (N, ...), got shape {tuple(x.shape)}")
     if not bool(torch.isfinite(x).all()):
-        raise DataError("x contains NaN or infinite values; clean the data before attacking")
+        raise DataError(f"x contains NaN or infinite values; clean the data before {doing}")
     low, high = model.bounds
     if float(x.min()) < low - 1e-6 or float(x.max()) > high + 1e-6:
         raise DataError(
             f"x spans [{float(x.min()):g}, {float(x.max()):g}], outside the model's bounds "
             f"[{low:g}, {high:g}]; scale the data or declare the right bounds on the model"
         )
+
+
+def check_inputs(
+    model: Classifier, x: torch.Tensor, y: torch.Tensor, *, targets: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate a batch against the model; return ``y`` (and ``targets``) as long tensors on x's device."""
+    check_batch(model, x, doing="attacking")
     y = _as_labels(y, x, "y")
     t = _as_labels(targets, x, "targets") if targets is not None else None
     k = model.num_classes

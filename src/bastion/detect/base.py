@@ -17,6 +17,7 @@ from typing import ClassVar, Self
 import torch
 from torch import nn
 
+from bastion.attacks.base import check_batch
 from bastion.errors import DataError, DetectorError
 from bastion.model import Classifier, as_classifier
 
@@ -158,22 +159,10 @@ class Detector(ABC):
 
     @staticmethod
     def _check(model: Classifier, x: torch.Tensor, shape: tuple[int, ...] | None) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            kind = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(f"x must be a floating-point torch.Tensor, got {kind} (images: x / 255)")
-        if x.dim() < 2 or x.shape[0] == 0:
-            raise DataError(f"x must be a non-empty batch (N, ...), got shape {tuple(x.shape)}")
+        check_batch(model, x, doing="scoring it")
         if shape is not None and tuple(x.shape[1:]) != shape:
             raise DataError(
                 f"x has inputs of shape {tuple(x.shape[1:])}, but the detector was fitted on {shape}"
-            )
-        if not bool(torch.isfinite(x).all()):
-            raise DataError("x contains NaN or infinite values; clean the data before scoring it")
-        low, high = model.bounds
-        if float(x.min()) < low - 1e-6 or float(x.max()) > high + 1e-6:
-            raise DataError(
-                f"x spans [{float(x.min()):g}, {float(x.max()):g}], outside the model's bounds "
-                f"[{low:g}, {high:g}]; scale the data or fit on a model with the right bounds"
             )
         return x.detach()
 
