@@ -5,7 +5,10 @@ from __future__ import annotations
 __all__ = [
     "AttackError",
     "BastionError",
+    "CertificationError",
     "DataError",
+    "DefenseError",
+    "DetectorError",
     "ModelContractError",
     "ThreatModelError",
     "UnsafeArtifactError",
@@ -42,3 +45,7 @@ class DefenseError(BastionError, ValueError):
 
 class DetectorError(BastionError, ValueError):
     """A detector was configured or used incorrectly (bad ``fpr``, scored before ``fit`` ...)."""
+
+
+class CertificationError(BastionError, ValueError):
+    """A certifier was configured or called incorrectly, or cannot bound the model (an unsupported layer)."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["AdaptiveResult", "AttackResult", "DetectionResult"]
+__all__ = ["AdaptiveResult", "AttackResult", "CertificationResult", "DetectionResult"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +122,43 @@ class AdaptiveResult:
     def evasion_rate(self) -> float:
         """Fraction of inputs that fool the model and pass the detector: the attack's real success."""
         return float(self.evaded.float().mean())
+
+
+STANDARD_RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""The l2 radii certified accuracy is reported at (Cohen et al. 2019's table)."""
+
+
+@dataclass(frozen=True)
+class CertificationResult:
+    """What a certifier proves about N inputs; produced by :mod:`bastion.certify`.
+
+    - ``prediction`` (N,) long: the certified classifier's label, ``-1`` where it ``abstained``.
+    - ``radius`` (N,) float: within this distance (in ``norm``) of the input the prediction cannot
+      change — a guarantee, not an estimate (randomized smoothing's holds with probability at least
+      1 - alpha over its noise). 0 where nothing beyond the input itself is certified.
+    - ``abstained`` (N,) bool: the certifier refused to answer; abstentions count as errors.
+    """
+
+    prediction: torch.Tensor
+    radius: torch.Tensor
+    abstained: torch.Tensor
+    norm: str
+    method: str
+    seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.prediction.shape[0])
+
+    def certified(self, y: torch.Tensor, radius: float) -> torch.Tensor:
+        """(N,) bool: correct, not abstained, and certified at ``radius`` or more."""
+        y = y.to(self.prediction.device)
+        return (~self.abstained) & (self.prediction == y) & (self.radius >= radius)
+
+    def certified_accuracy(self, y: torch.Tensor, radius: float = 0.0) -> float:
+        """Share of inputs certified correct at ``radius`` (abstentions and errors count against)."""
+        return float(self.certified(y, radius).float().mean()) if len(self) else 0.0
+
+    def curve(self, y: torch.Tensor, radii: tuple[float, ...] | None = None) -> list[tuple[float, float]]:
+        """``[(radius, certified accuracy)]`` at ``radii`` (default: :data:`STANDARD_RADII`)."""
+        return [(float(r), self.certified_accuracy(y, r)) for r in (radii or STANDARD_RADII)]

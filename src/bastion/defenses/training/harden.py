@@ -24,6 +24,7 @@ from bastion.defenses.training.card import measure, model_card
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.distillation import Distillation
 from bastion.defenses.training.fgsm_rs import FastFGSM
+from bastion.defenses.training.ibp import IBPTraining
 from bastion.defenses.training.label_smoothing import LabelSmoothing
 from bastion.defenses.training.loop import EpochStats, Progress, train
 from bastion.defenses.training.noise import GaussianNoise
@@ -44,6 +45,7 @@ METHODS: dict[str, type[Objective]] = {
     "label-smoothing": LabelSmoothing,
     "distillation": Distillation,
     "noise": GaussianNoise,
+    "ibp": IBPTraining,
 }
 
 

@@ -137,6 +137,7 @@ def train(
         finally:
             module.train(was)
 
+    objective.bind(module, normalise)
     val_x: torch.Tensor | None = None
     val_y = torch.empty(0, dtype=torch.long)
     if validation_set is not None and len(validation_set):
@@ -158,7 +159,9 @@ def train(
             done = step / total_steps
             ramp = min(1.0, (step + 1) / (cfg.epsilon_ramp * per_epoch)) if cfg.epsilon_ramp > 0 else 1.0
             batch_threat = threat.with_epsilon(threat.epsilon * ramp) if threat is not None else None
-            loss, logits = objective.loss(forward, attack_forward, Batch(x, y, batch_threat, noise, done))
+            loss, logits = objective.loss(
+                forward, attack_forward, Batch(x, y, batch_threat, noise, done, ramp)
+            )
             if not torch.isfinite(loss):
                 raise DefenseError(
                     f"training diverged (loss {float(loss)}) at epoch {epoch + 1}, batch {b + 1}; "

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bastion.errors import DefenseError
 from bastion.threat import ThreatModel
@@ -29,7 +30,8 @@ class Batch:
     """One training step's inputs: ``x`` (N, ...) inside ``threat.bounds``, labels ``y`` (N,).
 
     ``threat`` is the threat model at this step (its epsilon follows the warm-up ramp); ``progress`` is
-    the fraction of training done (0 → 1), for methods with their own schedules.
+    the fraction of training done (0 → 1) and ``ramp`` the fraction of the epsilon warm-up done (1
+    without one), for methods with their own schedules.
     """
 
     x: torch.Tensor
@@ -37,6 +39,7 @@ class Batch:
     threat: ThreatModel | None
     generator: torch.Generator
     progress: float
+    ramp: float = 1.0
 
     def require_threat(self, method: str) -> ThreatModel:
         """This step's threat model; adversarial methods call it (the loop already refuses to start them
@@ -62,6 +65,11 @@ class Objective(ABC):
     def loss(
         self, forward: Forward, attack_forward: Forward, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def bind(self, module: nn.Module, normalise: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Called by the training loop before the first step with the module being trained (updated in
+        place) and its input normalisation; methods that need the network's layers (IBP) keep them."""
+        return None
 
     def params(self) -> dict[str, Any]:
         """Hyperparameters for the model card."""

@@ -1,0 +1,28 @@
+"""Certified robustness: guarantees that no attack inside a radius changes the prediction.
+
+- :class:`RandomizedSmoothing` (l2, any classifier, probabilistic certificate; Cohen et al. 2019);
+- :class:`IntervalBoundPropagation` (linf, feed-forward PyTorch networks, deterministic; Gowal et al.
+  2018), with :func:`interval_bounds` / :func:`margin_lower_bounds` for training.
+
+Both return a :class:`bastion.results.CertificationResult`.
+"""
+
+from bastion.certify.ibp import (
+    IntervalBoundPropagation,
+    interval_bounds,
+    margin_lower_bounds,
+    supported_layers,
+)
+from bastion.certify.smoothing import ABSTAIN, RandomizedSmoothing
+from bastion.results import STANDARD_RADII, CertificationResult
+
+__all__ = [
+    "ABSTAIN",
+    "STANDARD_RADII",
+    "CertificationResult",
+    "IntervalBoundPropagation",
+    "RandomizedSmoothing",
+    "interval_bounds",
+    "margin_lower_bounds",
+    "supported_layers",
+]
