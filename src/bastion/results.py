@@ -133,7 +133,7 @@ class CertificationResult:
     """What a certifier proves about N inputs; produced by :mod:`bastion.certify`.
 
     - ``prediction`` (N,) long: the certified classifier's label, ``-1`` where it ``abstained``.
-    - ``radius`` (N,) float: within this distance (in ``norm``) of the input the prediction cannot
+    - ``radius`` (N,) float64: within this distance (in ``norm``) of the input the prediction cannot
       change — a guarantee, not an estimate (randomized smoothing's holds with probability at least
       1 - alpha over its noise). 0 where nothing beyond the input itself is certified.
     - ``abstained`` (N,) bool: the certifier refused to answer; abstentions count as errors.

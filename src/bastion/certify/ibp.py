@@ -239,7 +239,7 @@ class IntervalBoundPropagation:
         ok = torch.cat(certified)
         return CertificationResult(
             prediction=torch.cat(predictions),
-            radius=torch.where(ok, threat.epsilon, 0.0).float(),
+            radius=ok.to(torch.float64) * threat.epsilon,
             abstained=torch.zeros_like(ok),
             norm="linf",
             method="ibp",

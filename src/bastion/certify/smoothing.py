@@ -151,7 +151,7 @@ class RandomizedSmoothing:
         )
         return CertificationResult(
             prediction=torch.where(abstained, torch.full_like(choice, ABSTAIN), choice),
-            radius=radius.float(),
+            radius=radius.to(torch.float64),
             abstained=abstained,
             norm="l2",
             method="smoothing",

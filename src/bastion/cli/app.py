@@ -431,6 +431,7 @@ def attacks_list() -> None:
 def run() -> None:
     from bastion.cli import (
         audit_cmd,  # noqa: F401  (registers `audit` and `report`)
+        certify_cmd,  # noqa: F401  (registers `certify`)
         harden_cmd,  # noqa: F401  (registers `harden`)
     )
 
