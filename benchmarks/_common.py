@@ -23,7 +23,9 @@ DATASETS = {"digits-cnn": "digits", "digits-mlp": "digits", "mnist-cnn": "mnist"
 
 
 def data_spec(model_name: str) -> str:
-    kind = DATASETS[model_name]
+    from bastion.zoo.architectures import spec
+
+    kind = DATASETS.get(model_name) or spec(model_name).dataset
     return kind if kind == "digits" else f"{kind}:{os.path.join(DATA_ROOT, kind)}"
 
 

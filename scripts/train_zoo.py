@@ -49,6 +49,7 @@ RECIPES: dict[str, Recipe] = {
     "digits-mlp": Recipe("adam", 3e-3, epochs=60, batch_size=64),
     "digits-cnn": Recipe("adam", 2e-3, epochs=40, batch_size=64),
     "mnist-cnn": Recipe("adam", 2e-3, epochs=3, batch_size=128),
+    "mnist-strided": Recipe("adam", 2e-3, epochs=3, batch_size=128),
     "cifar10-cnn": Recipe("sgd", 0.1, epochs=5, batch_size=128, weight_decay=5e-4, augmentation="crop4+flip"),
 }
 

@@ -15,7 +15,8 @@ _METHOD_HELP = (
     "pgd (Madry et al.), fgsm-rs (fast FGSM with random start, Wong et al.; guarded against catastrophic "
     "overfitting), trades (Zhang et al.), label-smoothing, distillation (defensive distillation; "
     "masks gradients, the audit shows it), noise (Gaussian augmentation for randomized smoothing), "
-    "standard (plain training, the baseline)."
+    "ibp (interval bound propagation, Gowal et al.: linf, makes the model certifiable with "
+    "`bastion certify --method ibp`; use --epsilon-ramp), standard (plain training, the baseline)."
 )
 
 
@@ -34,7 +35,7 @@ def harden(
     epsilon: Annotated[
         float | None,
         typer.Option(
-            "--epsilon", "-e", help="Training budget (needed by pgd, fgsm-rs, trades; e.g. 0.3 MNIST)."
+            "--epsilon", "-e", help="Training budget (needed by pgd, fgsm-rs, trades, ibp; e.g. 0.3 MNIST)."
         ),
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training data.")] = 10,
@@ -50,6 +51,12 @@ def harden(
     sigma: Annotated[float | None, typer.Option("--sigma", help="Noise level for --method noise.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Distillation T (20).")] = None,
     smoothing: Annotated[float | None, typer.Option("--smoothing", help="Label smoothing (0.1).")] = None,
+    kappa: Annotated[
+        float | None,
+        typer.Option(
+            "--kappa", help="IBP: final weight of the clean loss (0.5); falls from 1 along the ramp."
+        ),
+    ] = None,
     from_scratch: Annotated[
         bool | None,
         typer.Option("--from-scratch/--fine-tune", help="Re-initialise, or start from MODEL's weights."),
@@ -102,6 +109,7 @@ def harden(
             "sigma": sigma,
             "temperature": temperature,
             "smoothing": smoothing,
+            "kappa": kappa,
         }.items()
         if v is not None
     }

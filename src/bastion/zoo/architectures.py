@@ -61,6 +61,25 @@ def mnist_cnn() -> nn.Module:
     )
 
 
+def mnist_strided() -> nn.Module:
+    """Strided 4x4 convolutions (32/64) and a 256-unit head, no pooling: the Wong & Kolter (2018) MNIST
+    layout at twice its width.
+
+    A quarter of mnist-cnn's multiply-adds (fast to adversarially train and to certify with 100,000
+    noisy samples per input), and without max pooling interval bounds stay tight (IBP training).
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 256),
+        nn.ReLU(),
+        nn.Linear(256, 10),
+    )
+
+
 def _conv_bn(c_in: int, c_out: int) -> list[nn.Module]:
     # No conv bias: the BatchNorm shift that follows makes it redundant.
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
@@ -130,6 +149,15 @@ _SPECS: dict[str, ZooSpec] = {
             10,
             _DIGITS,
             description="CNN conv5x5(32)-pool-conv5x5(64)-pool-fc256 (Madry et al. layout, smaller head)",
+        ),
+        ZooSpec(
+            "mnist-strided",
+            mnist_strided,
+            "mnist",
+            (1, 28, 28),
+            10,
+            _DIGITS,
+            description="CNN conv4x4/2(32)-conv4x4/2(64)-fc256 (Wong & Kolter layout, doubled widths)",
         ),
         ZooSpec(
             "cifar10-cnn",
