@@ -46,6 +46,7 @@ def test_audit_help_teaches():
     text = bastion("audit", "--help").stdout
     for word in ("--out", "--config", "--fail-on", "--min-robust-accuracy", "Exit code", "Example"):
         assert word in text
+    assert "--certify" in text and "--certify-n" in text
 
 
 def test_sound_model_passes_and_writes_three_files(sound_report):
@@ -119,6 +120,22 @@ def test_defense_flag_audits_naive_and_bpda(tmp_path):
     assert "behind defense" in (out / "report.html").read_text()
 
 
+def test_certify_flag_reports_certified_robustness(tmp_path):
+    out = tmp_path / "r"
+    res = bastion("audit", "zoo:digits-mlp", "digits", *SMALL, "--no-checks", "--no-curve", "--limit", "30",
+                  "--epsilon", "0.01", "--certify", "ibp", "--out", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "certified (ibp) linf ε=0.01" in res.stdout
+    data = json.loads((out / "report.json").read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["schema_version"] == "1.1" and data["config"]["certify"] == "ibp"
+    (row,) = data["certification"]["threats"]
+    assert row["status"] == "measured" and row["certified_broken"] == 0
+    assert 0.0 < row["certified_accuracy"] <= data["threats"][0]["robust_accuracy"]
+    assert "Certified robustness" in (out / "report.html").read_text()
+    assert "Certified robustness" in (out / "summary.md").read_text()
+
+
 def test_config_file_and_flag_precedence(tmp_path):
     cfg = tmp_path / "audit.toml"
     cfg.write_text(
@@ -153,6 +170,7 @@ def test_config_file_and_flag_precedence(tmp_path):
         (["--fail-on", "critical"], "unknown severity"),
         (["--norm", "l3"], "unknown norm"),
         (["--config", "missing.toml"], "does not exist"),
+        (["--certify", "smoothing"], "needs the noise level"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, args, message):

@@ -11,6 +11,9 @@ A TOML file (every key optional)::
     defense = "jpeg:75,bits:4"   # audit the model behind input transformations (naive and BPDA + EOT)
     detector = "feature-squeezing"   # measure a detector (feature-squeezing | msp | energy) ...
     detector_fpr = 0.05              # ... at this clean false-positive rate, and attack it adaptively
+    certify = "ibp"              # certified accuracy next to the attacks': ibp (linf) | smoothing:SIGMA (l2)
+    certify_n = 10000            # smoothing: noise draws that bound each input's top-class probability
+    certify_alpha = 0.001        # smoothing: failure probability of each certificate
 
     [[threat]]
     norm = "linf"
@@ -37,11 +40,40 @@ from bastion.errors import BastionError
 from bastion.evaluation import PRESETS
 from bastion.threat import Norm
 
-__all__ = ["AuditConfig", "ConfigError", "load_config"]
+__all__ = ["AuditConfig", "ConfigError", "load_config", "parse_certify"]
 
 
 class ConfigError(BastionError):
     """An audit configuration value or file is invalid."""
+
+
+_CERTIFY_HELP = "use ibp (linf threats) or smoothing:SIGMA (l2 threats), e.g. smoothing:0.25"
+
+
+def parse_certify(spec: str) -> tuple[str, float | None]:
+    """``"ibp"`` → ``("ibp", None)``, ``"smoothing:0.25"`` → ``("smoothing", 0.25)``; else ConfigError."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"certify must be a string, got {spec!r}; {_CERTIFY_HELP}")
+    method, _, arg = spec.strip().lower().partition(":")
+    if method == "ibp":
+        if arg:
+            raise ConfigError(
+                f"certify = {spec!r}: ibp takes no parameter, it certifies at every linf epsilon audited"
+            )
+        return "ibp", None
+    if method != "smoothing":
+        raise ConfigError(f"unknown certification method {spec!r}; {_CERTIFY_HELP}")
+    if not arg:
+        raise ConfigError(
+            f"certify = {spec!r} needs the noise level the model was trained with, e.g. smoothing:0.25"
+        )
+    try:
+        sigma = float(arg)
+    except ValueError:
+        sigma = math.nan
+    if not (0 < sigma < math.inf):
+        raise ConfigError(f"certify = {spec!r}: sigma must be a finite number > 0, e.g. smoothing:0.25")
+    return "smoothing", sigma
 
 
 @dataclass(frozen=True)
@@ -68,6 +100,9 @@ class AuditConfig:
     defense: str | None = None
     detector: str | None = None
     detector_fpr: float = 0.05
+    certify: str | None = None
+    certify_n: int = 10_000
+    certify_alpha: float = 0.001
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -92,7 +127,7 @@ class AuditConfig:
             raise ConfigError(f"limit must be a positive integer, got {self.limit!r}")
         if not (0.0 <= self.min_robust_accuracy <= 1.0):
             raise ConfigError(f"min_robust_accuracy must be in [0, 1], got {self.min_robust_accuracy!r}")
-        for name in ("eot_samples", "batch_size", "check_samples", "noise_draws"):
+        for name in ("eot_samples", "batch_size", "check_samples", "noise_draws", "certify_n"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -110,6 +145,22 @@ class AuditConfig:
             )
         if not (0.0 < self.detector_fpr < 1.0):
             raise ConfigError(f"detector_fpr must lie in (0, 1), got {self.detector_fpr!r}")
+        if self.certify is not None:
+            method, sigma = parse_certify(self.certify)
+            object.__setattr__(self, "certify", method if sigma is None else f"{method}:{sigma:.12g}")
+        alpha = self.certify_alpha
+        if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not (0.0 < alpha < 0.5):
+            raise ConfigError(
+                f"certify_alpha must lie in (0, 0.5), got {alpha!r} (0.001 is the usual choice)"
+            )
+        # With every draw on the top class the Clopper-Pearson bound is alpha ** (1 / n); it must pass 1/2.
+        smoothing = self.certify is not None and self.certify.startswith("smoothing")
+        if smoothing and alpha ** (1 / self.certify_n) <= 0.5:
+            fewest = math.floor(math.log2(1 / alpha)) + 1
+            raise ConfigError(
+                f"certify_n = {self.certify_n} draws can never certify at certify_alpha = "
+                f"{alpha:g}; use at least {fewest} (10,000 is the audit's default)"
+            )
         if not isinstance(self.examples, int) or self.examples < 0:
             raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
 
@@ -132,6 +183,9 @@ _TOP = {
     "defense",
     "detector",
     "detector_fpr",
+    "certify",
+    "certify_n",
+    "certify_alpha",
 }
 _CHECKS = {
     "enabled": "checks",

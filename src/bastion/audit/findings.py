@@ -186,6 +186,18 @@ _CHECKS = [
         holds="the defense holds against BPDA + EOT as well as naive attacks",
     ),
     Check(
+        "BA209",
+        "an attack broke a certified input",
+        Severity.HIGH,
+        "Interval bound propagation proved that no perturbation inside the threat ball changes the "
+        "prediction on these inputs, yet an audit attack changed it. A sound certificate and a sound "
+        "attack cannot disagree: the certifier, the attack's success check or the model's determinism "
+        "is broken.",
+        "Trust neither number until this is explained: check that the forward pass is deterministic "
+        "(BA102) and report the inputs (report.json) as a bug.",
+        holds="no attack broke an input IBP certified",
+    ),
+    Check(
         "BA301",
         "robust accuracy below the required minimum",
         Severity.HIGH,

@@ -63,6 +63,8 @@ def render_summary(report: AuditReport) -> str:
                 f"| {t['label']} | **{_pct(t['robust_accuracy'])}** | {_pct(t['naive_robust_accuracy'])} |"
             )
         lines.append("")
+    if d.get("certification"):
+        lines += _certification_lines(d["certification"])
     if d["findings"]:
         lines.append(f"**Findings ({len(d['findings'])})**, failing at severity ≥ {d['verdict']['fail_on']}:")
         lines.append("")
@@ -75,6 +77,41 @@ def render_summary(report: AuditReport) -> str:
         lines.append("No findings: every check passed.")
     lines += ["", f"_{d['timing']['seconds']:.0f} s; full report in report.html / report.json._", ""]
     return "\n".join(lines)
+
+
+def _certification_lines(cert: dict[str, Any]) -> list[str]:
+    if cert["method"] == "ibp":
+        lines = [
+            "**Certified robustness** (interval bound propagation, linf; certifies the network itself):",
+            "",
+        ]
+    else:
+        lines = [
+            f"**Certified robustness** (randomized smoothing, l2, σ = {cert['params']['sigma']:g}; "
+            "certifies the smoothed classifier, not the network the attacks ran on):",
+            "",
+        ]
+    if cert["refused"]:
+        lines.append(f"- refused: {cert['refused']}")
+    if cert["note"]:
+        lines.append(f"- {cert['note']}")
+    for c in cert["threats"]:
+        if c["status"] != "measured":
+            if c["status"] == "not applicable":
+                lines.append(f"- {c['label']}: not applicable ({c['note']})")
+            continue
+        if cert["method"] == "ibp":
+            lines.append(
+                f"- {c['label']}: attacks {_pct(c['robust_accuracy'])} robust; certified "
+                f"**{_pct(c['certified_accuracy'])}** — the truth lies between "
+                f"({c['certified_broken']} certified inputs broken)"
+            )
+        else:
+            lines.append(
+                f"- {c['label']}: attacks {_pct(c['robust_accuracy'])} robust (network); smoothed classifier "
+                f"certified **{_pct(c['certified_accuracy'])}**, {c['abstentions']} abstentions"
+            )
+    return [*lines, ""]
 
 
 def write_report(report: AuditReport, out_dir: str | os.PathLike[str]) -> dict[str, str]:

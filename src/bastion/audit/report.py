@@ -14,7 +14,7 @@ import torch
 
 __all__ = ["SCHEMA_VERSION", "AuditReport", "Example"]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class AuditReport:
     timing: dict[str, Any]
     environment: dict[str, Any]
     examples: list[Example] = field(default_factory=list)
+    certification: dict[str, Any] | None = None
+    """Certified robustness (``certify`` in the config): method, parameters, one row per threat."""
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     @property
@@ -86,6 +88,7 @@ class AuditReport:
             "curves": self.curves,
             "checks": self.checks,
             "examples": [e.to_dict() for e in self.examples],
+            "certification": self.certification,
             "timing": self.timing,
             "environment": self.environment,
         }

@@ -68,6 +68,8 @@ def run_audit(
     curves: list[dict[str, Any]] = []
     ran: list[dict[str, Any]] = []
     examples: list[Example] = []
+    audited: list[tuple[ThreatModel, float, torch.Tensor]] = []  # for certification
+    certification: dict[str, Any] | None = None
     clean_logits = predict(clf, x, batch_size=cfg.batch_size)
     correct = clean_logits.argmax(1) == y
     blocked = any(f.code == "BA106" for f in findings)
@@ -93,10 +95,17 @@ def run_audit(
                     clf, x, y, correct, threat, result["_x_adv"], result["_fooled"], cfg, clock, cfg.seed + 60
                 )
                 tick(f"{threat.norm.value} ε={threat.epsilon:g}: detector", 1, 1)
+            audited.append((threat, result["robust_accuracy"], result["_fooled"]))
             if not examples and cfg.examples:
                 examples = _examples(clf, x, y, result.pop("_x_adv"), result.pop("_fooled"), cfg.examples)
             result.pop("_x_adv", None)
             result.pop("_fooled", None)
+        if cfg.certify:
+            from bastion.audit.certification import audit_certification  # only audits that certify
+
+            certification, found, done = audit_certification(clf, x, y, audited, cfg, tick)
+            findings += found
+            ran += done
         if cfg.curve:
             for norm in dict.fromkeys(nm for nm, _ in cfg.threats):
                 eps_max = max(e for nm, e in cfg.threats if nm is norm)
@@ -109,6 +118,10 @@ def run_audit(
                     f = checks.monotone_in_epsilon(points, n, norm.value)
                     ran.append(_ran("BA202", norm.value, f is None, points=len(points)))
                     findings += [f] if f else []
+    if cfg.certify and certification is None:
+        from bastion.audit.certification import certification_block
+
+        certification = certification_block(cfg, "not run: the audit stopped before any attack (BA106)")
     gate = _gate(threats, cfg)
     findings += gate
     ran.append(_ran("BA301", "all", not gate, minimum=cfg.min_robust_accuracy))
@@ -152,6 +165,7 @@ def run_audit(
         },
         environment=environment(x.device),
         examples=examples,
+        certification=certification,
     )
 
 

@@ -58,6 +58,29 @@ def audit(
             "adversarials at 5% clean FPR, and attack it adaptively.",
         ),
     ] = None,
+    certify: Annotated[
+        str | None,
+        typer.Option(
+            "--certify",
+            help="Also prove a lower bound on robust accuracy. ibp: interval bound propagation, certifies "
+            "the linf threats, deterministic; needs a feed-forward nn.Sequential network (train it with "
+            "harden --method ibp, or it certifies almost nothing). smoothing:SIGMA (e.g. smoothing:0.25): "
+            "randomized smoothing, certifies the l2 threats with probability 1 - alpha; the certificate is "
+            "about the smoothed classifier (majority vote under noise SIGMA), so the model should be trained "
+            "with that noise (harden --method noise --sigma SIGMA).",
+            show_default=False,
+        ),
+    ] = None,
+    certify_n: Annotated[
+        int | None,
+        typer.Option(
+            "--certify-n",
+            min=1,
+            help="smoothing: noise draws per input that bound its certificate (default 10,000; more draws, "
+            "larger radii, proportionally slower).",
+            show_default=False,
+        ),
+    ] = None,
     preset: Annotated[
         str | None, typer.Option(help="Attack preset per threat: fast, standard (default) or thorough.")
     ] = None,
@@ -109,6 +132,8 @@ def audit(
         "preset": preset,
         "defense": defense,
         "detector": detector,
+        "certify": certify,
+        "certify_n": certify_n,
         "fail_on": fail_on,
         "min_robust_accuracy": min_robust_accuracy,
         "limit": limit,
@@ -161,6 +186,7 @@ def _print_summary(d: dict[str, Any]) -> None:
             _pct(t["naive_robust_accuracy"]),
         )
     out.print(table)
+    _print_certification(d.get("certification"))
     for f in d["findings"]:
         style = _SEVERITY_STYLE[f["severity"]]
         where = f" ({f['threat']})" if f["threat"] else ""
@@ -170,6 +196,26 @@ def _print_summary(d: dict[str, Any]) -> None:
         )
     verdict = "[bold green]PASS[/]" if d["verdict"]["passed"] else "[bold red]FAIL[/]"
     out.print(f"verdict: {verdict} (fails on severity ≥ {d['verdict']['fail_on']})", highlight=False)
+
+
+def _print_certification(cert: dict[str, Any] | None) -> None:
+    if not cert:
+        return
+    what = (
+        "ibp" if cert["method"] == "ibp" else f"smoothing σ={cert['params']['sigma']:g} (smoothed classifier)"
+    )
+    if cert["refused"]:
+        out.print(f"certified ({what}): [yellow]refused[/]: {cert['refused']}", highlight=False)
+    elif cert["note"]:
+        out.print(f"certified ({what}): {cert['note']}", highlight=False)
+    for c in cert["threats"]:
+        if c["status"] == "measured":
+            between = " — the truth lies between" if cert["method"] == "ibp" else ""
+            out.print(
+                f"certified ({what}) {c['label']}: [bold]{_pct(c['certified_accuracy'])}[/]; attacks: "
+                f"{_pct(c['robust_accuracy'])} robust{between}",
+                highlight=False,
+            )
 
 
 @report_app.command("compare")
