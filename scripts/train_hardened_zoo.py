@@ -62,7 +62,11 @@ RECIPES: dict[str, Hardened] = {
     "mnist-cnn-fgsm": Hardened("mnist-cnn", "fgsm-rs", 0.3, MNIST_FAST, {"step_size": 0.3}),
     "mnist-strided-fgsm": Hardened("mnist-strided", "fgsm-rs", 0.3, STRIDED_FAST, {"step_size": 0.33}),
     "mnist-strided-pgd": Hardened(
-        "mnist-strided", "pgd", 0.3, TrainingConfig(epochs=12, batch_size=128, lr=5e-3), {"steps": 10}
+        "mnist-strided",
+        "pgd",
+        0.3,
+        TrainingConfig(epochs=12, batch_size=128, lr=5e-3, epsilon_ramp=2),
+        {"steps": 10},
     ),
     "mnist-strided-noise-0.25": Hardened(
         "mnist-strided", "noise", None, TrainingConfig(epochs=6, batch_size=128, lr=2e-3), {"sigma": 0.25}
