@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from bastion.certify import IntervalBoundPropagation, RandomizedSmoothing
     from bastion.data import load_dataset
     from bastion.data.dataset import Dataset
     from bastion.defenses import DefendedClassifier
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from bastion.errors import (
         AttackError,
         BastionError,
+        CertificationError,
         DataError,
         DefenseError,
         DetectorError,
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from bastion.evaluation import EvaluationResult, StageResult, evaluate
     from bastion.loading import load_model
     from bastion.model import Classifier, ProbabilityOutputWarning, TorchClassifier
-    from bastion.results import AttackResult
+    from bastion.results import AttackResult, CertificationResult
     from bastion.threat import Norm, ThreatModel
 
 # public name -> defining module; explicit, so the API is greppable and import stays lazy.
@@ -37,6 +39,8 @@ _EXPORTS = {
     "AttackError": "bastion.errors",
     "AttackResult": "bastion.results",
     "BastionError": "bastion.errors",
+    "CertificationError": "bastion.errors",
+    "CertificationResult": "bastion.results",
     "Classifier": "bastion.model",
     "DataError": "bastion.errors",
     "Dataset": "bastion.data.dataset",
@@ -47,9 +51,11 @@ _EXPORTS = {
     "FeatureSqueezing": "bastion.detect",
     "EvaluationResult": "bastion.evaluation",
     "HardenResult": "bastion.defenses.training",
+    "IntervalBoundPropagation": "bastion.certify",
     "ModelContractError": "bastion.errors",
     "Norm": "bastion.threat",
     "ProbabilityOutputWarning": "bastion.model",
+    "RandomizedSmoothing": "bastion.certify",
     "StageResult": "bastion.evaluation",
     "ThreatModel": "bastion.threat",
     "ThreatModelError": "bastion.errors",
@@ -66,6 +72,8 @@ __all__ = [
     "AttackError",
     "AttackResult",
     "BastionError",
+    "CertificationError",
+    "CertificationResult",
     "Classifier",
     "ConfidenceDetector",
     "DataError",
@@ -76,9 +84,11 @@ __all__ = [
     "EvaluationResult",
     "FeatureSqueezing",
     "HardenResult",
+    "IntervalBoundPropagation",
     "ModelContractError",
     "Norm",
     "ProbabilityOutputWarning",
+    "RandomizedSmoothing",
     "StageResult",
     "ThreatModel",
     "ThreatModelError",

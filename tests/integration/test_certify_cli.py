@@ -58,3 +58,10 @@ def test_bad_options_fail_with_a_clear_message(args, message):
     res = bastion("certify", "zoo:digits-cnn", "digits", *args)
     assert res.returncode == 2
     assert message in res.stderr + res.stdout
+
+
+def test_help_teaches_both_methods():
+    res = bastion("certify", "--help")
+    assert res.returncode == 0, res.stderr
+    for word in ("--sigma", "--epsilon", "--n0", "--alpha", "--radii", "smoothing", "ibp", "abstention"):
+        assert word in res.stdout
