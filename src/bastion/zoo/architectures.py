@@ -189,6 +189,7 @@ HARDENED = {
         _hardened("mnist-cnn", "fgsm", "fast FGSM-RS adversarial training at linf 0.3"),
         _hardened("mnist-strided", "fgsm", "fast FGSM-RS adversarial training at linf 0.3"),
         _hardened("mnist-strided", "ibp", "IBP training at linf 0.2 (certified at 0.1)"),
+        _hardened("mnist-strided", "noise-0.25", "Gaussian noise augmentation, sigma 0.25 (for smoothing)"),
     )
 }
 _SPECS.update(HARDENED)
