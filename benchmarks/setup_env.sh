@@ -7,6 +7,6 @@ VENV=benchmarks/.bench-venv
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet torch==2.13.0
 "$VENV/bin/pip" install --quiet -e .
-"$VENV/bin/pip" install --quiet adversarial-robustness-toolbox foolbox packaging
+"$VENV/bin/pip" install --quiet adversarial-robustness-toolbox foolbox packaging statsmodels  # ART smoothing needs statsmodels
 "$VENV/bin/pip" install --quiet --no-deps torchattacks
 "$VENV/bin/python" -c "import torchattacks, foolbox, art; print('peers ready:', torchattacks.__version__, foolbox.__version__, art.__version__)"
