@@ -102,7 +102,9 @@ class RandomizedSmoothing:
             rows = torch.arange(start, min(start + self.batch_size, total), device=x.device)
             owner = rows // n
             clean = x[owner]
-            labels = model(clean + self.sigma * self._noise(clean, generator)).argmax(1)
+            # In place: drawing the noise is the only work besides the model (~5% for a small MNIST net).
+            noisy = self._noise(clean, generator).mul_(self.sigma).add_(clean)
+            labels = model(noisy).argmax(1)
             counts.index_add_(0, owner * width + labels, torch.ones_like(labels))
             if progress is not None:
                 progress(int(rows[-1]) + 1, total)

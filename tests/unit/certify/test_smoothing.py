@@ -61,8 +61,9 @@ def test_same_decisions_as_a_per_sample_cohen_certify_on_the_same_noise(digits_m
     real_noise = rs._noise
 
     def record(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        drawn.append(real_noise(like, generator))
-        return drawn[-1]
+        noise = real_noise(like, generator)
+        drawn.append(noise.clone())  # certify may reuse the buffer it is handed
+        return noise
 
     rs._noise = record  # type: ignore[method-assign]
     with torch.no_grad():
