@@ -190,6 +190,7 @@ HARDENED = {
         _hardened("mnist-strided", "fgsm", "fast FGSM-RS adversarial training at linf 0.3"),
         _hardened("mnist-strided", "pgd", "PGD-10 adversarial training at linf 0.3"),
         _hardened("mnist-strided", "ibp", "IBP training at linf 0.2 (certified at 0.1)"),
+        _hardened("cifar10-cnn", "noise-0.25", "Gaussian noise augmentation, sigma 0.25 (for smoothing)"),
         _hardened("mnist-strided", "noise-0.25", "Gaussian noise augmentation, sigma 0.25 (for smoothing)"),
     )
 }
