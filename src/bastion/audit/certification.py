@@ -53,14 +53,11 @@ def certification_block(cfg: AuditConfig, note: str | None = None) -> dict[str, 
 
 
 def _block(certifier: IntervalBoundPropagation | RandomizedSmoothing, note: str | None) -> dict[str, Any]:
-    if isinstance(certifier, IntervalBoundPropagation):
-        method, params = "ibp", {"tolerance": certifier.tolerance, "batch_size": certifier.batch_size}
-    else:
-        method, params = "smoothing", certifier.params()
+    method = "ibp" if isinstance(certifier, IntervalBoundPropagation) else "smoothing"
     return {
         "method": method,
         "norm": _NORM[method].value,
-        "params": params,
+        "params": certifier.params(),
         "refused": None,
         "note": note,
         "seconds": 0.0,

@@ -52,12 +52,12 @@ _MONOTONE = (
 _RESHAPE = (nn.Flatten, nn.Unflatten, nn.Identity)
 _CONV = (nn.Conv1d, nn.Conv2d)
 _NORM = (nn.BatchNorm1d, nn.BatchNorm2d)
+_SUPPORTED = (nn.Linear, *_CONV, *_NORM, *_AFFINE_POSITIVE, *_MONOTONE, *_RESHAPE, nn.Dropout)
 
 
 def supported_layers() -> list[str]:
     """Names of the layer types IBP can bound."""
-    kinds = (nn.Linear, *_CONV, *_NORM, *_AFFINE_POSITIVE, *_MONOTONE, *_RESHAPE, nn.Dropout)
-    return sorted(k.__name__ for k in kinds)
+    return sorted(k.__name__ for k in _SUPPORTED)
 
 
 def _layers(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
@@ -70,8 +70,7 @@ def _layers(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     where = f"layer {prefix!r} ({type(module).__name__})" if prefix else type(module).__name__
     if isinstance(module, nn.LeakyReLU) and module.negative_slope < 0:
         raise CertificationError(f"IBP cannot bound {where}: a negative slope is not monotone")
-    supported = (nn.Linear, *_CONV, *_NORM, *_AFFINE_POSITIVE, *_MONOTONE, *_RESHAPE, nn.Dropout)
-    if type(module) not in supported:
+    if type(module) not in _SUPPORTED:
         hint = (
             "write the network as nn.Sequential of supported layers"
             if list(module.children())
@@ -246,6 +245,9 @@ class IntervalBoundPropagation:
             seconds=time.perf_counter() - start,
             params={"epsilon": threat.epsilon, "tolerance": self.tolerance},
         )
+
+    def params(self) -> dict[str, float | int]:
+        return {"tolerance": self.tolerance, "batch_size": self.batch_size}
 
     def __repr__(self) -> str:
         return f"IntervalBoundPropagation(tolerance={self.tolerance})"

@@ -199,7 +199,6 @@ def attack(
         err.print(f"adversarial examples written to {out_path}")
     if json_path is not None:
         write_json(json_path, summary)
-        err.print(f"results written to {json_path}")
 
 
 @app.command()
@@ -322,7 +321,6 @@ def evaluate(
     )
     if json_path is not None:
         write_json(json_path, payload)
-        err.print(f"results written to {json_path}")
 
 
 def _defense_chain(spec: str | None, eot: int | None) -> list[Transform] | None:
@@ -376,7 +374,6 @@ def _render_defense(
     if json_path is not None:
         payload = {"model": model, "data": data, "preset": preset, **result.to_dict()}
         write_json(json_path, payload)
-        err.print(f"results written to {json_path}")
 
 
 @zoo_app.command("list")

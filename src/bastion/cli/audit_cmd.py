@@ -19,7 +19,7 @@ from bastion.cli.app import (
     WeightsOpt,
     app,
 )
-from bastion.cli.common import err, friendly_errors, load_inputs, out, progress_bar, write_json
+from bastion.cli.common import friendly_errors, load_inputs, out, progress_bar, write_json
 
 report_app = typer.Typer(help="Work with audit reports (report.json).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
@@ -256,7 +256,6 @@ def report_compare(
     was, now = cmp.verdict
     out.print(f"verdict: {'PASS' if was else 'FAIL'} → {'PASS' if now else 'FAIL'}", highlight=False)
     if json_path is not None:
-        write_json(json_path, cmp.to_dict())
-        err.print(f"comparison written to {json_path}")
+        write_json(json_path, cmp.to_dict(), what="comparison")
     if fail_on_regression and cmp.regressed(tolerance):
         raise typer.Exit(1)

@@ -95,10 +95,10 @@ def certify(
 ) -> None:
     """Certify MODEL on DATA: per input, a radius within which no attack can change the prediction.
 
-    Smoothing: [bold]bastion certify zoo:mnist-cnn-noise-0.25 mnist:../shared/data/mnist --sigma 0.25
+    Smoothing: [bold]bastion certify zoo:mnist-strided-noise-0.25 mnist:../shared/data/mnist --sigma 0.25
     --limit 100[/]
 
-    IBP: [bold]bastion certify zoo:mnist-small-ibp mnist:../shared/data/mnist --method ibp --epsilon 0.1[/]
+    IBP: [bold]bastion certify zoo:mnist-strided-ibp mnist:../shared/data/mnist --method ibp --epsilon 0.1[/]
 
     Certified accuracy at radius r counts inputs that are classified correctly, not abstained on, and
     certified at r or more. Smoothing abstains where the noisy votes are too close to call; abstentions
@@ -152,7 +152,6 @@ def certify(
     )
     if json_path is not None:
         write_json(json_path, payload)
-        err.print(f"results written to {json_path}")
     if plot is not None:
         from bastion.certify.plot import plot_curve
 

@@ -103,9 +103,10 @@ def load_inputs(
     return model, data
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON atomically: readers never see half a file."""
+def write_json(path: Path, payload: dict[str, Any], *, what: str = "results") -> None:
+    """Write JSON atomically (readers never see half a file), then say where on stderr."""
     atomic_write(path, lambda fh: fh.write(json.dumps(payload, indent=2) + "\n"), "w")
+    err.print(f"{what} written to {path}")
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
