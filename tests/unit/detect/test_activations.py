@@ -35,9 +35,9 @@ def test_named_layer_reads_its_output_and_the_hook_is_removed() -> None:
 
 def test_errors_name_the_fix() -> None:
     net = _net()
-    with pytest.raises(ModelContractError, match="no layer 'fc'.*penultimate"):
+    with pytest.raises(ModelContractError, match=r"no layer 'fc'.*penultimate"):
         layer_activations(net, torch.rand(2, 1, 2, 2), "fc")
-    with pytest.raises(ModelContractError, match="no nn.Linear"):
+    with pytest.raises(ModelContractError, match=r"no nn\.Linear"):
         layer_activations(nn.Sequential(nn.Conv2d(1, 2, 1), nn.Flatten()), torch.rand(2, 1, 2, 2))
     with pytest.raises(DataError, match="NaN"):
         layer_activations(net, torch.full((2, 1, 2, 2), float("nan")))
