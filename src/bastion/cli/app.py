@@ -429,7 +429,9 @@ def run() -> None:
     from bastion.cli import (
         audit_cmd,  # noqa: F401  (registers `audit` and `report`)
         certify_cmd,  # noqa: F401  (registers `certify`)
+        data_cmd,  # noqa: F401  (registers `data`)
         harden_cmd,  # noqa: F401  (registers `harden`)
+        poison_cmd,  # noqa: F401  (registers `poison`)
     )
 
     app()

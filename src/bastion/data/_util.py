@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,7 @@ def read_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) 
         raise DataError(
             f"{path}: cannot read without unpickling ({exc}); store plain numeric arrays"
         ) from exc
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a CRC mismatch (corruption)
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from exc
 
 

@@ -114,3 +114,15 @@ def test_object_arrays_are_not_unpickled(tmp_path):
     with pytest.raises(DataError, match="without unpickling"):
         load_npz(path)
     assert not marker.exists()
+
+
+def test_corrupted_archive_is_a_data_error(tmp_path):
+    # A flipped byte inside an array's data breaks the member's CRC: zipfile raises BadZipFile on read.
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.zeros((4, 8, 8), dtype=np.uint8), y=np.arange(4))
+    raw = bytearray(path.read_bytes())
+    start = raw.find(b"\x93NUMPY")  # the first member's .npy header; its data follows
+    raw[start + 200] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="not a readable .npz archive"):
+        load_npz(path)
