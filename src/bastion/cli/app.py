@@ -432,6 +432,7 @@ def run() -> None:
         data_cmd,  # noqa: F401  (registers `data`)
         harden_cmd,  # noqa: F401  (registers `harden`)
         poison_cmd,  # noqa: F401  (registers `poison`)
+        scan_data_cmd,  # noqa: F401  (registers `scan-data`)
     )
 
     app()

@@ -1,12 +1,18 @@
-"""Adversarial-input detectors: ``fit(model, clean_x)`` → ``score(x)`` → ``detect(x)``, ROC metrics, and
-the adaptive attack every detector number must be reported next to (see docs/detectors.md)."""
+"""Detectors. Adversarial inputs: ``fit(model, clean_x)`` → ``score(x)`` → ``detect(x)``, ROC metrics, and the
+adaptive attack every detector number must be reported next to (docs/detectors.md). Training-time threats:
+training-data scanners (activation clustering, spectral signatures, label noise) and backdoor scans
+(docs/poisoning.md)."""
 
 from __future__ import annotations
 
+from bastion.detect.activation_clustering import ActivationClustering
+from bastion.detect.activations import PENULTIMATE, layer_activations, layer_names
 from bastion.detect.adaptive import AdaptiveAttack, joint_success
 from bastion.detect.base import Calibration, Detector, DetectorError, threshold_at_fpr
 from bastion.detect.confidence import ConfidenceDetector
+from bastion.detect.data_scan import ClassScan, DataScanner, DataScanResult
 from bastion.detect.feature_squeezing import FeatureSqueezing, default_squeezers
+from bastion.detect.label_noise import LabelNoise
 from bastion.detect.roc import (
     RocCurve,
     evaluate_detector,
@@ -15,21 +21,31 @@ from bastion.detect.roc import (
     successful_adversarials,
     tpr_at_fpr,
 )
+from bastion.detect.spectral import SpectralSignatures
 from bastion.results import AdaptiveResult, DetectionResult
 
 __all__ = [
+    "PENULTIMATE",
+    "ActivationClustering",
     "AdaptiveAttack",
     "AdaptiveResult",
     "Calibration",
+    "ClassScan",
     "ConfidenceDetector",
+    "DataScanResult",
+    "DataScanner",
     "DetectionResult",
     "Detector",
     "DetectorError",
     "FeatureSqueezing",
+    "LabelNoise",
     "RocCurve",
+    "SpectralSignatures",
     "default_squeezers",
     "evaluate_detector",
     "joint_success",
+    "layer_activations",
+    "layer_names",
     "roc_auc",
     "roc_curve",
     "successful_adversarials",
