@@ -433,6 +433,7 @@ def run() -> None:
         harden_cmd,  # noqa: F401  (registers `harden`)
         poison_cmd,  # noqa: F401  (registers `poison`)
         scan_data_cmd,  # noqa: F401  (registers `scan-data`)
+        scan_model_cmd,  # noqa: F401  (registers `scan-model`)
     )
 
     app()

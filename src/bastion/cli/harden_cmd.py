@@ -13,7 +13,9 @@ from bastion.cli.common import err, friendly_errors, load_inputs, out, progress_
 
 _METHOD_HELP = (
     "pgd (Madry et al.), fgsm-rs (fast FGSM with random start, Wong et al.; guarded against catastrophic "
-    "overfitting), trades (Zhang et al.), label-smoothing, distillation (defensive distillation; "
+    "overfitting), n-fgsm (one FGSM step from noise of --noise-magnitude x epsilon, not projected back; "
+    "de Jorge et al. 2022: same cost, avoids catastrophic overfitting; linf), "
+    "trades (Zhang et al.), label-smoothing, distillation (defensive distillation; "
     "masks gradients, the audit shows it), noise (Gaussian augmentation for randomized smoothing), "
     "ibp (interval bound propagation, Gowal et al.: linf, makes the model certifiable with "
     "`bastion certify --method ibp`; use --epsilon-ramp), standard (plain training, the baseline)."
@@ -51,6 +53,10 @@ def harden(
     sigma: Annotated[float | None, typer.Option("--sigma", help="Noise level for --method noise.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Distillation T (20).")] = None,
     smoothing: Annotated[float | None, typer.Option("--smoothing", help="Label smoothing (0.1).")] = None,
+    noise_magnitude: Annotated[
+        float | None,
+        typer.Option("--noise-magnitude", help="n-fgsm: noise drawn from U(-k*eps, k*eps); k (2)."),
+    ] = None,
     kappa: Annotated[
         float | None,
         typer.Option(
@@ -110,6 +116,7 @@ def harden(
             "temperature": temperature,
             "smoothing": smoothing,
             "kappa": kappa,
+            "noise_magnitude": noise_magnitude,
         }.items()
         if v is not None
     }

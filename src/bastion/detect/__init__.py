@@ -13,6 +13,8 @@ from bastion.detect.confidence import ConfidenceDetector
 from bastion.detect.data_scan import ClassScan, DataScanner, DataScanResult
 from bastion.detect.feature_squeezing import FeatureSqueezing, default_squeezers
 from bastion.detect.label_noise import LabelNoise
+from bastion.detect.model_scan import ModelScanResult, anomaly_index, save_trigger_images
+from bastion.detect.neural_cleanse import NeuralCleanse
 from bastion.detect.roc import (
     RocCurve,
     evaluate_detector,
@@ -22,6 +24,7 @@ from bastion.detect.roc import (
     tpr_at_fpr,
 )
 from bastion.detect.spectral import SpectralSignatures
+from bastion.detect.strip import STRIP
 from bastion.results import AdaptiveResult, DetectionResult
 
 __all__ = [
@@ -39,15 +42,20 @@ __all__ = [
     "DetectorError",
     "FeatureSqueezing",
     "LabelNoise",
+    "ModelScanResult",
+    "NeuralCleanse",
     "RocCurve",
+    "STRIP",
     "SpectralSignatures",
     "default_squeezers",
+    "anomaly_index",
     "evaluate_detector",
     "joint_success",
     "layer_activations",
     "layer_names",
     "roc_auc",
     "roc_curve",
+    "save_trigger_images",
     "successful_adversarials",
     "threshold_at_fpr",
     "tpr_at_fpr",

@@ -124,5 +124,5 @@ def test_corrupted_archive_is_a_data_error(tmp_path):
     start = raw.find(b"\x93NUMPY")  # the first member's .npy header; its data follows
     raw[start + 200] ^= 0xFF
     path.write_bytes(bytes(raw))
-    with pytest.raises(DataError, match="not a readable .npz archive"):
+    with pytest.raises(DataError, match=r"not a readable \.npz archive"):
         load_npz(path)

@@ -27,6 +27,7 @@ from bastion.defenses.training.fgsm_rs import FastFGSM
 from bastion.defenses.training.ibp import IBPTraining
 from bastion.defenses.training.label_smoothing import LabelSmoothing
 from bastion.defenses.training.loop import EpochStats, Progress, train
+from bastion.defenses.training.n_fgsm import NFGSM
 from bastion.defenses.training.noise import GaussianNoise
 from bastion.defenses.training.objective import Objective, StandardTraining
 from bastion.defenses.training.pgd import PGDTraining
@@ -41,6 +42,7 @@ METHODS: dict[str, type[Objective]] = {
     "standard": StandardTraining,
     "pgd": PGDTraining,
     "fgsm-rs": FastFGSM,
+    "n-fgsm": NFGSM,
     "trades": TRADES,
     "label-smoothing": LabelSmoothing,
     "distillation": Distillation,
