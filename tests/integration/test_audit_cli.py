@@ -47,6 +47,9 @@ def test_audit_help_teaches():
     for word in ("--out", "--config", "--fail-on", "--min-robust-accuracy", "Exit code", "Example"):
         assert word in text
     assert "--certify" in text and "--certify-n" in text
+    for option in ("--scan-model", "--scan-data", "--training-data", "--training-manifest"):
+        assert option in text
+    assert "BA401" in text and "BA404" in text and "label-noise" in text
 
 
 def test_sound_model_passes_and_writes_three_files(sound_report):
@@ -128,12 +131,90 @@ def test_certify_flag_reports_certified_robustness(tmp_path):
     assert "certified (ibp) linf ε=0.01" in res.stdout
     data = json.loads((out / "report.json").read_text())
     jsonschema.validate(data, SCHEMA)
-    assert data["schema_version"] == "1.1" and data["config"]["certify"] == "ibp"
+    assert data["schema_version"] == "1.2" and data["config"]["certify"] == "ibp"
     (row,) = data["certification"]["threats"]
     assert row["status"] == "measured" and row["certified_broken"] == 0
     assert 0.0 < row["certified_accuracy"] <= data["threats"][0]["robust_accuracy"]
     assert "Certified robustness" in (out / "report.html").read_text()
     assert "Certified robustness" in (out / "summary.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def poisoned_files(tmp_path_factory) -> tuple[Path, Path]:
+    """Digits' train split with a BadNets patch on 10% of it (target 0) as train.npz, and its manifest."""
+    import numpy as np
+
+    from bastion.attacks.poisoning import Backdoor
+    from bastion.attacks.poisoning.triggers import PatchTrigger
+    from bastion.data import load_dataset, load_digits
+    from bastion.provenance import build_manifest
+
+    folder = tmp_path_factory.mktemp("poisoned")
+    poisoned = Backdoor(PatchTrigger(), target=0, rate=0.1)(load_digits("train"), seed=0).dataset
+    np.savez(folder / "train.npz", x=poisoned.x.numpy(), y=poisoned.y.numpy())
+    spec = f"npz:{folder / 'train.npz'}"
+    build_manifest(load_dataset(spec, split="train"), spec=spec).save(folder / "train.json")
+    return folder / "train.npz", folder / "train.json"
+
+
+@pytest.mark.slow  # trains the backdoored model, then a Neural Cleanse scan: about 30 s on 2 cores
+def test_training_threats_flag_a_backdoored_model(poisoned_files, tmp_path):
+    from bastion.data import load_dataset
+    from bastion.defenses.training import harden
+    from bastion.defenses.training.config import TrainingConfig
+    from bastion.zoo.architectures import digits_cnn
+
+    train, manifest = poisoned_files
+    weights = tmp_path / "w.safetensors"
+    cfg = TrainingConfig(epochs=10, validation=0.0, seed=0)
+    data = load_dataset(f"npz:{train}")
+    harden(digits_cnn(), data, method="standard", from_scratch=True, config=cfg).save(weights)
+    out = tmp_path / "r"
+    res = bastion("audit", "bastion.zoo.architectures:digits_cnn", "digits", "--weights", str(weights),
+                  *SMALL, "--no-checks", "--no-curve", "--scan-model", "neural-cleanse",
+                  "--training-data", f"npz:{train}", "--training-manifest", str(manifest),
+                  "--out", str(out))  # fmt: skip
+    assert res.returncode == 1, res.stderr  # BA401 is high, --fail-on defaults to high
+    assert "backdoor suspected" in res.stdout and "BA401" in res.stdout
+    data_json = json.loads((out / "report.json").read_text())
+    jsonschema.validate(data_json, SCHEMA)
+    block = data_json["training_threats"]
+    assert block["model_scan"]["flagged"] == [0] and block["provenance"]["ok"] is True
+    assert data_json["verdict"]["failing_findings"] == ["BA401"]
+    ran = {c["code"]: c["passed"] for c in data_json["checks"] if c["code"] > "BA4"}
+    assert ran == {"BA401": False, "BA404": True}
+    assert data_json["config"]["scan_model"] == "neural-cleanse"
+    assert data_json["config"]["training_manifest"] == str(manifest)
+    html = (out / "report.html").read_text()
+    assert "Training-time threats" in html and "recovered triggers" in html
+    summary = (out / "summary.md").read_text()
+    assert "backdoor suspected" in summary and "BA401" in summary
+
+
+def test_training_manifest_gates_the_audit(poisoned_files, tmp_path):
+    import numpy as np
+
+    train, manifest = poisoned_files
+    copy = tmp_path / "train.npz"  # same file name, so the manifest's file record applies
+    args = ["audit", "zoo:digits-mlp", "digits", *SMALL, "--no-checks", "--no-curve", "--limit", "20",
+            "--training-data", f"npz:{copy}", "--training-manifest", str(manifest)]  # fmt: skip
+    shutil.copy(train, copy)
+    intact = bastion(*args, "--out", str(tmp_path / "intact"))
+    assert intact.returncode == 0, intact.stderr
+    assert "matches" in (tmp_path / "intact" / "summary.md").read_text()
+    with np.load(train) as archive:
+        x, y = archive["x"].copy(), archive["y"].copy()
+    y[3] = (y[3] + 1) % 10  # one flipped label
+    np.savez(copy, x=x, y=y)
+    tampered = bastion(*args, "--out", str(tmp_path / "tampered"))
+    assert tampered.returncode == 1, tampered.stderr
+    data = json.loads((tmp_path / "tampered" / "report.json").read_text())
+    jsonschema.validate(data, SCHEMA)
+    prov = data["training_threats"]["provenance"]
+    assert prov["counts"]["changed"] == 1 and prov["changed"][0]["index"] == 3
+    assert [f["code"] for f in data["findings"]] == ["BA404"]
+    assert "mismatch" in (tmp_path / "tampered" / "summary.md").read_text()
+    assert "does not match" in (tmp_path / "tampered" / "report.html").read_text()
 
 
 def test_config_file_and_flag_precedence(tmp_path):
@@ -171,6 +252,9 @@ def test_config_file_and_flag_precedence(tmp_path):
         (["--norm", "l3"], "unknown norm"),
         (["--config", "missing.toml"], "does not exist"),
         (["--certify", "smoothing"], "needs the noise level"),
+        (["--scan-data", "ac"], "scan_data needs the training data to scan: set training_data"),
+        (["--scan-model", "strip"], "unknown scan_model 'strip'"),
+        (["--training-data", "npz:missing.npz", "--scan-data", "ac"], "missing.npz"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, args, message):

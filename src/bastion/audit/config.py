@@ -14,6 +14,11 @@ A TOML file (every key optional)::
     certify = "ibp"              # certified accuracy next to the attacks': ibp (linf) | smoothing:SIGMA (l2)
     certify_n = 10000            # smoothing: noise draws that bound each input's top-class probability
     certify_alpha = 0.001        # smoothing: failure probability of each certificate
+    scan_model = "neural-cleanse"    # training-time threats: look for a backdoor in the model (BA401)
+    training_data = "npz:train.npz"  # the model's training data (train split), for the two keys below
+    scan_data = "ac"                 # scan it: ac | spectral (poison, BA402) | label-noise (BA403)
+    scan_layer = "penultimate"       # ac/spectral: the layer whose activations are scanned
+    training_manifest = "train.json" # verify it against `bastion data manifest` output (BA404)
 
     [[threat]]
     norm = "linf"
@@ -40,12 +45,22 @@ from bastion.errors import BastionError
 from bastion.evaluation import PRESETS
 from bastion.threat import Norm
 
-__all__ = ["AuditConfig", "ConfigError", "load_config", "parse_certify"]
+__all__ = [
+    "SCAN_DATA_METHODS",
+    "SCAN_MODEL_METHODS",
+    "AuditConfig",
+    "ConfigError",
+    "load_config",
+    "parse_certify",
+]
 
 
 class ConfigError(BastionError):
     """An audit configuration value or file is invalid."""
 
+
+SCAN_MODEL_METHODS = ("neural-cleanse",)
+SCAN_DATA_METHODS = ("ac", "spectral", "label-noise")
 
 _CERTIFY_HELP = "use ibp (linf threats) or smoothing:SIGMA (l2 threats), e.g. smoothing:0.25"
 
@@ -103,6 +118,11 @@ class AuditConfig:
     certify: str | None = None
     certify_n: int = 10_000
     certify_alpha: float = 0.001
+    scan_model: str | None = None
+    training_data: str | None = None
+    scan_data: str | None = None
+    scan_layer: str = "penultimate"
+    training_manifest: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -163,6 +183,46 @@ class AuditConfig:
             )
         if not isinstance(self.examples, int) or self.examples < 0:
             raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
+        self._check_training()
+
+    def _check_training(self) -> None:
+        """The training-time keys: known methods, and the training data wherever something needs it."""
+        for name, valid in (("scan_model", SCAN_MODEL_METHODS), ("scan_data", SCAN_DATA_METHODS)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            method = value.strip().lower() if isinstance(value, str) else value
+            if method not in valid:
+                raise ConfigError(
+                    f"unknown {name} {value!r}; use one of: {', '.join(valid)} (or leave it unset)"
+                )
+            object.__setattr__(self, name, method)
+        if not isinstance(self.scan_layer, str) or not self.scan_layer.strip():
+            raise ConfigError(
+                f"scan_layer must name a layer ('penultimate' or a sub-module name), got {self.scan_layer!r}"
+            )
+        for name, example in (("training_data", "npz:train.npz"), ("training_manifest", "train.json")):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                value = str(value)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{name} must be a non-empty string such as {example!r}, got {value!r}")
+            object.__setattr__(self, name, value.strip() if value is not None else None)
+        if self.training_data is None:
+            for name, what in (
+                ("scan_data", "the training data to scan"),
+                ("training_manifest", "the training data to verify"),
+            ):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        f"{name} needs {what}: set training_data (--training-data SPEC, e.g. npz:train.npz "
+                        "or digits; its train split is used)"
+                    )
+        elif self.scan_data is None and self.training_manifest is None:
+            raise ConfigError(
+                f"training_data = {self.training_data!r} is set but nothing uses it: add scan_data "
+                f"({' | '.join(SCAN_DATA_METHODS)}) or training_manifest (a `bastion data manifest` file)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
@@ -186,6 +246,11 @@ _TOP = {
     "certify",
     "certify_n",
     "certify_alpha",
+    "scan_model",
+    "training_data",
+    "scan_data",
+    "scan_layer",
+    "training_manifest",
 }
 _CHECKS = {
     "enabled": "checks",

@@ -1,7 +1,9 @@
 """Audit findings: a code, a severity, what it means and what to do. ``docs/checks.md`` documents each.
 
 Codes are stable (reports are compared across versions): ``BA1xx`` are model and data pre-checks,
-``BA2xx`` attack-quality checks (is the evaluation itself trustworthy?), ``BA3xx`` gates.
+``BA2xx`` attack-quality checks (is the evaluation itself trustworthy?), ``BA3xx`` gates, ``BA4xx``
+training-time threats (a backdoor in the model, poison or noisy labels in the training data, training
+data that no longer matches its manifest; only when configured).
 """
 
 from __future__ import annotations
@@ -205,6 +207,54 @@ _CHECKS = [
         "Harden the model (adversarial training) or relax the requirement if it was set too high.",
         holds="robust accuracy meets the required minimum",
     ),
+    Check(
+        "BA401",
+        "backdoor suspected",
+        Severity.HIGH,
+        "Neural Cleanse (Wang et al. 2019) reverse-engineered, for every class, the smallest trigger that "
+        "sends clean inputs to it; the flagged class needs a far smaller one than the others (an outlier "
+        "by the MAD test). A backdoor is such a shortcut: a small patch that the model learned to map to "
+        "its target whatever the input.",
+        "Inspect the recovered trigger (the report's figure, or bastion scan-model MODEL DATA --image "
+        "triggers.png), scan the training data for the poisoned samples (bastion scan-data), and "
+        "retrain on verified data. Do not deploy the model meanwhile.",
+        holds="no class has an outlying small trigger (Neural Cleanse)",
+    ),
+    Check(
+        "BA402",
+        "training data holds a suspicious subpopulation",
+        Severity.HIGH,
+        "Within some class, the model's internal representation of the training samples splits into two "
+        "groups that lie far apart (activation clustering, Chen et al. 2018; spectral signatures, Tran "
+        "et al. 2018). Poisoned samples (a backdoor's triggered inputs) look like this; so does a genuine, "
+        "separate style of the class.",
+        "Look at the flagged samples (bastion scan-data MODEL DATA --method ac --json scan.json lists "
+        "them, --clean-out clean.npz writes the data without them); if they are poison, retrain on the "
+        "cleaned data and find how they entered the pipeline (verify the data against a manifest).",
+        holds="no class of the training data splits into far-apart groups",
+    ),
+    Check(
+        "BA403",
+        "training labels look noisy",
+        Severity.MEDIUM,
+        "Models cross-validated on the training data confidently reject the given labels of at least "
+        "the tolerated share (5%) of some class (confident learning, Northcutt et al. 2021): labels were "
+        "flipped, by mistake or by an attacker.",
+        "Review the flagged samples' labels (bastion scan-data MODEL DATA --method label-noise --json "
+        "scan.json lists them), fix or drop them and retrain.",
+        holds="no class has more confidently rejected labels than tolerated",
+    ),
+    Check(
+        "BA404",
+        "training data does not match its manifest",
+        Severity.HIGH,
+        "The training data differs from the sha256 manifest recorded when it was trusted: samples were "
+        "changed, added or removed, or a source file changed. Tampering with training data is how "
+        "poisoning gets in.",
+        "Find out who changed what (bastion data verify DATA MANIFEST names every sample); restore the "
+        "data from a trusted copy, or rebuild the manifest if the change was intended, and retrain.",
+        holds="the training data matches its manifest",
+    ),
 ]
 
 CATALOG: dict[str, Check] = {c.code: c for c in _CHECKS}
@@ -212,7 +262,7 @@ CATALOG: dict[str, Check] = {c.code: c for c in _CHECKS}
 
 @dataclass(frozen=True)
 class Finding:
-    """One failed check. ``threat`` names the threat model it concerns ("" for model-wide checks)."""
+    """One failed check. threat names the threat model it concerns ("" for model-wide checks)."""
 
     code: str
     severity: Severity
@@ -237,7 +287,7 @@ class Finding:
 
 
 def finding(code: str, detail: str, *, threat: str = "", **evidence: Any) -> Finding:
-    """The catalogued finding ``code`` with a sample-specific ``detail`` and its evidence numbers."""
+    """The catalogued finding code with a sample-specific detail and its evidence numbers."""
     check = CATALOG[code]
     return Finding(
         code=code,

@@ -6,7 +6,7 @@ import base64
 import io
 from typing import Any
 
-__all__ = ["curve_figure", "examples_figure", "per_class_figure"]
+__all__ = ["curve_figure", "examples_figure", "per_class_figure", "triggers_figure"]
 
 
 def _pyplot() -> Any:
@@ -125,5 +125,30 @@ def examples_figure(examples: list[Any], class_names: list[str]) -> str | None:
             ax.set_yticks([])
     for row, label in enumerate(("original", "adversarial", "perturbation")):
         axes[row][0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    return _uri(fig)
+
+
+def triggers_figure(triggers: list[Any]) -> str | None:
+    """One column per flagged class: the reversed trigger as stamped on black (``mask * pattern``, shifted
+    to the bounds' low end and scaled to the full grey range) and its mask (white = stamped)."""
+    images = [t for t in triggers if t.pattern.dim() == 3 and t.pattern.shape[0] in (1, 3)]
+    if not images:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, len(images), figsize=(1.9 * len(images) + 0.9, 4.0), squeeze=False)
+    for col, t in enumerate(images):
+        low, high = t.bounds
+        stamped = (t.mask * (t.pattern - low) / (high - low)).clamp(0, 1).permute(1, 2, 0).numpy()
+        panels = [
+            (stamped[..., 0] if stamped.shape[2] == 1 else stamped, f"class {t.name}: trigger"),
+            (t.mask[0].clamp(0, 1).numpy(), f"mask L1 {t.mask_l1:.1f}, AI {t.anomaly_index:.1f}"),
+        ]
+        for row, (img, title) in enumerate(panels):
+            ax = axes[row][col]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(title, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
     fig.tight_layout()
     return _uri(fig)

@@ -17,7 +17,7 @@ from bastion._files import atomic_write
 from bastion.audit.findings import CATALOG
 from bastion.audit.report import AuditReport
 
-__all__ = ["render_html", "render_summary", "write_report"]
+__all__ = ["render_html", "render_summary", "training_lines", "write_report"]
 
 
 def _pct(value: float | None) -> str:
@@ -30,7 +30,7 @@ def render_html(report: AuditReport) -> str:
     """The report as one HTML page: figures are inline PNG data, no script, no network."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    from bastion.audit.plots import curve_figure, examples_figure, per_class_figure
+    from bastion.audit.plots import curve_figure, examples_figure, per_class_figure, triggers_figure
 
     data = report.to_dict()
     figures: dict[str, Any] = {
@@ -39,6 +39,7 @@ def render_html(report: AuditReport) -> str:
         if report.examples
         else None,
         "per_class": per_class_figure(data["clean"], data["threats"][0]) if data["threats"] else None,
+        "triggers": triggers_figure(report.triggers) if report.triggers else None,
     }
     env = Environment(loader=PackageLoader("bastion.audit", "templates"), autoescape=select_autoescape())
     return env.get_template("report.html.j2").render(r=data, figures=figures, pct=_pct, catalog=CATALOG)
@@ -65,6 +66,8 @@ def render_summary(report: AuditReport) -> str:
         lines.append("")
     if d.get("certification"):
         lines += _certification_lines(d["certification"])
+    if d.get("training_threats"):
+        lines += training_lines(d["training_threats"])
     if d["findings"]:
         lines.append(f"**Findings ({len(d['findings'])})**, failing at severity ≥ {d['verdict']['fail_on']}:")
         lines.append("")
@@ -110,6 +113,52 @@ def _certification_lines(cert: dict[str, Any]) -> list[str]:
             lines.append(
                 f"- {c['label']}: attacks {_pct(c['robust_accuracy'])} robust (network); smoothed classifier "
                 f"certified **{_pct(c['certified_accuracy'])}**, {c['abstentions']} abstentions"
+            )
+    return [*lines, ""]
+
+
+def training_lines(block: dict[str, Any]) -> list[str]:
+    """The ``training_threats`` block as markdown: a heading line, a blank, one bullet per part, a blank."""
+    where = ""
+    if block["training_data"]:
+        where = f" (training data `{block['training_data']}`, {block['n_training_samples']:,} samples)"
+    lines = [f"**Training-time threats**{where}:", ""]
+    scan = block["model_scan"]
+    if scan:
+        if scan["refused"]:
+            lines.append(f"- backdoor scan (Neural Cleanse): refused: {scan['refused']}")
+        elif scan["flagged"]:
+            rows = {r["class"]: r for r in scan["classes"]}
+            which = ", ".join(
+                f"class {rows[k]['name']} (anomaly index {rows[k]['anomaly_index']:.2f})"
+                for k in scan["flagged"]
+            )
+            lines.append(f"- backdoor scan (Neural Cleanse): **backdoor suspected**: {which}")
+        else:
+            top = max(r["anomaly_index"] for r in scan["classes"])
+            lines.append(
+                f"- backdoor scan (Neural Cleanse): no class stands out (largest anomaly index {top:.2f} "
+                f"≤ {scan['threshold']:g})"
+            )
+        if scan["note"]:
+            lines[-1] += f"; {scan['note']}"
+    data = block["data_scan"]
+    if data:
+        verdict = f"refused: {data['refused']}" if data["refused"] else data["verdict"]
+        lines.append(f"- training-data scan ({data['method']}): {verdict}")
+    prov = block["provenance"]
+    if prov:
+        head = f"- training data against manifest `{prov['manifest']}`: "
+        if prov["refused"]:
+            lines.append(head + f"refused: {prov['refused']}")
+        elif prov["ok"]:
+            lines.append(head + f"matches ({prov['files_checked']} file(s), {prov['n_found']:,} samples)")
+        else:
+            c = prov["counts"]
+            lines.append(
+                head + f"**mismatch**: samples {c['changed']} changed, {c['added']} added, {c['removed']} "
+                f"removed, {c['moved']} moved; files {c['files_changed']} changed, {c['files_added']} added, "
+                f"{c['files_removed']} removed"
             )
     return [*lines, ""]
 

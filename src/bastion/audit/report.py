@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["SCHEMA_VERSION", "AuditReport", "Example"]
+__all__ = ["SCHEMA_VERSION", "AuditReport", "Example", "RecoveredTrigger"]
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,20 @@ class Example:
 
 
 @dataclass(frozen=True)
+class RecoveredTrigger:
+    """The trigger Neural Cleanse reverse-engineered for a class it flagged, for the report's figure:
+    ``mask`` (1, H, W) in [0, 1] and ``pattern`` (C, H, W) inside ``bounds``, on the CPU."""
+
+    label: int
+    name: str
+    mask: torch.Tensor
+    pattern: torch.Tensor
+    bounds: tuple[float, float]
+    mask_l1: float
+    anomaly_index: float
+
+
+@dataclass(frozen=True)
 class AuditReport:
     """Everything an audit found. ``to_dict()`` is what ``report.json`` holds."""
 
@@ -61,6 +75,10 @@ class AuditReport:
     examples: list[Example] = field(default_factory=list)
     certification: dict[str, Any] | None = None
     """Certified robustness (``certify`` in the config): method, parameters, one row per threat."""
+    training_threats: dict[str, Any] | None = None
+    """Training-time threats (``scan_model``, ``scan_data``, ``training_manifest``): one sub-block each."""
+    triggers: list[RecoveredTrigger] = field(default_factory=list)
+    """The triggers behind ``BA401`` (drawn in report.html; not in report.json)."""
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     @property
@@ -89,6 +107,7 @@ class AuditReport:
             "checks": self.checks,
             "examples": [e.to_dict() for e in self.examples],
             "certification": self.certification,
+            "training_threats": self.training_threats,
             "timing": self.timing,
             "environment": self.environment,
         }

@@ -4,13 +4,14 @@ Per threat model the white-box stages of the preset run as a cascade (the *naive
 then every black-box probe (Square, a transfer attack, random noise) attacks, independently, the inputs
 the white-box stages left standing. The headline (*adaptive*) robust accuracy counts an input robust only
 if no attack of any kind fooled it; a probe that fools what white-box attacks could not is a finding.
+When configured, the training-time scans (``BA4xx``, :mod:`bastion.audit.training_threats`) run last.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -24,12 +25,15 @@ from bastion.audit.environment import environment, tensor_sha256
 from bastion.audit.findings import Finding, finding
 from bastion.audit.prechecks import ModelFacts, check_data, check_model
 from bastion.audit.probes import Clock, ProbeResult, run_attack, stronger
-from bastion.audit.report import SCHEMA_VERSION, AuditReport, Example
+from bastion.audit.report import SCHEMA_VERSION, AuditReport, Example, RecoveredTrigger
 from bastion.data.dataset import Dataset
 from bastion.errors import DataError
 from bastion.evaluation import preset_attacks, with_eot
 from bastion.model import Classifier, as_classifier, predict
 from bastion.threat import Norm, ThreatModel
+
+if TYPE_CHECKING:
+    from bastion.provenance import Manifest
 
 __all__ = ["Progress", "run_audit"]
 
@@ -55,6 +59,8 @@ def run_audit(
     start = time.perf_counter()
     clock = Clock()
     clf = as_classifier(model, bounds=data.bounds)
+    network = clf  # the training-time scans look at the weights, never through a --defense
+    train, manifest = _training_inputs(cfg)  # before any attack: a wrong path fails at once
     bpda: tuple[Classifier, int] | None = None
     if cfg.defense:
         clf, bpda = _defended(clf, cfg)
@@ -122,6 +128,18 @@ def run_audit(
         from bastion.audit.certification import certification_block
 
         certification = certification_block(cfg, "not run: the audit stopped before any attack (BA106)")
+    training: dict[str, Any] | None = None
+    triggers: list[RecoveredTrigger] = []
+    if cfg.scan_model or cfg.training_data:
+        from bastion.audit.training_threats import audit_training_threats  # only audits that scan
+
+        differentiable = facts.differentiable if facts else None
+        scans = audit_training_threats(
+            network, x, data.class_names, train, manifest, cfg, tick, differentiable=differentiable
+        )
+        training, triggers = scans.block, scans.triggers
+        findings += scans.findings
+        ran += scans.checks
     gate = _gate(threats, cfg)
     findings += gate
     ran.append(_ran("BA301", "all", not gate, minimum=cfg.min_robust_accuracy))
@@ -166,7 +184,17 @@ def run_audit(
         environment=environment(x.device),
         examples=examples,
         certification=certification,
+        training_threats=training,
+        triggers=triggers,
     )
+
+
+def _training_inputs(cfg: AuditConfig) -> tuple[Dataset | None, Manifest | None]:
+    if not (cfg.training_data or cfg.training_manifest):
+        return None, None
+    from bastion.audit.training_threats import load_training  # only audits that look at training
+
+    return load_training(cfg)
 
 
 def _ran(code: str, threat: str, passed: bool, **measured: Any) -> dict[str, Any]:

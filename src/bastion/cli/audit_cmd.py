@@ -81,6 +81,62 @@ def audit(
             show_default=False,
         ),
     ] = None,
+    scan_model: Annotated[
+        str | None,
+        typer.Option(
+            "--scan-model",
+            help="Also look for a backdoor in MODEL. neural-cleanse: reverse-engineers, for every class, "
+            "the smallest trigger that sends the audited clean inputs (at most 500; use at least 100) to "
+            "it, and flags a class whose trigger is an outlier (Wang et al. 2019). Costs up to 300 "
+            "optimisation steps over all classes at once (seconds on digits, minutes on larger images); "
+            "needs an image model with gradients and 3+ classes, else the report records why it was "
+            "refused. A flagged class is finding BA401 (high): the model likely answers that class "
+            "whenever a small trigger is present.",
+            show_default=False,
+        ),
+    ] = None,
+    scan_data: Annotated[
+        str | None,
+        typer.Option(
+            "--scan-data",
+            help="Also scan the training data (--training-data) through MODEL. ac (activation clustering) or "
+            "spectral (spectral signatures): one pass over the data; a class whose activations split into "
+            "far-apart groups is finding BA402 (high): poison, or a genuine separate style. label-noise "
+            "(confident learning): retrains MODEL's architecture from scratch 4 times (slow); a class with "
+            "many confidently rejected labels is finding BA403 (medium).",
+            show_default=False,
+        ),
+    ] = None,
+    scan_layer: Annotated[
+        str | None,
+        typer.Option(
+            "--scan-layer",
+            help="--scan-data ac|spectral: the layer whose activations are scanned (default: penultimate, "
+            "the input of the last Linear layer; or a sub-module name such as 5). Small networks often "
+            "separate poison better in their convolutional features than in a narrow head.",
+            show_default=False,
+        ),
+    ] = None,
+    training_data: Annotated[
+        str | None,
+        typer.Option(
+            "--training-data",
+            help="The data MODEL was trained on, as a data spec (e.g. npz:train.npz, digits; its train split "
+            "where the format has splits), for --scan-data and --training-manifest. It is loaded before any "
+            "attack, so a wrong path fails at once.",
+            show_default=False,
+        ),
+    ] = None,
+    training_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--training-manifest",
+            help="Verify the training data against this manifest (from `bastion data manifest SPEC --out "
+            "FILE`): every sample and source file is hashed, seconds for small data. Any changed, added or "
+            "removed sample or file is finding BA404 (high): the data is not the data that was trusted.",
+            show_default=False,
+        ),
+    ] = None,
     preset: Annotated[
         str | None, typer.Option(help="Attack preset per threat: fast, standard (default) or thorough.")
     ] = None,
@@ -117,7 +173,9 @@ def audit(
     """Red-team a model from every configured angle and write a report a reviewer reads in five minutes.
 
     Runs model pre-checks, the attack cascade per threat, black-box, transfer and noise probes, and the
-    checks that tell whether the evaluation itself can be trusted (gradient masking). Writes
+    checks that tell whether the evaluation itself can be trusted (gradient masking); with --scan-model,
+    --scan-data or --training-manifest, also the training-time threats (backdoor, poisoned or mislabeled
+    training data, tampering; findings BA4xx). Writes
     [bold]report.html[/] (self-contained), [bold]report.json[/] (versioned schema) and [bold]summary.md[/].
 
     Exit code: 0 when the audit passes, 1 when a finding reaches --fail-on or robust accuracy is below
@@ -134,6 +192,11 @@ def audit(
         "detector": detector,
         "certify": certify,
         "certify_n": certify_n,
+        "scan_model": scan_model,
+        "scan_data": scan_data,
+        "scan_layer": scan_layer,
+        "training_data": training_data,
+        "training_manifest": str(training_manifest) if training_manifest is not None else None,
         "fail_on": fail_on,
         "min_robust_accuracy": min_robust_accuracy,
         "limit": limit,
@@ -187,6 +250,11 @@ def _print_summary(d: dict[str, Any]) -> None:
         )
     out.print(table)
     _print_certification(d.get("certification"))
+    if d.get("training_threats"):
+        from bastion.audit.render import training_lines
+
+        for line in training_lines(d["training_threats"])[2:-1]:
+            out.print(line.removeprefix("- ").replace("**", "").replace("`", ""), highlight=False)
     for f in d["findings"]:
         style = _SEVERITY_STYLE[f["severity"]]
         where = f" ({f['threat']})" if f["threat"] else ""

@@ -125,6 +125,8 @@ class ActivationClustering(SplitScanner):
         seed: int = 0,
         min_class_size: int = 20,
         batch_size: int = 512,
+        persistence_overlays: int = 16,
+        persistence_ratio: float = 3.0,
     ) -> None:
         super().__init__(
             layer=layer,
@@ -132,6 +134,8 @@ class ActivationClustering(SplitScanner):
             seed=seed,
             min_class_size=min_class_size,
             batch_size=batch_size,
+            persistence_overlays=persistence_overlays,
+            persistence_ratio=persistence_ratio,
         )
         self.dims = check_count("dims", dims, 1)
         self.restarts = check_count("restarts", restarts, 0)

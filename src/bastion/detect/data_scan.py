@@ -22,6 +22,7 @@ from torch import nn
 from bastion.attacks.base import check_batch
 from bastion.data.dataset import Dataset
 from bastion.detect.activations import PENULTIMATE, layer_activations
+from bastion.detect.persistence import label_persistence
 from bastion.errors import DataError, DetectorError
 from bastion.model import Classifier, as_classifier
 
@@ -36,6 +37,9 @@ __all__ = [
     "principal_axes",
     "skipped",
 ]
+
+Orient = Callable[[int, torch.Tensor, torch.Tensor], tuple[bool, str]]
+"""``orient(label, index (n,), minority (n,) bool) -> (majority is the poison, note)``."""
 
 ScanProgress = Callable[[int, int], None]
 """``progress(done, total)``: called by scanners that train models (label noise: folds trained)."""
@@ -281,15 +285,18 @@ class SplitScanner(DataScanner):
     """Scanners that split each class's representation in two groups and test how far apart they lie.
 
     Per class (``n >= min_class_size`` samples), the subclass maps the class's centred activations of
-    ``layer`` (n, D) to a one-dimensional discriminant ``s`` (n,) and a *minority* group (the smaller one:
-    the poison is assumed to be less than half of the class it was given). The decision is shared:
+    ``layer`` (n, D) to a one-dimensional discriminant ``s`` (n,) and a *minority* group (the smaller
+    one). The decision is shared:
 
     - ``statistic`` = separation: (minority mean - majority mean of ``s``) / pooled within-group standard
       deviation. A class is suspicious when it reaches ``min_separation``.
     - ``scores`` = (s - majority mean) / majority standard deviation, signed so that the minority side
       is positive: how many clean-group standard deviations a sample lies towards the minority.
-    - flagged = the minority group of a suspicious class. Two Gaussian groups ``d`` SD apart share
-      about Φ(-d/2) of their samples across the boundary (at d = 8, 2 in 10,000).
+    - flagged = the poisoned group of a suspicious class: the minority, unless the majority's labels
+      flip at least ``persistence_ratio`` times less often than the minority's when the inputs are
+      overlaid with ``persistence_overlays`` inputs of other classes (:mod:`bastion.detect.persistence`:
+      a backdoor outnumbering the class's clean samples). ``ClassScan.note`` records both shares. Two Gaussian
+      groups ``d`` SD apart share about Φ(-d/2) of their samples across the boundary (d = 8: 2 in 10,000).
 
     False positives: a clean class always splits somehow, but not *far*: the best split of a Gaussian
     class lies 2.7 (1-D, large n) to under 5 SD apart (measured for the class sizes and dimensions the
@@ -309,8 +316,17 @@ class SplitScanner(DataScanner):
         seed: int = 0,
         min_class_size: int = 20,
         batch_size: int = 512,
+        persistence_overlays: int = 16,
+        persistence_ratio: float = 3.0,
     ) -> None:
         super().__init__(min_class_size=min_class_size, batch_size=batch_size)
+        self.persistence_overlays = check_count("persistence_overlays", persistence_overlays, 1)
+        ok = isinstance(persistence_ratio, int | float) and not isinstance(persistence_ratio, bool)
+        if not ok or not 1.0 <= float(persistence_ratio) < math.inf:
+            raise DetectorError(
+                f"persistence_ratio must be a finite number >= 1, e.g. 3; got {persistence_ratio!r}"
+            )
+        self.persistence_ratio = float(persistence_ratio)
         if not isinstance(layer, str) or not layer:
             raise DetectorError(f"layer must be 'penultimate' or a sub-module name, got {layer!r}")
         if min_separation is None:
@@ -326,12 +342,40 @@ class SplitScanner(DataScanner):
 
     def _scan(self, model: Classifier, data: Dataset, progress: ScanProgress | None) -> DataScanResult:
         features = layer_activations(model, data.x, self.layer, batch_size=self.batch_size)
-        return self.scan_features(features, data.y, data.num_classes)
+        generator = torch.Generator().manual_seed(self.seed + 1)
+
+        def orient(label: int, index: torch.Tensor, group: torch.Tensor) -> tuple[bool, str]:
+            # Overlays: a seeded sample of other classes' inputs (their labels are mostly clean).
+            others = (data.y != label).nonzero().flatten()
+            pick = others[torch.randperm(others.numel(), generator=generator)[: self.persistence_overlays]]
+            overlays = data.x[pick]
+            kept = [
+                label_persistence(model, data.x[index[g]], label, overlays, generator=generator)
+                for g in (group, ~group)
+            ]
+            # A backdoor's labels almost never flip; a clean group's flip often, and similarly often.
+            swap = (1 - kept[1]) * self.persistence_ratio < 1 - kept[0]
+            note = f"label persistence under overlays: minority {kept[0]:.0%}, majority {kept[1]:.0%}; " + (
+                "the majority is flagged (it keeps its label)" if swap else "the minority is flagged"
+            )
+            return swap, note
+
+        return self.scan_features(features, data.y, data.num_classes, orient=orient)
 
     def scan_features(
-        self, features: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        num_classes: int | None = None,
+        *,
+        orient: Orient | None = None,
     ) -> DataScanResult:
-        """Scan precomputed activations ``features`` (N, D) with ``labels`` (N,) in [0, num_classes)."""
+        """Scan precomputed activations ``features`` (N, D) with ``labels`` (N,) in [0, num_classes).
+
+        ``orient(label, index, minority)`` decides, for a suspicious class, whether the *majority* is
+        the poison (``(swap, note)``); without it the minority is flagged. :meth:`scan` passes one that
+        compares the groups' label persistence (:func:`bastion.detect.persistence.label_persistence`).
+        """
         if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] == 0:
             shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
             raise DataError(f"features must be a non-empty (N, D) tensor of activations, got {shape}")
@@ -352,9 +396,15 @@ class SplitScanner(DataScanner):
             s, minority = self._split(x - x.mean(0), generator)
             separation, z = _separation(s, minority)
             suspicious = separation >= self.min_separation
+            note = ""
+            if suspicious and orient is not None:
+                swap, note = orient(c, index, minority)
+                if swap:
+                    minority = ~minority
+                    separation, z = _separation(s, minority)
             hit = minority if suspicious else torch.zeros_like(minority)
             scores[index], flagged[index] = z, hit
-            classes.append(ClassScan(c, index.numel(), int(hit.sum()), separation, suspicious))
+            classes.append(ClassScan(c, index.numel(), int(hit.sum()), separation, suspicious, note))
         return DataScanResult(
             method=self.method,
             scores=scores.cpu(),
