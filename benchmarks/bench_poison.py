@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -211,15 +212,20 @@ def part_scan(names: list[str]) -> str:
                 run = trained(setting, rate)
                 assert isinstance(run, Poisoned)
                 model, data, truth = run.model, run.poison.dataset, run.poison.poisoned
-            for label, scanner in (("AC", ActivationClustering()), ("spectral", SpectralSignatures())):
-                start = time.perf_counter()
-                result = scanner.scan(model, data)
-                seconds = time.perf_counter() - start
-                recall, fpr = _rates(result.flagged, truth)
-                suspicious = ",".join(str(c) for c in result.suspicious_classes) or "none"
-                rows.append(
-                    [name, f"{rate:.0%}", f"bastion {label}", recall, fpr, suspicious, f"{seconds:.1f}"]
+            for layer in setting.scan_layers:
+                scanners = (
+                    ("AC", ActivationClustering(layer=layer)),
+                    ("spectral", SpectralSignatures(layer=layer)),
                 )
+                for label, scanner in scanners:
+                    start = time.perf_counter()
+                    result = scanner.scan(model, data)
+                    seconds = time.perf_counter() - start
+                    recall, fpr = _rates(result.flagged, truth)
+                    suspicious = ",".join(str(c) for c in result.suspicious_classes) or "none"
+                    where = f"bastion {label}" + ("" if layer == "penultimate" else f", layer {layer!r}")
+                    rows.append([name, f"{rate:.0%}", where, recall, fpr, suspicious, f"{seconds:.1f}"])
+                    print(" | ".join(str(v) for v in rows[-1]), file=sys.stderr, flush=True)
             for label in ("ac", "spectral"):
                 try:
                     flagged, seconds = _art_scan(label, model, data)
@@ -337,6 +343,7 @@ def part_flip(names: list[str]) -> str:
             y = torch.where(scan.flagged, scan.probabilities.argmax(1), flip.dataset.y)
             relabelled = Dataset(flip.dataset.x, y, flip.dataset.num_classes, flip.dataset.bounds)
             relabelled_model, _ = train(setting, relabelled, 0)
+            print(f"{name} flip {rate:.0%}: precision {precision:.1%} recall {recall:.1%}", file=sys.stderr)
             rows.append(
                 [
                     name,

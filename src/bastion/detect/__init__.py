@@ -28,7 +28,6 @@ from bastion.detect.strip import STRIP
 from bastion.results import AdaptiveResult, DetectionResult
 
 __all__ = [
-    "PENULTIMATE",
     "ActivationClustering",
     "AdaptiveAttack",
     "AdaptiveResult",
@@ -44,11 +43,12 @@ __all__ = [
     "LabelNoise",
     "ModelScanResult",
     "NeuralCleanse",
+    "PENULTIMATE",
     "RocCurve",
     "STRIP",
     "SpectralSignatures",
-    "default_squeezers",
     "anomaly_index",
+    "default_squeezers",
     "evaluate_detector",
     "joint_success",
     "layer_activations",
