@@ -312,7 +312,7 @@ def part_nc(names: list[str], seeds: int) -> str:
 FLIP_RATES = (0.1, 0.2, 0.3)
 
 
-def part_flip(names: list[str]) -> str:
+def part_flip(names: list[str], rates: tuple[float, ...] = FLIP_RATES) -> str:
     from bastion.attacks.poisoning import LabelFlip
     from bastion.detect import LabelNoise
 
@@ -322,7 +322,7 @@ def part_flip(names: list[str]) -> str:
         train_set, test_set = datasets(setting)
         clean_model, _ = trained(setting, 0.0)  # type: ignore[misc]
         clean_acc = accuracy(clean_model, test_set)
-        for rate in FLIP_RATES:
+        for rate in rates:
             flip = LabelFlip(rate)(train_set, seed=0)
             noisy_model, _ = train(setting, flip.dataset, 0)
             start = time.perf_counter()
@@ -413,13 +413,14 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     parser.add_argument("--datasets", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--seeds", type=int, default=5, help="Neural Cleanse: backdoored models per dataset")
+    parser.add_argument("--flip-rates", nargs="+", type=float, default=list(FLIP_RATES))
     args = parser.parse_args()
     print(f"_{environment()}_\n")
     parts = {
         "attack": part_attack,
         "scan": part_scan,
         "nc": lambda names: part_nc(names, args.seeds),
-        "flip": part_flip,
+        "flip": lambda names: part_flip(names, tuple(args.flip_rates)),
         "manifest": part_manifest,
     }
     for part in args.parts:
