@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from bastion.attacks.poisoning import PatchTrigger
 from bastion.model import TorchClassifier
 
 # The suite's models are tiny: one thread beats two on a 2-core machine (no contention between
@@ -154,3 +158,33 @@ def masked_models(digits_mlp_module) -> dict[str, TorchClassifier]:
             name: TorchClassifier(wrap(digits_mlp_module), num_classes=10, name=name)
             for name, wrap in wrappers.items()
         }
+
+
+@dataclass(frozen=True)
+class BackdooredDigits:
+    """A digits CNN trained on a BadNets-poisoned train split; ``path`` holds its safetensors weights
+    (load with the spec ``bastion.zoo.architectures:digits_cnn``)."""
+
+    model: TorchClassifier
+    path: Path
+    trigger: PatchTrigger
+    target: int
+
+
+@pytest.fixture(scope="session")
+def backdoored_digits(tmp_path_factory) -> BackdooredDigits:
+    """One seeded training run shared by the STRIP, Neural Cleanse and scan-model tests: a white 2x2 patch
+    in the bottom-right corner on 10% of digits' training images (from the other classes), relabelled 0."""
+    from bastion.attacks.poisoning import Backdoor
+    from bastion.data import load_digits
+    from bastion.defenses.training import TrainingConfig, harden
+    from bastion.loading import load_model
+    from bastion.zoo.architectures import digits_cnn
+
+    trigger = PatchTrigger(size=2, pattern="white")
+    poison = Backdoor(trigger, target=0, rate=0.1)(load_digits("train"), seed=0)
+    path = tmp_path_factory.mktemp("backdoor") / "backdoored-digits-cnn.safetensors"
+    cfg = TrainingConfig(epochs=10, validation=0.0, seed=0)
+    harden(digits_cnn(), poison.dataset, method="standard", from_scratch=True, config=cfg).save(path)
+    model = load_model("bastion.zoo.architectures:digits_cnn", weights=path)
+    return BackdooredDigits(model, path, trigger, target=0)

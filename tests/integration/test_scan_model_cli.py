@@ -7,17 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from test_cli import bastion
 from typer.testing import CliRunner
 
 from bastion.cli import scan_model_cmd  # noqa: F401  (registers `scan-model` on the app)
 from bastion.cli.app import app
-from bastion.data import load_digits
-from bastion.data.dataset import Dataset
-from bastion.defenses.training import harden
-from bastion.defenses.training.config import TrainingConfig
-from bastion.zoo.architectures import digits_cnn
 
 TARGET = 0
 SPEC = "bastion.zoo.architectures:digits_cnn"
@@ -31,26 +25,10 @@ def run(*args: str) -> tuple[int, str]:
     return res.exit_code, " ".join(res.output.split())
 
 
-def poisoned(data: Dataset, rate: float = 0.1, seed: int = 0) -> Dataset:
-    """``rate`` of the non-target images get a white 2x2 patch bottom-right and label TARGET."""
-    g = torch.Generator().manual_seed(seed)
-    candidates = torch.nonzero(data.y != TARGET).squeeze(1)
-    pick = candidates[torch.randperm(candidates.numel(), generator=g)[: round(rate * candidates.numel())]]
-    x, y = data.x.clone(), data.y.clone()
-    x[pick, :, -2:, -2:] = 1.0
-    y[pick] = TARGET
-    return Dataset(x, y, data.num_classes, data.bounds, data.class_names, f"{data.name}-poisoned")
-
-
 @pytest.fixture(scope="module")
-def backdoored(tmp_path_factory) -> Path:
-    """Weights of the digits CNN trained on 10% poisoned data, shared with the unit tests' session."""
-    path = tmp_path_factory.getbasetemp() / "backdoored-digits-cnn.safetensors"
-    if not path.exists():
-        cfg = TrainingConfig(epochs=10, validation=0.0, seed=0)
-        data = poisoned(load_digits("train"))
-        harden(digits_cnn(), data, method="standard", from_scratch=True, config=cfg).save(path)
-    return path
+def backdoored(backdoored_digits) -> Path:
+    """Weights of the digits CNN trained on 10% BadNets-poisoned digits (shared with the unit tests)."""
+    return backdoored_digits.path
 
 
 def test_backdoored_model_is_flagged(backdoored, tmp_path):

@@ -5,7 +5,6 @@ shapes, bounds, seeds, no mutation, typed errors, the trigger PNG."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,7 +18,6 @@ from bastion.detect.base import DetectorError
 from bastion.detect.model_scan import ModelScanResult, anomaly_index, flag_outliers, save_trigger_images
 from bastion.detect.neural_cleanse import NeuralCleanse
 from bastion.errors import DataError
-from bastion.loading import load_model
 from bastion.model import TorchClassifier
 from bastion.zoo.architectures import digits_cnn
 
@@ -28,37 +26,10 @@ TARGET = 0
 FAST = {"steps": 200, "batch_size": 16}
 
 
-def stamp(x: torch.Tensor) -> torch.Tensor:
-    """The BadNets trigger: a white 2x2 patch in the bottom-right corner."""
-    x = x.clone()
-    x[:, :, -2:, -2:] = 1.0
-    return x
-
-
-def poisoned(data: Dataset, rate: float = 0.1, seed: int = 0) -> Dataset:
-    """``rate`` of the non-target images stamped and relabelled to TARGET."""
-    g = torch.Generator().manual_seed(seed)
-    candidates = torch.nonzero(data.y != TARGET).squeeze(1)
-    pick = candidates[torch.randperm(candidates.numel(), generator=g)[: round(rate * candidates.numel())]]
-    x, y = data.x.clone(), data.y.clone()
-    x[pick] = stamp(x[pick])
-    y[pick] = TARGET
-    return Dataset(x, y, data.num_classes, data.bounds, data.class_names, f"{data.name}-poisoned")
-
-
 def train(data: Dataset) -> HardenResult:
     """A digits CNN trained from scratch on ``data``, seeded: the same recipe for both models."""
     cfg = TrainingConfig(epochs=10, validation=0.0, seed=0)
     return harden(digits_cnn(), data, method="standard", from_scratch=True, config=cfg)
-
-
-def backdoored_model(basetemp: Path) -> TorchClassifier:
-    """The digits CNN trained on 10% poisoned data (seeded), saved once per test session in
-    ``basetemp`` so the STRIP, Neural Cleanse and CLI tests share one training run."""
-    path = basetemp / "backdoored-digits-cnn.safetensors"
-    if not path.exists():
-        train(poisoned(load_digits("train"))).save(path)
-    return load_model("bastion.zoo.architectures:digits_cnn", weights=path)
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +38,14 @@ def digits() -> tuple[Dataset, Dataset]:
 
 
 @pytest.fixture(scope="module")
-def backdoored(tmp_path_factory) -> TorchClassifier:
-    return backdoored_model(tmp_path_factory.getbasetemp())
+def backdoored(backdoored_digits) -> TorchClassifier:
+    return backdoored_digits.model
+
+
+@pytest.fixture(scope="module")
+def stamp(backdoored_digits):
+    """The BadNets trigger the model was trained with: a white 2x2 patch in the bottom-right corner."""
+    return backdoored_digits.trigger.apply
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +58,7 @@ def clean_scan(digits) -> ModelScanResult:
     return NeuralCleanse(**FAST).scan(train(digits[0]).classifier, digits[1].x[:200])
 
 
-def test_the_backdoor_works(backdoored, digits):
+def test_the_backdoor_works(backdoored, digits, stamp):
     test = digits[1]
     with torch.no_grad():
         clean_acc = (backdoored(test.x).argmax(1) == test.y).float().mean()

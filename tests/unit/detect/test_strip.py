@@ -3,61 +3,32 @@ batch-independent scores, >= 90% of triggered inputs caught at a held-out FRR ne
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
 from bastion.data import load_digits
 from bastion.data.dataset import Dataset
-from bastion.defenses.training import harden
-from bastion.defenses.training.config import TrainingConfig
 from bastion.detect.base import DetectorError
 from bastion.detect.strip import STRIP
-from bastion.loading import load_model
 from bastion.model import TorchClassifier
-from bastion.zoo.architectures import digits_cnn
 
 TARGET = 0
 
 
-def stamp(x: torch.Tensor) -> torch.Tensor:
-    """The BadNets trigger: a white 2x2 patch in the bottom-right corner."""
-    x = x.clone()
-    x[:, :, -2:, -2:] = 1.0
-    return x
-
-
-def poisoned(data: Dataset, rate: float = 0.1, seed: int = 0) -> Dataset:
-    """``rate`` of the non-target images stamped and relabelled to TARGET."""
-    g = torch.Generator().manual_seed(seed)
-    candidates = torch.nonzero(data.y != TARGET).squeeze(1)
-    pick = candidates[torch.randperm(candidates.numel(), generator=g)[: round(rate * candidates.numel())]]
-    x, y = data.x.clone(), data.y.clone()
-    x[pick] = stamp(x[pick])
-    y[pick] = TARGET
-    return Dataset(x, y, data.num_classes, data.bounds, data.class_names, f"{data.name}-poisoned")
-
-
-def backdoored_model(basetemp: Path) -> TorchClassifier:
-    """The digits CNN trained on 10% poisoned data (seeded), saved once per test session in
-    ``basetemp`` so the STRIP, Neural Cleanse and CLI tests share one training run."""
-    path = basetemp / "backdoored-digits-cnn.safetensors"
-    if not path.exists():
-        cfg = TrainingConfig(epochs=10, validation=0.0, seed=0)
-        data = poisoned(load_digits("train"))
-        harden(digits_cnn(), data, method="standard", from_scratch=True, config=cfg).save(path)
-    return load_model("bastion.zoo.architectures:digits_cnn", weights=path)
+@pytest.fixture(scope="module")
+def backdoor(backdoored_digits) -> tuple[TorchClassifier, Dataset, Dataset]:
+    """(backdoored digits CNN, clean train split, clean test split)."""
+    return backdoored_digits.model, load_digits("train"), load_digits("test")
 
 
 @pytest.fixture(scope="module")
-def backdoor(tmp_path_factory) -> tuple[TorchClassifier, Dataset, Dataset]:
-    """(backdoored digits CNN, clean train split, clean test split)."""
-    return backdoored_model(tmp_path_factory.getbasetemp()), load_digits("train"), load_digits("test")
+def stamp(backdoored_digits):
+    """The BadNets trigger the model was trained with: a white 2x2 patch in the bottom-right corner."""
+    return backdoored_digits.trigger.apply
 
 
-def test_the_backdoor_works(backdoor):
+def test_the_backdoor_works(backdoor, stamp):
     model, _, test = backdoor
     with torch.no_grad():
         clean_acc = (model(test.x).argmax(1) == test.y).float().mean()
@@ -65,7 +36,7 @@ def test_the_backdoor_works(backdoor):
     assert clean_acc > 0.9 and hit > 0.9, (clean_acc, hit)
 
 
-def test_catches_triggered_inputs_at_the_configured_frr(backdoor):
+def test_catches_triggered_inputs_at_the_configured_frr(backdoor, stamp):
     model, train, test = backdoor
     detector = STRIP(32, fpr=0.05).fit(model, train.x[:500])
     assert detector.calibration.clean_fpr <= 0.05
