@@ -159,3 +159,27 @@ def test_bad_input_exits_2_with_one_line(case, message, tmp_path):
     assert message in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
     assert "pwned" not in res.stdout + res.stderr
+
+
+def test_help_paragraphs_are_unwrapped_and_list_items_kept():
+    from typer.testing import CliRunner
+
+    from bastion.cli import audit_cmd  # noqa: F401  (registers `audit`)
+    from bastion.cli.app import app
+    from bastion.cli.common import unwrap_help
+
+    doc = """First line
+    continues here.
+
+    - item one
+    - item two
+
+    Example: [bold]bastion x[/]
+    """
+    expected = "First line continues here.\n\n- item one\n- item two\n\nExample: [bold]bastion x[/]"
+    assert unwrap_help(doc) == expected
+    assert unwrap_help(None) is None
+    # The docstring breaks this sentence after "and the"; rich help would keep that break.
+    res = CliRunner().invoke(app, ["audit", "--help"], env={"COLUMNS": "200"})
+    sentence = "noise probes, and the checks that tell whether the evaluation itself can be trusted"
+    assert res.exit_code == 0 and sentence in res.output

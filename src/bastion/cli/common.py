@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,8 +39,25 @@ DATA_HELP = (
 )
 
 
+def unwrap_help(doc: str | None) -> str | None:
+    """A command's docstring with each paragraph on one line.
+
+    Typer's rich help keeps the docstring's line breaks and then wraps at the terminal width, which
+    leaves ragged half-empty lines; joined paragraphs wrap cleanly. Paragraphs (blank-line separated)
+    stay apart, and a paragraph whose lines are list items ("- ...") keeps its breaks.
+    """
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    out = []
+    for para in paragraphs:
+        lines = [line.strip() for line in para.splitlines()]
+        out.append(para if any(line.startswith(("- ", "* ")) for line in lines) else " ".join(lines))
+    return "\n\n".join(out)
+
+
 def friendly_errors(fn: F) -> F:
-    """Turn bastion's typed errors into one line on stderr and exit code 2."""
+    """Turn bastion's typed errors into one line on stderr and exit code 2 (and unwrap the help text)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,6 +70,7 @@ def friendly_errors(fn: F) -> F:
             err.print(f"[bold red]error:[/] file not found: {exc.filename or exc}", highlight=False)
             raise typer.Exit(2) from None
 
+    wrapper.__doc__ = unwrap_help(fn.__doc__)
     return wrapper  # type: ignore[return-value]
 
 
