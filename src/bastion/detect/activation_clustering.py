@@ -15,7 +15,7 @@ Two choices differ here, both for clean data's sake:
   would: ICA is whitened PCA followed by a rotation. Plain 2-means on whitened components follows the
   clean class's own variation: it split a 47%-poisoned digits class with 58% recall, where the
   shared-covariance fit on the same features found all of the poison.
-- The decision is the separation test of :class:`~bastion.detect.data_scan.SplitScanner` along the
+- The decision is the separation test of :class:`~bastion.detect.split_scan.SplitScanner` along the
   clusters' discriminant (default 10 SD), not the relative cluster size: clean classes split into
   uneven clusters too, and a poison share near half a class is not small.
 
@@ -35,7 +35,8 @@ import math
 import torch
 
 from bastion.detect.activations import PENULTIMATE
-from bastion.detect.data_scan import SplitScanner, check_count, principal_axes
+from bastion.detect.data_scan import check_count
+from bastion.detect.split_scan import SplitScanner, principal_axes
 
 __all__ = ["ActivationClustering"]
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from bastion.detect.data_scan import SplitScanner, principal_axes
+from bastion.detect.split_scan import SplitScanner, principal_axes
 
 __all__ = ["SpectralSignatures", "best_cut"]
 
