@@ -7,7 +7,7 @@ the poisoned ones. Tran et al. score each sample by its squared projection on th
 the top 1.5·ε of *every* class, which removes clean samples of every clean class too.
 
 Here the projection is kept signed and split where a two-group split along it fits best (exact 1-D
-2-means); the class is tested by how far apart the groups lie (:class:`~bastion.detect.data_scan.
+2-means); the class is tested by how far apart the groups lie (:class:`~bastion.detect.split_scan.
 SplitScanner`; default 5.5 SD: one direction gives a Gaussian class's best split about 2.7 SD, at
 most 3.5 in small classes). The squared score cannot rank a large poison share: with the poison near
 half of its class both groups lie equally far from the mean (measured on digits, 47% poison in class
