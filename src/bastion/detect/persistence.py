@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from bastion.detect.strip import superimpose
 from bastion.model import Classifier
 
 __all__ = ["label_persistence"]
@@ -32,8 +33,8 @@ def label_persistence(
     """Share of (input, overlay) pairs that ``model`` still classifies as ``label``.
 
     ``x`` (n, ...) are inputs of one group (at most ``max_inputs`` of them, a seeded sample, are used);
-    ``overlays`` (m, ...) are inputs of *other* classes. Each pair is blended as STRIP does,
-    ``clamp(x + (o - low), low, high)``, which keeps a saturated trigger intact. Returns a share in
+    ``overlays`` (m, ...) are inputs of *other* classes. Each pair is blended as STRIP does
+    (:func:`bastion.detect.strip.superimpose`), which keeps a saturated trigger intact. Returns a share in
     [0, 1]; 0 for an empty group.
     """
     if x.shape[0] == 0 or overlays.shape[0] == 0:
@@ -41,12 +42,10 @@ def label_persistence(
     if x.shape[0] > max_inputs:
         pick = torch.randperm(x.shape[0], generator=generator)[:max_inputs]
         x = x[pick.to(x.device)]
-    low, high = (float(b) for b in model.bounds)
-    o = (overlays - low).to(x.device, x.dtype)
     hits, total = 0, 0
-    per = max(1, batch_size // o.shape[0])
+    per = max(1, batch_size // overlays.shape[0])
     for i in range(0, x.shape[0], per):
-        blended = (x[i : i + per].unsqueeze(1) + o.unsqueeze(0)).clamp(low, high).flatten(0, 1)
+        blended = superimpose(x[i : i + per], overlays, model.bounds).flatten(0, 1)
         hits += int((model(blended).argmax(1) == label).sum())
         total += blended.shape[0]
     return hits / total

@@ -22,8 +22,17 @@ import torch
 
 from bastion.detect.base import Detector, DetectorError
 from bastion.model import Classifier
+from bastion.threat import Bounds
 
-__all__ = ["STRIP"]
+__all__ = ["STRIP", "superimpose"]
+
+
+def superimpose(x: torch.Tensor, overlays: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+    """Every input ``x`` (n, ...) with every overlay (k, ...) added on, as Gao et al. blend: (n, k, ...)
+    ``clamp(x + (o - low), low, high)`` for ``bounds`` (low, high). Adding rather than averaging keeps a
+    saturated trigger intact."""
+    low, high = bounds
+    return (x.unsqueeze(1) + (overlays.to(x.device, x.dtype).unsqueeze(0) - low)).clamp(low, high)
 
 
 class STRIP(Detector):
@@ -82,10 +91,8 @@ class STRIP(Detector):
 
     def _score(self, model: Classifier, x: torch.Tensor, *, differentiable: bool) -> torch.Tensor:
         overlays = self.overlays.to(device=x.device, dtype=x.dtype)
-        low, high = model.bounds
         n, k = x.shape[0], overlays.shape[0]
-        # (n, k, ...): every input blended with every overlay, then one forward over n * k inputs.
-        blended = (x.unsqueeze(1) + (overlays.unsqueeze(0) - low)).clamp(low, high)
+        blended = superimpose(x, overlays, model.bounds)  # one forward over n * k inputs
         log_p = torch.log_softmax(model(blended.flatten(0, 1)), dim=1).view(n, k, -1)
         entropy = -(log_p.exp() * log_p).sum(dim=2)
         keep = (x.flatten(1).unsqueeze(1) != overlays.flatten(1).unsqueeze(0)).any(dim=2).to(x.dtype)

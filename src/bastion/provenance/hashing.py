@@ -23,11 +23,11 @@ import torch
 
 from bastion.data import Dataset
 from bastion.errors import DataError
+from bastion.loading import sha256_file
 
 __all__ = ["file_record", "hash_files", "input_hashes", "leaf_hashes", "source_files"]
 
 _LEAF = b"\x00"
-_CHUNK = 1 << 20
 
 
 def input_hashes(x: torch.Tensor | np.ndarray, dtype: str = "float32") -> list[bytes]:
@@ -55,14 +55,8 @@ def leaf_hashes(inputs: list[bytes], labels: torch.Tensor | np.ndarray) -> list[
 
 
 def file_record(path: Path) -> tuple[int, str]:
-    """``(size in bytes, hex sha256)`` of a file, streamed in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+    """``(size in bytes, hex sha256)`` of a file (:func:`bastion.loading.sha256_file`, 1 MiB chunks)."""
+    return path.stat().st_size, sha256_file(path)
 
 
 def _name(path: Path, root: Path | None) -> str:

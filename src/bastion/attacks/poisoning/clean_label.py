@@ -15,13 +15,11 @@ import torch
 from torch import nn
 
 from bastion.attacks.base import check_batch
-from bastion.attacks.evasion.pgd import ascent_direction, random_start
-from bastion.attacks.gradients import loss_and_grad
-from bastion.attacks.losses import ce_loss
 from bastion.attacks.poisoning.base import PoisonAttack, check_class, check_rate, check_target, choose
 from bastion.attacks.poisoning.result import PoisonResult
 from bastion.attacks.poisoning.triggers import Trigger
 from bastion.data.dataset import Dataset
+from bastion.defenses.training.inner import perturb
 from bastion.errors import AttackError, DataError, ModelContractError, ThreatModelError
 from bastion.model import Classifier, as_classifier
 from bastion.threat import ThreatModel
@@ -88,24 +86,21 @@ class CleanLabel(PoisonAttack):
         ``epsilon`` of ``x`` and inside the model's bounds, on ``x``'s device.
 
         Unlike the evasion attack :class:`bastion.attacks.evasion.pgd.PGD` it runs all ``steps`` for every
-        sample: a poison should be as hard to learn as the budget allows, not merely misclassified.
+        sample (adversarial training's inner PGD, :func:`bastion.defenses.training.inner.perturb`): a
+        poison should be as hard to learn as the budget allows, not merely misclassified.
         """
         clf = as_classifier(model)
         check_batch(clf, x, doing="poisoning")
         threat = ThreatModel(self._threat.norm, self.epsilon, bounds=clf.bounds)
         device = getattr(clf, "device", x.device)
-        step = self.step_size if self.step_size is not None else 2.5 * self.epsilon / self.steps
         g = torch.Generator(device=device).manual_seed(seed)
         parts = []
         for lo in range(0, x.shape[0], self.batch_size):
             x0 = x[lo : lo + self.batch_size].detach().to(device)
             y0 = y[lo : lo + self.batch_size].to(device)
-            xk = random_start(threat, x0, self.epsilon, g)
             with torch.enable_grad():
-                for _ in range(self.steps):
-                    _, grad, _ = loss_and_grad(clf, xk, y0, ce_loss)
-                    xk = threat.project(x0, xk + step * ascent_direction(grad, threat.norm))
-            parts.append(xk.to(x.device))
+                x_adv = perturb(clf, x0, y0, threat, steps=self.steps, step_size=self.step_size, generator=g)
+            parts.append(x_adv.to(x.device))
         return torch.cat(parts)
 
     def _poison(
