@@ -90,8 +90,6 @@ def model_scan(
     rows = result.to_dict()["classes"]
     for row in rows:
         row["name"] = _name(class_names, row["class"])
-        # Where MAD is 0 the index is infinite; a large finite number keeps report.json valid JSON.
-        row["anomaly_index"] = min(row["anomaly_index"], 1e9)
     flagged = list(result.flagged)
     sub.update(
         n_inputs=n,

@@ -116,7 +116,8 @@ class ModelScanResult:
                     "class": k,
                     "mask_l1": float(self.mask_l1[k]),
                     "attack_success": float(self.attack_success[k]),
-                    "anomaly_index": float(self.anomaly_index[k]),
+                    # Where MAD is 0 the index is infinite; a large finite number keeps the JSON valid.
+                    "anomaly_index": min(float(self.anomaly_index[k]), 1e9),
                     "flagged": k in self.flagged,
                 }
                 for k in range(self.num_classes)

@@ -185,6 +185,16 @@ def test_result_validates_shapes(bd_scan):
         replace(bd_scan, flagged=(10,))
 
 
+def test_json_stays_valid_when_mad_is_zero(bd_scan):
+    from dataclasses import replace
+
+    index = bd_scan.anomaly_index.clone()
+    index[2] = float("inf")  # more than half the masks of equal norm: MAD 0
+    rows = replace(bd_scan, anomaly_index=index).to_dict()["classes"]
+    assert rows[2]["anomaly_index"] == 1e9
+    json.dumps(rows, allow_nan=False)
+
+
 def test_trigger_png(bd_scan, tmp_path):
     import matplotlib.image
 
