@@ -44,6 +44,7 @@ from bastion.attacks.poisoning import (
     PatchTrigger,
     PoisonResult,
     attack_success_rate,
+    clean_accuracy,
     evaluate_backdoor,
 )
 from bastion.data import Dataset, load_dataset
@@ -83,21 +84,22 @@ SETTINGS = {
 }
 
 
+def architecture(setting: Setting, data: Dataset) -> TorchClassifier:
+    """The setting's zoo architecture, untrained, with its normalisation."""
+    s = zoo_spec(setting.arch)
+    return TorchClassifier(s.builder(), bounds=data.bounds, mean=s.mean, std=s.std, name=setting.arch)
+
+
 def train(setting: Setting, data: Dataset, seed: int) -> tuple[TorchClassifier, float]:
     """The zoo recipe from scratch on ``data`` (no validation split, no guard); returns model and seconds."""
-    s = zoo_spec(setting.arch)
     cfg = TrainingConfig(**{**setting.config.to_dict(), "seed": seed, "validation": 0.0})
-    module = s.builder()
-    clf = TorchClassifier(module, bounds=data.bounds, mean=s.mean, std=s.std, name=setting.arch)
     start = time.perf_counter()
-    result = harden(clf, data, method="standard", config=cfg, from_scratch=True)
+    result = harden(architecture(setting, data), data, method="standard", config=cfg, from_scratch=True)
     return result.classifier, time.perf_counter() - start
 
 
 def accuracy(model: TorchClassifier, data: Dataset) -> float:
-    from bastion.model import predict
-
-    return float((predict(model, data.x).argmax(1) == data.y).double().mean())
+    return clean_accuracy(model, data.x, data.y)
 
 
 def datasets(setting: Setting) -> tuple[Dataset, Dataset]:
@@ -326,15 +328,8 @@ def part_flip(names: list[str], rates: tuple[float, ...] = FLIP_RATES) -> str:
             flip = LabelFlip(rate)(train_set, seed=0)
             noisy_model, _ = train(setting, flip.dataset, 0)
             start = time.perf_counter()
-            scan = LabelNoise(epochs=setting.config.epochs, config=setting.config).scan(
-                TorchClassifier(
-                    zoo_spec(setting.arch).builder(),
-                    bounds=train_set.bounds,
-                    mean=zoo_spec(setting.arch).mean,
-                    std=zoo_spec(setting.arch).std,
-                ),
-                flip.dataset,
-            )
+            noise = LabelNoise(epochs=setting.config.epochs, config=setting.config)
+            scan = noise.scan(architecture(setting, train_set), flip.dataset)
             scan_s = time.perf_counter() - start
             precision, recall = scan.precision_recall(flip.poisoned)
             cleaned_model, _ = train(setting, scan.clean_subset(flip.dataset), 0)

@@ -59,13 +59,6 @@ def _scanner(
     return cls(layer=layer, min_separation=min_separation, seed=seed)
 
 
-def _take_index(n: int, limit: int | None, seed: int) -> torch.Tensor | None:
-    """The indices ``Dataset.take(limit, seed=seed)`` keeps (None: all), to subset the truth alike."""
-    if limit is None or limit >= n:
-        return None
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
-
-
 def _truth(data_spec: str, n: int, index: torch.Tensor | None) -> torch.Tensor | None:
     """The ``poisoned`` (N,) bool array of an npz:FILE dataset, when it has one (the poison CLI's)."""
     kind, _, path = data_spec.partition(":")
@@ -154,7 +147,7 @@ def scan_data(
     clf, full = load_inputs(
         model, data, weights=weights, split=split, label=label, bounds=bounds, limit=None, seed=seed
     )
-    index = _take_index(len(full), limit, seed)
+    index = full.take_indices(limit, seed=seed)
     truth = _truth(data, len(full), index)
     ds = full if index is None else full.subset(index)
     if method == "label-noise":

@@ -67,9 +67,15 @@ class Dataset:
 
     def take(self, limit: int | None, *, seed: int = 0) -> Dataset:
         """The first ``limit`` samples of a fixed seeded shuffle (all of them when ``limit`` is None)."""
+        index = self.take_indices(limit, seed=seed)
+        return self if index is None else self.subset(index)
+
+    def take_indices(self, limit: int | None, *, seed: int = 0) -> torch.Tensor | None:
+        """The indices (ascending) :meth:`take` keeps, or None when it keeps everything; for subsetting
+        per-sample arrays kept beside the dataset (ground truth, scores) alike."""
         if limit is None or limit >= len(self):
-            return self
+            return None
         if limit < 1:
             raise DataError(f"limit must be >= 1, got {limit}")
         g = torch.Generator().manual_seed(seed)
-        return self.subset(torch.randperm(len(self), generator=g)[:limit].sort().values)
+        return torch.randperm(len(self), generator=g)[:limit].sort().values
