@@ -15,6 +15,8 @@ _METHOD_HELP = (
     "pgd (Madry et al.), fgsm-rs (fast FGSM with random start, Wong et al.; guarded against catastrophic "
     "overfitting), n-fgsm (one FGSM step from noise of --noise-magnitude x epsilon, not projected back; "
     "de Jorge et al. 2022: same cost, avoids catastrophic overfitting; linf), "
+    "atta (one step per batch from the perturbation the sample kept from the previous epoch, Zheng et "
+    "al. 2020: the cost of fgsm-rs, attacks that compound into many-step ones over the epochs), "
     "trades (Zhang et al.), label-smoothing, distillation (defensive distillation; "
     "masks gradients, the audit shows it), noise (Gaussian augmentation for randomized smoothing), "
     "ibp (interval bound propagation, Gowal et al.: linf, makes the model certifiable with "
@@ -37,7 +39,9 @@ def harden(
     epsilon: Annotated[
         float | None,
         typer.Option(
-            "--epsilon", "-e", help="Training budget (needed by pgd, fgsm-rs, trades, ibp; e.g. 0.3 MNIST)."
+            "--epsilon",
+            "-e",
+            help="Training budget (needed by pgd, fgsm-rs, n-fgsm, atta, trades, ibp; e.g. 0.3 MNIST).",
         ),
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training data.")] = 10,
@@ -47,7 +51,9 @@ def harden(
     epsilon_ramp: Annotated[
         float, typer.Option("--epsilon-ramp", help="Epochs over which epsilon grows from 0 (warm-up).")
     ] = 0.0,
-    steps: Annotated[int | None, typer.Option("--steps", help="Inner PGD steps (pgd, trades).")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Inner PGD steps (pgd, trades; atta per visit, 1).")
+    ] = None,
     step_size: Annotated[float | None, typer.Option("--step-size", help="Inner step size.")] = None,
     beta: Annotated[float | None, typer.Option("--beta", help="TRADES robustness weight (6).")] = None,
     sigma: Annotated[float | None, typer.Option("--sigma", help="Noise level for --method noise.")] = None,

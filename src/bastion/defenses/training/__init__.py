@@ -1,6 +1,7 @@
 """Training defenses: adversarial training (PGD, fast FGSM, TRADES), label smoothing, defensive
 distillation and noise augmentation, through one loop and one entry point, :func:`harden`."""
 
+from bastion.defenses.training.atta import ATTA
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.distillation import Distillation
 from bastion.defenses.training.fgsm_rs import FastFGSM
@@ -14,6 +15,7 @@ from bastion.defenses.training.pgd import PGDTraining
 from bastion.defenses.training.trades import TRADES
 
 __all__ = [
+    "ATTA",
     "METHODS",
     "NFGSM",
     "TRADES",

@@ -20,6 +20,7 @@ from torch import nn
 
 from bastion._files import atomic_write
 from bastion.data.dataset import Dataset
+from bastion.defenses.training.atta import ATTA
 from bastion.defenses.training.card import measure, model_card
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.distillation import Distillation
@@ -43,6 +44,7 @@ METHODS: dict[str, type[Objective]] = {
     "pgd": PGDTraining,
     "fgsm-rs": FastFGSM,
     "n-fgsm": NFGSM,
+    "atta": ATTA,
     "trades": TRADES,
     "label-smoothing": LabelSmoothing,
     "distillation": Distillation,

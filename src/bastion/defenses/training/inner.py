@@ -30,6 +30,7 @@ def perturb(
     generator: torch.Generator,
     start: str = "uniform",
     loss_fn: LossFn = ce_loss,
+    init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``steps`` ascent steps of ``loss_fn`` from a start inside the threat ball; returns x_adv (N, ...).
 
@@ -38,7 +39,9 @@ def perturb(
     ``start``: "uniform" (a uniform draw from the ball ∩ bounds, Madry et al.), "uniform-unclipped"
     (x + U(-ε, ε) per coordinate, not clipped to the bounds: the first gradient is taken there, as in
     Wong et al.'s fast training), "zero" (x itself), or "normal" (x + 0.001·N(0, 1), TRADES).
-    Every step's iterate lies inside the ball ∩ bounds. The result is detached: gradients of the
+    ``init`` (N, ...), when given, is the start instead (projected onto the ball ∩ bounds first): a
+    perturbation carried over from an earlier epoch, as in ATTA. Every step's iterate lies inside the
+    ball ∩ bounds. The result is detached: gradients of the
     training loss never flow into the perturbation.
     """
     eps = threat.epsilon
@@ -46,7 +49,9 @@ def perturb(
         return x.detach()
     if step_size is None:
         step_size = 2.5 * eps / steps
-    if start == "uniform-unclipped" and threat.norm is Norm.LINF:
+    if init is not None:
+        xk = threat.project(x, init.to(dtype=x.dtype))
+    elif start == "uniform-unclipped" and threat.norm is Norm.LINF:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         xk = x + eps * (2 * noise - 1)
     elif start in ("uniform", "uniform-unclipped"):

@@ -160,7 +160,7 @@ def train(
             ramp = min(1.0, (step + 1) / (cfg.epsilon_ramp * per_epoch)) if cfg.epsilon_ramp > 0 else 1.0
             batch_threat = threat.with_epsilon(threat.epsilon * ramp) if threat is not None else None
             loss, logits = objective.loss(
-                forward, attack_forward, Batch(x, y, batch_threat, noise, done, ramp)
+                forward, attack_forward, Batch(x, y, batch_threat, noise, done, ramp, index, n)
             )
             if not torch.isfinite(loss):
                 raise DefenseError(

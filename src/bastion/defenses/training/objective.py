@@ -31,7 +31,8 @@ class Batch:
 
     ``threat`` is the threat model at this step (its epsilon follows the warm-up ramp); ``progress`` is
     the fraction of training done (0 → 1) and ``ramp`` the fraction of the epsilon warm-up done (1
-    without one), for methods with their own schedules.
+    without one), for methods with their own schedules. ``index`` (N,) holds the samples' positions in
+    the training set of ``dataset_size`` samples, for methods that keep per-sample state across epochs.
     """
 
     x: torch.Tensor
@@ -40,6 +41,8 @@ class Batch:
     generator: torch.Generator
     progress: float
     ramp: float = 1.0
+    index: torch.Tensor | None = None
+    dataset_size: int = 0
 
     def require_threat(self, method: str) -> ThreatModel:
         """This step's threat model; adversarial methods call it (the loop already refuses to start them
