@@ -59,6 +59,7 @@ RECIPES: dict[str, Hardened] = {
     "digits-cnn-fgsm": Hardened("digits-cnn", "fgsm-rs", 0.2, DIGITS),
     "digits-cnn-pgd": Hardened("digits-cnn", "pgd", 0.2, DIGITS, {"steps": 10}),
     "digits-cnn-trades": Hardened("digits-cnn", "trades", 0.2, DIGITS, {"steps": 10}),
+    "digits-cnn-atta": Hardened("digits-cnn", "atta", 0.2, DIGITS),
     "mnist-cnn-fgsm": Hardened("mnist-cnn", "fgsm-rs", 0.3, MNIST_FAST, {"step_size": 0.3}),
     "mnist-strided-fgsm": Hardened("mnist-strided", "fgsm-rs", 0.3, STRIDED_FAST, {"step_size": 0.33}),
     # Not zoo-worthy yet (both runs below FGSM-RS's 84.4%). De Jorge et al.'s k = 2, step 0.3, no ramp:
@@ -72,6 +73,11 @@ RECIPES: dict[str, Hardened] = {
         0.3,
         replace(STRIDED_FAST, epochs=10, epsilon_ramp=1),
         {"noise_magnitude": 1.0},
+    ),
+    # Zheng et al. (2020): one step of eps/2 (the default) per batch from the sample's previous
+    # perturbation; fast FGSM's schedule with 11 epochs and one check per epoch.
+    "mnist-strided-atta": Hardened(
+        "mnist-strided", "atta", 0.3, replace(STRIDED_FAST, epochs=11, checks_per_epoch=1)
     ),
     "mnist-strided-pgd": Hardened(
         "mnist-strided",

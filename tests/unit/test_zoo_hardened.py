@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / "src" / "bastion" / "zoo" / "weights"
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 NAMES = sorted(HARDENED)
-ADVERSARIAL = [n for n in NAMES if zoo.card(n)["method"] in ("fgsm-rs", "pgd", "trades", "ibp")]
+ADVERSARIAL = [n for n in NAMES if zoo.card(n)["method"] in ("fgsm-rs", "atta", "pgd", "trades", "ibp")]
 needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not present in ../shared/data")
 
 

@@ -186,9 +186,15 @@ HARDENED = {
         _hardened("digits-cnn", "fgsm", "fast FGSM-RS adversarial training at linf 0.2"),
         _hardened("digits-cnn", "pgd", "PGD-10 adversarial training at linf 0.2"),
         _hardened("digits-cnn", "trades", "TRADES (beta 6) at linf 0.2"),
+        _hardened(
+            "digits-cnn", "atta", "ATTA (single-step, perturbations carried across epochs) at linf 0.2"
+        ),
         _hardened("mnist-cnn", "fgsm", "fast FGSM-RS adversarial training at linf 0.3"),
         _hardened("mnist-strided", "fgsm", "fast FGSM-RS adversarial training at linf 0.3"),
         _hardened("mnist-strided", "pgd", "PGD-10 adversarial training at linf 0.3"),
+        _hardened(
+            "mnist-strided", "atta", "ATTA (single-step, perturbations carried across epochs) at linf 0.3"
+        ),
         _hardened("mnist-strided", "ibp", "IBP training at linf 0.2 (certified at 0.1)"),
         _hardened("cifar10-cnn", "noise-0.25", "Gaussian noise augmentation, sigma 0.25 (for smoothing)"),
         _hardened("mnist-strided", "noise-0.25", "Gaussian noise augmentation, sigma 0.25 (for smoothing)"),
