@@ -94,10 +94,11 @@ def harden(
 ) -> None:
     """Train MODEL on DATA's training split with a defense, then measure it on the test split.
 
-    Example: [bold]bastion harden zoo:mnist-cnn mnist:../shared/data/mnist --method fgsm-rs --epsilon 0.3
-    --epochs 10 --from-scratch --out mnist-fgsm.safetensors[/]
+    Example: [bold]bastion harden zoo:mnist-strided mnist:../shared/data/mnist --method atta --epsilon 0.3
+    --epochs 11 --lr 5e-3 --from-scratch --out mnist-atta.safetensors[/] (about 5 minutes on one CPU
+    thread; about 90% robust accuracy under the standard preset, PGD training's 91% takes 25 minutes).
 
-    Load the result with [bold]bastion evaluate zoo:mnist-cnn DATA --weights mnist-fgsm.safetensors[/] (or
+    Load the result with [bold]bastion evaluate zoo:mnist-strided DATA --weights mnist-atta.safetensors[/] (or
     FILE.py:factory --weights ...). The card (FILE.json) records method, threat, epochs, seed, per-epoch
     history, clean and robust accuracy and the training time.
     """
