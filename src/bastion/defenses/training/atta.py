@@ -9,6 +9,8 @@ many-step attack over the epochs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,8 +53,8 @@ class ATTA(Objective):
         self._delta: torch.Tensor | None = None
         self._seen: torch.Tensor | None = None
 
-    def bind(self, module: nn.Module, normalise: object) -> None:
-        self._delta, self._seen = None, None
+    def bind(self, module: nn.Module, normalise: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self._delta, self._seen = None, None  # a new run: earlier perturbations belong to other data
 
     def loss(
         self, forward: Forward, attack_forward: Forward, batch: Batch
@@ -86,6 +88,3 @@ class ATTA(Objective):
         self._seen[index] = True
         logits = forward(x_adv)
         return F.cross_entropy(logits, batch.y), logits
-
-    def params(self) -> dict[str, object]:
-        return {"step_size": self.step_size, "steps": self.steps}
