@@ -106,6 +106,8 @@ def test_errors_name_the_fix():
         ATTA(step_size=-0.1)
     with pytest.raises(DefenseError, match="steps"):
         ATTA(steps=0)
+    with pytest.raises(DefenseError, match="finite epsilon"):
+        _visit(ATTA(), x, torch.arange(2), size=2, threat=ThreatModel("linf", float("inf")))
     with pytest.raises(DefenseError, match="needs a threat model"):
         ATTA().loss(_logits, _logits, Batch(x, y, None, torch.Generator(), 0.0, 1.0, torch.arange(2), 2))
     assert METHODS["atta"] is ATTA and ATTA().params() == {"step_size": None, "steps": 1}

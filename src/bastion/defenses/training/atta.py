@@ -46,10 +46,9 @@ class ATTA(Objective):
     def __init__(self, step_size: float | None = None, steps: int = 1) -> None:
         if step_size is not None:
             check_positive("step_size", step_size, error=DefenseError)
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise DefenseError(f"steps must be a positive integer, got {steps!r}")
+        check_positive("steps", steps, integer=True, error=DefenseError)
         self.step_size = step_size
-        self.steps = steps
+        self.steps = int(steps)
         self._delta: torch.Tensor | None = None
         self._seen: torch.Tensor | None = None
 
@@ -60,6 +59,8 @@ class ATTA(Objective):
         self, forward: Forward, attack_forward: Forward, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
         threat = batch.require_threat("ATTA training")
+        if threat.unbounded:
+            raise DefenseError("atta keeps perturbations inside an epsilon-ball: give a finite epsilon")
         if batch.index is None or batch.dataset_size < 1:
             raise DefenseError(
                 "ATTA keeps one perturbation per training sample: it needs the batch's sample positions "
