@@ -57,8 +57,20 @@ def _delta(old: float | None, new: float | None) -> float | None:
     return None if old is None or new is None else new - old
 
 
+def _certified(report: dict[str, Any]) -> dict[str, float]:
+    """Certified accuracy per threat, keyed "(method) label": bounds from different certifiers are
+    different quantities, so they are only compared with their own kind."""
+    cert = report.get("certification") or {}  # absent before schema 1.1, null when not requested
+    return {
+        f"({cert['method']}) {t['label']}": t["certified_accuracy"]
+        for t in cert.get("threats", [])
+        if t.get("status") == "measured"
+    }
+
+
 def compare_reports(old: dict[str, Any], new: dict[str, Any]) -> Comparison:
-    """Compare clean and robust accuracies per threat (matched by label) and the sets of findings."""
+    """Compare clean, robust and certified accuracies per threat (matched by label) and the sets of
+    findings (training-time threats show there: BA401-BA404)."""
     rows: list[tuple[str, float | None, float | None, float | None]] = []
     oc, nc = old["clean"]["accuracy"], new["clean"]["accuracy"]
     rows.append(("clean accuracy", oc, nc, _delta(oc, nc)))
@@ -69,6 +81,10 @@ def compare_reports(old: dict[str, Any], new: dict[str, Any]) -> Comparison:
             o = old_t[label][key] if label in old_t else None
             n = new_t[label][key] if label in new_t else None
             rows.append((f"{name} {label}", o, n, _delta(o, n)))
+    old_c, new_c = _certified(old), _certified(new)
+    for key in dict.fromkeys([*old_c, *new_c]):
+        o, n = old_c.get(key), new_c.get(key)
+        rows.append((f"certified {key}", o, n, _delta(o, n)))
 
     def keyed(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
         return {(f["code"], f["threat"]): f for f in report["findings"]}

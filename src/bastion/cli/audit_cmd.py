@@ -299,7 +299,8 @@ def report_compare(
     ] = 0.0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON.")] = None,
 ) -> None:
-    """Show what got better or worse between two audits (accuracies per threat, findings, verdict).
+    """Show what got better or worse between two audits: clean, robust and certified accuracy per threat,
+    new and resolved findings (training-time threats included) and the verdict.
 
     Example: [bold]bastion report compare main/report.json branch/report.json --fail-on-regression[/]
     """

@@ -1,0 +1,67 @@
+"""``compare_reports``: accuracies, certificates and findings between two audit reports."""
+
+from __future__ import annotations
+
+import copy
+
+from bastion.audit.compare import compare_reports
+
+
+def _report(robust: float, certified: float | None, method: str = "ibp") -> dict:
+    threat = {"label": "linf ε=0.1", "robust_accuracy": robust, "naive_robust_accuracy": robust + 0.01}
+    cert = None
+    if certified is not None:
+        cert = {
+            "method": method,
+            "threats": [
+                {"label": "linf ε=0.1", "status": "measured", "certified_accuracy": certified},
+                {"label": "linf ε=0.3", "status": "refused", "note": "over budget"},
+            ],
+        }
+    return {
+        "clean": {"accuracy": 0.99},
+        "threats": [threat],
+        "certification": cert,
+        "findings": [],
+        "verdict": {"passed": True},
+    }
+
+
+def _rows(cmp) -> dict:
+    return {m: (o, n, d) for m, o, n, d in cmp.metrics}
+
+
+def test_certified_accuracy_is_compared_and_a_drop_is_a_regression():
+    old, new = _report(0.6, 0.5), _report(0.6, 0.4)
+    cmp = compare_reports(old, new)
+    o, n, d = _rows(cmp)["certified (ibp) linf ε=0.1"]
+    assert (o, n) == (0.5, 0.4) and abs(d + 0.1) < 1e-12
+    assert "certified (ibp) linf ε=0.3" not in _rows(cmp)  # refused: nothing measured to compare
+    assert cmp.regressed() and not cmp.regressed(tolerance=0.15)
+    assert not compare_reports(new, old).regressed()
+
+
+def test_certificates_of_different_kinds_are_not_compared():
+    cmp = compare_reports(_report(0.6, 0.5, "ibp"), _report(0.6, 0.9, "smoothing"))
+    rows = _rows(cmp)
+    assert rows["certified (ibp) linf ε=0.1"] == (0.5, None, None)
+    assert rows["certified (smoothing) linf ε=0.1"] == (None, 0.9, None)
+    assert not cmp.regressed()
+
+
+def test_reports_without_certification_still_compare():
+    old = _report(0.6, None)
+    del old["certification"]  # schema 1.0 reports have no such key
+    cmp = compare_reports(old, _report(0.5, None))
+    assert not any(m.startswith("certified") for m, *_ in cmp.metrics)
+    assert cmp.regressed()  # the robust accuracy fell
+
+
+def test_training_threat_findings_show_as_new_and_resolved():
+    old, new = _report(0.6, None), _report(0.6, None)
+    finding = {"code": "BA401", "threat": None, "title": "backdoor suspected"}
+    new["findings"] = [copy.deepcopy(finding)]
+    cmp = compare_reports(old, new)
+    assert [f["code"] for f in cmp.new_findings] == ["BA401"] and cmp.regressed()
+    back = compare_reports(new, old)
+    assert [f["code"] for f in back.resolved_findings] == ["BA401"] and not back.regressed()
