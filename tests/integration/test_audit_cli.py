@@ -46,7 +46,7 @@ def test_audit_help_teaches():
     text = bastion("audit", "--help").stdout
     for word in ("--out", "--config", "--fail-on", "--min-robust-accuracy", "Exit code", "Example"):
         assert word in text
-    assert "--certify" in text and "--certify-n" in text
+    assert "--certify" in text and "--certify-n" in text and "--certify-alpha" in text
     for option in ("--scan-model", "--scan-data", "--training-data", "--training-manifest"):
         assert option in text
     assert "BA401" in text and "BA404" in text and "label-noise" in text
@@ -252,6 +252,7 @@ def test_config_file_and_flag_precedence(tmp_path):
         (["--norm", "l3"], "unknown norm"),
         (["--config", "missing.toml"], "does not exist"),
         (["--certify", "smoothing"], "needs the noise level"),
+        (["--certify", "smoothing:0.25", "--certify-alpha", "0.7"], "certify_alpha must lie in (0, 0.5)"),
         (["--scan-data", "ac"], "scan_data needs the training data to scan: set training_data"),
         (["--scan-model", "strip"], "unknown scan_model 'strip'"),
         (["--training-data", "npz:missing.npz", "--scan-data", "ac"], "missing.npz"),

@@ -13,7 +13,7 @@ A TOML file (every key optional)::
     detector_fpr = 0.05              # ... at this clean false-positive rate, and attack it adaptively
     certify = "ibp"              # certified accuracy next to the attacks': ibp (linf) | smoothing:SIGMA (l2)
     certify_n = 10000            # smoothing: noise draws that bound each input's top-class probability
-    certify_alpha = 0.001        # smoothing: failure probability of each certificate
+    certify_alpha = 0.001        # smoothing: failure probability of each certificate (--certify-alpha)
     scan_model = "neural-cleanse"    # training-time threats: look for a backdoor in the model (BA401)
     training_data = "npz:train.npz"  # the model's training data (train split), for the two keys below
     scan_data = "ac"                 # scan it: ac | spectral (poison, BA402) | label-noise (BA403)

@@ -81,6 +81,15 @@ def audit(
             show_default=False,
         ),
     ] = None,
+    certify_alpha: Annotated[
+        float | None,
+        typer.Option(
+            "--certify-alpha",
+            help="smoothing: the chance that a certificate is wrong (default 0.001, Cohen et al.'s); a "
+            "larger alpha certifies larger radii from the same draws.",
+            show_default=False,
+        ),
+    ] = None,
     scan_model: Annotated[
         str | None,
         typer.Option(
@@ -192,6 +201,7 @@ def audit(
         "detector": detector,
         "certify": certify,
         "certify_n": certify_n,
+        "certify_alpha": certify_alpha,
         "scan_model": scan_model,
         "scan_data": scan_data,
         "scan_layer": scan_layer,
