@@ -248,3 +248,22 @@ def test_fast_fgsm_starts_unclipped_and_ends_inside_the_ball():
                   start="uniform-unclipped")  # fmt: skip
     assert float(seen[0].min()) < -0.1  # the gradient was taken outside the bounds
     assert float(out.min()) >= 0.0 and float(out.max()) <= 0.2 + 1e-6
+
+
+def test_guard_keeps_the_best_checkpoint_and_stops_on_collapse():
+    from bastion.defenses.training.checks import Guard
+
+    net = nn.Linear(2, 2)
+    guard = Guard(drop=0.2)
+    guard.restore(net)  # no check yet: nothing to restore, nothing changes
+    for epoch, acc, weight in ((1.0, 0.5, 1.0), (2.0, 0.6, 2.0), (3.0, 0.45, 3.0)):
+        with torch.no_grad():
+            net.weight.fill_(weight)
+        assert guard.update(net, epoch, acc) is None  # 0.45 is within 0.2 of the best
+    assert (guard.best_accuracy, guard.best_epoch) == (0.6, 2.0)
+    with torch.no_grad():
+        net.weight.fill_(4.0)
+    why = guard.update(net, 4.0, 0.39)
+    assert why is not None and "60.0% (epoch 2.0) to 39.0%" in why
+    guard.restore(net)
+    assert torch.all(net.weight == 2.0)  # the best epoch's weights, not the last ones

@@ -7,11 +7,12 @@ from bastion.defenses.training.distillation import Distillation
 from bastion.defenses.training.fgsm_rs import FastFGSM
 from bastion.defenses.training.harden import METHODS, HardenResult, harden, make_objective
 from bastion.defenses.training.label_smoothing import LabelSmoothing
-from bastion.defenses.training.loop import EpochStats, TrainingRun, train
+from bastion.defenses.training.loop import train
 from bastion.defenses.training.n_fgsm import NFGSM
 from bastion.defenses.training.noise import GaussianNoise
 from bastion.defenses.training.objective import Batch, Objective, StandardTraining
 from bastion.defenses.training.pgd import PGDTraining
+from bastion.defenses.training.run import EpochStats, TrainingRun
 from bastion.defenses.training.trades import TRADES
 
 __all__ = [

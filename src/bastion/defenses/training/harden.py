@@ -27,11 +27,12 @@ from bastion.defenses.training.distillation import Distillation
 from bastion.defenses.training.fgsm_rs import FastFGSM
 from bastion.defenses.training.ibp import IBPTraining
 from bastion.defenses.training.label_smoothing import LabelSmoothing
-from bastion.defenses.training.loop import EpochStats, Progress, train
+from bastion.defenses.training.loop import train
 from bastion.defenses.training.n_fgsm import NFGSM
 from bastion.defenses.training.noise import GaussianNoise
 from bastion.defenses.training.objective import Objective, StandardTraining
 from bastion.defenses.training.pgd import PGDTraining
+from bastion.defenses.training.run import EpochStats, Progress
 from bastion.defenses.training.trades import TRADES
 from bastion.errors import DefenseError, ModelContractError
 from bastion.model import TorchClassifier

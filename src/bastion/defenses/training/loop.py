@@ -8,60 +8,23 @@ collapses (catastrophic overfitting); the returned module is the best checkpoint
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
 from bastion.data.dataset import Dataset
+from bastion.defenses.training.checks import Guard, accuracy, pgd_accuracy
 from bastion.defenses.training.config import TrainingConfig
-from bastion.defenses.training.inner import perturb
-from bastion.defenses.training.objective import Batch, Forward, Objective
+from bastion.defenses.training.objective import Batch, Objective
+from bastion.defenses.training.run import EpochStats, Progress, TrainingRun
 from bastion.errors import DefenseError
 from bastion.threat import ThreatModel
 
-__all__ = ["EpochStats", "TrainingRun", "train"]
-
-Progress = Callable[[str, dict[str, Any]], None]
-"""``progress("batch", {epoch, batch, batches, loss})`` and ``progress("epoch", EpochStats dict)``."""
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """One check of the model: after a whole epoch, or a fraction of one (``checks_per_epoch`` > 1).
-
-    ``loss`` and ``train_accuracy`` average over the epoch so far; ``seconds`` is the training time
-    since the previous check (the check itself excluded).
-    """
-
-    epoch: float
-    loss: float
-    train_accuracy: float
-    epsilon: float | None
-    lr: float
-    seconds: float
-    val_accuracy: float | None = None
-    val_robust_accuracy: float | None = None
-
-
-@dataclass(frozen=True)
-class TrainingRun:
-    """The trained ``module`` (the guard's best checkpoint when it ran), per-check ``history``."""
-
-    module: nn.Module
-    history: list[EpochStats]
-    seconds: float
-    stopped_early: bool = False
-    best_epoch: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def history_dicts(self) -> list[dict[str, Any]]:
-        return [asdict(h) for h in self.history]
+__all__ = ["train"]
 
 
 def _optimizer(module: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
@@ -69,29 +32,6 @@ def _optimizer(module: nn.Module, cfg: TrainingConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-
-
-@torch.no_grad()
-def _accuracy(forward: Forward, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    hits = sum(
-        int((forward(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-        for i in range(0, len(y), batch_size)
-    )
-    return hits / max(len(y), 1)
-
-
-def _robust_accuracy(
-    forward: Forward, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, cfg: TrainingConfig, seed: int
-) -> float:
-    """Held-out accuracy under PGD-``guard_steps`` (uniform start, step 2.5·ε/steps)."""
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    hits = 0
-    for i in range(0, len(y), cfg.batch_size):
-        xb, yb = x[i : i + cfg.batch_size], y[i : i + cfg.batch_size]
-        x_adv = perturb(forward, xb, yb, threat, steps=cfg.guard_steps, step_size=None, generator=generator)
-        with torch.no_grad():
-            hits += int((forward(x_adv).argmax(1) == yb).sum())
-    return hits / max(len(y), 1)
 
 
 def train(
@@ -142,8 +82,8 @@ def train(
     val_y = torch.empty(0, dtype=torch.long)
     if validation_set is not None and len(validation_set):
         val_x, val_y = validation_set.x.to(device), validation_set.y.to(device)
-    guard = cfg.guard and objective.needs_threat and threat is not None and val_x is not None
-    best: tuple[float, float, dict[str, torch.Tensor]] | None = None
+    guarded = cfg.guard and objective.needs_threat and threat is not None and val_x is not None
+    guard = Guard(cfg.guard_drop)
     history: list[EpochStats] = []
     notes: list[str] = []
     start = time.perf_counter()
@@ -192,11 +132,11 @@ def train(
                 epsilon=None if batch_threat is None else batch_threat.epsilon,
                 lr=float(optimizer.param_groups[0]["lr"]),
                 seconds=time.perf_counter() - t0,
-                val_accuracy=None if val_x is None else _accuracy(forward, val_x, val_y, cfg.batch_size),
+                val_accuracy=None if val_x is None else accuracy(forward, val_x, val_y, cfg.batch_size),
                 val_robust_accuracy=(
                     None
                     if val_x is None or threat is None
-                    else _robust_accuracy(
+                    else pgd_accuracy(
                         forward,
                         val_x[: cfg.guard_samples],
                         val_y[: cfg.guard_samples],
@@ -211,27 +151,21 @@ def train(
             t0 = time.perf_counter()  # the next check's seconds cover training since this one
             if progress is not None:
                 progress("epoch", asdict(stats))
-            if guard and stats.val_robust_accuracy is not None:
-                if best is None or stats.val_robust_accuracy >= best[0]:
-                    best = (stats.val_robust_accuracy, stats.epoch, copy.deepcopy(module.state_dict()))
-                elif stats.val_robust_accuracy < best[0] - cfg.guard_drop:
-                    notes.append(
-                        f"catastrophic overfitting at epoch {stats.epoch}: held-out PGD accuracy fell from "
-                        f"{best[0]:.1%} (epoch {best[1]}) to {stats.val_robust_accuracy:.1%}; "
-                        f"stopped and restored epoch {best[1]}"
-                    )
+            if guarded and stats.val_robust_accuracy is not None:
+                collapse = guard.update(module, stats.epoch, stats.val_robust_accuracy)
+                if collapse is not None:
+                    notes.append(collapse)
                     stopped = True
                     break
         if stopped:
             break
-    if best is not None:
-        module.load_state_dict(best[2])
+    guard.restore(module)
     module.eval()
     return TrainingRun(
         module=module,
         history=history,
         seconds=time.perf_counter() - start,
         stopped_early=stopped,
-        best_epoch=None if best is None else best[1],
+        best_epoch=guard.best_epoch,
         notes=notes,
     )
