@@ -5,9 +5,10 @@ from bastion.defenses.training.atta import ATTA
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.distillation import Distillation
 from bastion.defenses.training.fgsm_rs import FastFGSM
-from bastion.defenses.training.harden import METHODS, HardenResult, harden, make_objective
+from bastion.defenses.training.harden import HardenResult, harden
 from bastion.defenses.training.label_smoothing import LabelSmoothing
 from bastion.defenses.training.loop import train
+from bastion.defenses.training.methods import METHODS, make_objective
 from bastion.defenses.training.n_fgsm import NFGSM
 from bastion.defenses.training.noise import GaussianNoise
 from bastion.defenses.training.objective import Batch, Objective, StandardTraining

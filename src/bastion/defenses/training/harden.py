@@ -8,7 +8,6 @@ accuracy under an evaluation preset, and saves as safetensors weights plus a JSO
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,57 +19,17 @@ from torch import nn
 
 from bastion._files import atomic_write
 from bastion.data.dataset import Dataset
-from bastion.defenses.training.atta import ATTA
 from bastion.defenses.training.card import measure, model_card
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.distillation import Distillation
-from bastion.defenses.training.fgsm_rs import FastFGSM
-from bastion.defenses.training.ibp import IBPTraining
-from bastion.defenses.training.label_smoothing import LabelSmoothing
 from bastion.defenses.training.loop import train
-from bastion.defenses.training.n_fgsm import NFGSM
-from bastion.defenses.training.noise import GaussianNoise
-from bastion.defenses.training.objective import Objective, StandardTraining
-from bastion.defenses.training.pgd import PGDTraining
+from bastion.defenses.training.methods import make_objective
 from bastion.defenses.training.run import EpochStats, Progress
-from bastion.defenses.training.trades import TRADES
 from bastion.errors import DefenseError, ModelContractError
 from bastion.model import TorchClassifier
 from bastion.threat import ThreatModel
 
-__all__ = ["METHODS", "HardenResult", "harden", "make_objective"]
-
-METHODS: dict[str, type[Objective]] = {
-    "standard": StandardTraining,
-    "pgd": PGDTraining,
-    "fgsm-rs": FastFGSM,
-    "n-fgsm": NFGSM,
-    "atta": ATTA,
-    "trades": TRADES,
-    "label-smoothing": LabelSmoothing,
-    "distillation": Distillation,
-    "noise": GaussianNoise,
-    "ibp": IBPTraining,
-}
-
-
-def make_objective(
-    method: str, options: dict[str, Any], teacher: Callable[..., Any] | None = None
-) -> Objective:
-    """The objective for ``method`` with its ``options``; unknown methods or options list the valid ones."""
-    if method not in METHODS:
-        raise DefenseError(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
-    cls = METHODS[method]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "teacher")]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise DefenseError(
-            f"method {method!r} has no option(s) {', '.join(unknown)}; "
-            f"it takes: {', '.join(accepted) or 'none'}"
-        )
-    if cls is Distillation:
-        return Distillation(teacher, **options)
-    return cls(**options)
+__all__ = ["HardenResult", "harden"]
 
 
 @dataclass(frozen=True)
