@@ -68,6 +68,20 @@ def test_adversarial_training_beats_standard_training(trained, splits, method):
     assert clean > 0.85, clean
 
 
+@pytest.mark.parametrize("method", ["n-fgsm", "atta"])
+def test_single_step_methods_beat_standard_training(trained, splits, method):
+    # The newer single-step methods against the same standard model (digits-mlp, linf 0.2, 10 epochs).
+    result = harden(zoo.load("digits-mlp"), splits[0], method, THREAT, config=FAST, from_scratch=True)
+    hardened = result.classifier
+    standard = _robust(trained["standard"].classifier, splits)
+    assert standard < 0.15, standard
+    assert _robust(hardened, splits) > standard + 0.2
+    assert _robust(hardened, splits, APGD(loss="dlr", steps=50)) > standard + 0.15  # not gradient masking
+    clean = float((predict(hardened, splits[1].x).argmax(1) == splits[1].y).float().mean())
+    assert clean > 0.8, clean
+    assert result.card["method"] == method and result.card["threat"]["epsilon"] == 0.2
+
+
 def test_label_smoothing_fools_naive_attacks_only(trained, splits):
     method = "label-smoothing"
     # These methods flatten or saturate the softmax: cross-entropy PGD finds fewer adversarials against
