@@ -107,3 +107,33 @@ def test_help_teaches():
         res = CliRunner().invoke(app, ["data", command, "--help"], terminal_width=200)
         assert res.exit_code == 0 and "Example" in res.output and f"bastion data {command}" in res.output
         assert "Exit code" in res.output or command == "manifest"
+
+
+def test_relative_data_paths_give_the_same_manifest_from_any_working_directory(tmp_path):
+    """A multi-file dataset named by a relative path: manifest and verify work, and a manifest made
+    from the absolute path verifies against the relative one (no false "files removed")."""
+    data = tmp_path / "shared" / "cifar"
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    np.savez(
+        data / "cifar10_test.npz",
+        x=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8),
+        y=np.arange(12) % 10,
+    )
+    work = tmp_path / "project" / "sub"
+    work.mkdir(parents=True)
+    relative = "cifar10:../../shared/cifar"
+    res = bastion("data", "manifest", relative, "--split", "test", "--out", "rel.json", cwd=work)
+    assert res.returncode == 0, res.stderr
+    absolute = tmp_path / "abs.json"
+    res = bastion("data", "manifest", f"cifar10:{data}", "--split", "test", "--out", str(absolute))
+    assert res.returncode == 0, res.stderr
+    rel_files = json.loads((work / "rel.json").read_text())["files"]
+    assert rel_files == json.loads(absolute.read_text())["files"]
+    assert [f["name"] for f in rel_files] == ["cifar10_test.npz"]
+    for manifest in ("rel.json", str(absolute)):
+        res = bastion("data", "verify", relative, manifest, cwd=work)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "OK" in res.stdout
+    res = bastion("data", "verify", f"cifar10:{data}", str(work / "rel.json"))
+    assert res.returncode == 0, res.stdout + res.stderr

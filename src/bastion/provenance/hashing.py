@@ -79,12 +79,27 @@ def source_files(dataset: Dataset) -> dict[str, Path]:
     root = Path(meta["path"]) if meta.get("path") else None
     listed = meta.get("files")
     if listed:
-        paths = [Path(f) if Path(f).is_absolute() or root is None else root / f for f in listed]
+        paths = [_locate(Path(f), root) for f in listed]
     elif root is not None and root.is_file():
         paths = [root]
     else:
         paths = []
     return {_name(p, root): p for p in paths}
+
+
+def _locate(path: Path, root: Path | None) -> Path:
+    """Where a listed file is. Loaders record either names relative to the dataset's directory
+    (``train/cat/1.png``) or paths that already start with it (``../data/mnist/train.gz`` when the data
+    was given as ``../data/mnist``); joining the root onto the second kind would name a file that is not
+    there, and a manifest made from a relative path would then fail, or report files removed.
+    """
+    if path.is_absolute() or root is None:
+        return path
+    # Checked before joining: a doubled relative path can exist too (``../../d/../../d/f`` lands on
+    # ``../../d/f`` again when the working directory is as deep as the data's parent).
+    if path.is_relative_to(root) and path.exists():
+        return path
+    return root / path
 
 
 def hash_files(

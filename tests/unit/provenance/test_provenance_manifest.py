@@ -130,3 +130,26 @@ def test_full_mnist_training_set_under_ten_seconds():
         (31_337, True, True)
     ]
     assert not (report.added or report.removed or report.moved)
+
+
+@pytest.mark.parametrize("listed", ["prefixed", "bare"])
+def test_source_files_are_named_relative_to_the_data_root_from_any_working_directory(
+    tmp_path, monkeypatch, listed
+):
+    from bastion.provenance import source_files
+
+    root = tmp_path / "data" / "set"
+    root.mkdir(parents=True)
+    (root / "a.bin").write_bytes(b"a")
+    work = tmp_path / "w1" / "w2"  # as deep as the data's parent: a doubled path would exist too
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    rel = Path("../../data/set")
+    # Loaders record either paths that start with the root (idx, cifar10) or names under it (folder).
+    files = [str(rel / "a.bin")] if listed == "prefixed" else ["a.bin"]
+    ds = Dataset(
+        torch.zeros(2, 1), torch.tensor([0, 1]), num_classes=2, meta={"path": str(rel), "files": files}
+    )
+    found = source_files(ds)
+    assert list(found) == ["a.bin"]
+    assert found["a.bin"].resolve() == (root / "a.bin").resolve() and found["a.bin"].is_file()
