@@ -8,22 +8,31 @@ z_c - z_j, which is tighter than bounding the logits separately. If every margin
 positive, no input in the box changes the prediction.
 
 Supported layers: Linear, Conv1d/2d, BatchNorm1d/2d (running statistics), Avg/Max pooling, Flatten,
-Unflatten, Identity, Dropout (eval), and monotone activations (ReLU, LeakyReLU, ELU, ReLU6, Hardtanh,
-Sigmoid, Tanh, Softplus), nested in ``nn.Sequential``; the classifier's own normalisation is
-bounded too. Anything else is refused by name.
+Unflatten, Identity, Dropout (eval), :class:`~bastion.certify.Normalize` and monotone activations
+(ReLU, LeakyReLU, ELU, ReLU6, Hardtanh, Sigmoid, Tanh, Softplus), nested in ``nn.Sequential``; the
+classifier's own normalisation, and a hand-written elementwise affine layer (a normalisation of your
+own), are bounded too. IBP bounds the composition of these layers, so anything that makes the
+forward pass differ from it (an overridden ``forward``, a hook, a parametrization, a patched method)
+is refused by name (:mod:`bastion.certify._ibp_rules`), and the certifier checks at run time that
+the network's outputs lie inside the bounds (:mod:`bastion.certify._ibp_check`).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from bastion.attacks.base import check_batch, check_positive
+from bastion.certify._ibp_check import self_check
+from bastion.certify._ibp_rules import Step, check_global_hooks, check_object, steps, supported_layers
+from bastion.certify.normalize import Normalize
 from bastion.errors import CertificationError
 from bastion.model import TorchClassifier
 from bastion.results import CertificationResult
@@ -34,105 +43,103 @@ __all__ = ["IntervalBoundPropagation", "interval_bounds", "margin_lower_bounds",
 Box = tuple[torch.Tensor, torch.Tensor]
 """(centre, radius), radius >= 0, both shaped like the activations."""
 
-_AFFINE_POSITIVE = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
-_MONOTONE = (
-    nn.ReLU,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.ReLU6,
-    nn.Hardtanh,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Softplus,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-)
-_RESHAPE = (nn.Flatten, nn.Unflatten, nn.Identity)
-_CONV = (nn.Conv1d, nn.Conv2d)
-_NORM = (nn.BatchNorm1d, nn.BatchNorm2d)
-_SUPPORTED = (nn.Linear, *_CONV, *_NORM, *_AFFINE_POSITIVE, *_MONOTONE, *_RESHAPE, nn.Dropout)
-
-
-def supported_layers() -> list[str]:
-    """Names of the layer types IBP can bound."""
-    return sorted(k.__name__ for k in _SUPPORTED)
-
-
-def _layers(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    """The leaf layers of ``module`` in execution order; refuses what IBP cannot follow."""
-    if isinstance(module, nn.Sequential):
-        out: list[tuple[str, nn.Module]] = []
-        for name, child in module.named_children():
-            out += _layers(child, f"{prefix}.{name}" if prefix else name)
-        return out
-    where = f"layer {prefix!r} ({type(module).__name__})" if prefix else type(module).__name__
-    if isinstance(module, nn.LeakyReLU) and module.negative_slope < 0:
-        raise CertificationError(f"IBP cannot bound {where}: a negative slope is not monotone")
-    if type(module) not in _SUPPORTED:
-        hint = (
-            "write the network as nn.Sequential of supported layers"
-            if list(module.children())
-            else f"IBP bounds only: {', '.join(supported_layers())}"
-        )
-        raise CertificationError(f"IBP cannot bound {where}; {hint}")
-    return [(prefix, module)]
-
-
-def _through(layer: nn.Module, name: str, box: Box) -> Box:
-    mid, rad = box
-    if isinstance(layer, nn.Linear):
-        return F.linear(mid, layer.weight, layer.bias), F.linear(rad, layer.weight.abs())
-    if isinstance(layer, _CONV):
-        return layer(mid), layer._conv_forward(rad, layer.weight.abs(), None)
-    if isinstance(layer, _NORM):
-        if layer.training or layer.running_mean is None or layer.running_var is None:
-            raise CertificationError(
-                f"IBP bounds BatchNorm with its running statistics only; layer {name!r} is in training "
-                "mode or tracks none (call model.eval(), or train without BatchNorm)"
-            )
-        scale = layer.running_var.add(layer.eps).rsqrt()
-        shift = -layer.running_mean * scale
-        if layer.affine:
-            scale, shift = scale * layer.weight, shift * layer.weight + layer.bias
-        shape = (1, -1) + (1,) * (mid.dim() - 2)
-        return mid * scale.view(shape) + shift.view(shape), rad * scale.abs().view(shape)
-    if isinstance(layer, (*_AFFINE_POSITIVE, *_RESHAPE)):
-        return layer(mid), layer(rad)
-    if isinstance(layer, nn.Dropout):
-        if layer.training and layer.p > 0:
-            raise CertificationError(f"IBP needs dropout off: layer {name!r} is in training mode")
-        return box
-    lower, upper = layer(mid - rad), layer(mid + rad)  # monotone: the corners map to the corners
-    return (upper + lower) / 2, (upper - lower) / 2
-
-
 Normalise = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
+def _through(step: Step, box: Box) -> Box:
+    mid, rad = box
+    # Any: torch types a module's attributes as Tensor | Module; steps() checked each layer's class.
+    layer: Any = step.layer
+    kind, base = step.kind, cast(Any, step.base)
+    if kind == "normalize":
+        mean, std = step.stats if layer is None else (layer.mean, layer.std)
+        if mean is not None:
+            mid = mid - mean.to(mid.device, mid.dtype)
+        if std is not None:
+            mid, rad = mid / std.to(mid.device, mid.dtype), rad / std.to(rad.device, rad.dtype).abs()
+        return mid, rad
+    if step.graph is not None:
+        return step.graph.through(box)
+    if kind == "linear":
+        return F.linear(mid, layer.weight, layer.bias), F.linear(rad, layer.weight.abs())
+    if kind == "conv":
+        conv = base._conv_forward
+        return conv(layer, mid, layer.weight, layer.bias), conv(layer, rad, layer.weight.abs(), None)
+    if kind == "batchnorm":
+        return _batchnorm(step, mid, rad)
+    if kind in ("positive", "reshape"):
+        return base.forward(layer, mid), base.forward(layer, rad)
+    if kind == "dropout":
+        if layer.training and layer.p > 0:
+            raise CertificationError(f"IBP needs dropout off: {step.where} is in training mode (call eval())")
+        return box
+    lower, upper = base.forward(layer, mid - rad), base.forward(layer, mid + rad)
+    if kind == "softplus":
+        # Above beta·x > threshold torch returns x itself, which undercuts the smooth curve by at most
+        # log(1 + e^-threshold)/|beta| (at the switch): widen by twice that to stay sound.
+        t, beta = float(layer.threshold), float(layer.beta)
+        jump = 2 * (max(-t, 0.0) + math.log1p(math.exp(-abs(t)))) / abs(beta)
+        lower, upper = lower - jump, upper + jump
+    return (upper + lower) / 2, (upper - lower) / 2
 
 
-def _parts(
-    model: TorchClassifier | nn.Module, normalise: Normalise | None = None
-) -> tuple[nn.Module, Normalise]:
-    """The network and its input normalisation; the module itself, not a copy (training needs that)."""
+def _batchnorm(step: Step, mid: torch.Tensor, rad: torch.Tensor) -> Box:
+    layer = cast(nn.modules.batchnorm._BatchNorm, step.layer)  # steps() typed it by its class
+    if layer.training or layer.running_mean is None or layer.running_var is None:
+        raise CertificationError(
+            f"IBP bounds BatchNorm with its running statistics only; {step.where} is in training "
+            "mode or tracks none (call model.eval(), or train without BatchNorm)"
+        )
+    scale = layer.running_var.add(layer.eps).rsqrt()
+    shift = -layer.running_mean * scale
+    if layer.affine:
+        scale, shift = scale * layer.weight, shift * layer.weight + layer.bias
+    shape = (1, -1) + (1,) * (mid.dim() - 2)
+    return mid * scale.view(shape) + shift.view(shape), rad * scale.abs().view(shape)
+
+
+def _network(model: TorchClassifier | nn.Module, normalise: Normalise | None = None) -> list[Step]:
+    """Every step from input space to the logits, checked (the module itself, never a copy: training
+    back-propagates through it)."""
+    check_global_hooks()
     if isinstance(model, TorchClassifier):
-        return model.module, model.normalise
+        if normalise is not None:
+            raise CertificationError("pass normalise with a bare nn.Module only; a TorchClassifier has one")
+        return _classifier_step(model) + steps(model.module)
     if isinstance(model, nn.Module):
-        return model, normalise or _identity
+        if normalise is None:
+            return steps(model)
+        if isinstance(normalise, Normalize):
+            return steps(normalise, "normalise") + steps(model)
+        owner = getattr(normalise, "__self__", None)
+        bound = getattr(normalise, "__func__", None) is TorchClassifier.normalise
+        if bound and isinstance(owner, TorchClassifier):
+            return _classifier_step(owner) + steps(model)
+        raise CertificationError(
+            f"IBP cannot follow normalise={normalise!r}: pass a TorchClassifier's .normalise or a "
+            "bastion.certify.Normalize(mean, std), or put the normalisation first in the network"
+        )
     raise CertificationError(
         f"IBP needs the network itself (a TorchClassifier or nn.Module), got {type(model).__name__}; "
         "a model behind input transformations or a remote API cannot be bounded layer by layer"
     )
 
 
-def _input_box(normalise: Normalise, lower: torch.Tensor, upper: torch.Tensor) -> Box:
-    # Per-channel (x - mean) / std with std > 0 is increasing, so it maps the corners to the corners.
-    lo, up = normalise(lower), normalise(upper)
-    return (up + lo) / 2, (up - lo) / 2
+def _classifier_step(clf: TorchClassifier) -> list[Step]:
+    check_object(clf, type(clf).__name__, (TorchClassifier,))
+    if clf.mean is None and clf.std is None:
+        return []
+    return [Step("normalisation", None, "normalize", TorchClassifier, stats=(clf.mean, clf.std))]
+
+
+def _input_box(lower: torch.Tensor, upper: torch.Tensor) -> Box:
+    return (upper + lower) / 2, (upper - lower) / 2
+
+
+def _propagate(network: list[Step], box: Box) -> Box:
+    for step in network:
+        box = _through(step, box)
+    return box
 
 
 def interval_bounds(
@@ -145,14 +152,28 @@ def interval_bounds(
     """Logit bounds (N, K) each, valid for every input between ``lower`` and ``upper`` (N, ...).
 
     Differentiable (IBP training back-propagates through it); runs in the dtype of the inputs and
-    parameters. A bare ``nn.Module`` sees ``normalise(x)`` (default: ``x`` itself).
+    parameters. A bare ``nn.Module`` sees ``normalise(x)`` (default: ``x`` itself), where
+    ``normalise`` is a TorchClassifier's ``.normalise`` or a :class:`~bastion.certify.Normalize`.
     """
-    module, normalise = _parts(model, normalise)
-    box = _input_box(normalise, lower, upper)
-    for name, layer in _layers(module):
-        box = _through(layer, name, box)
-    mid, rad = box
+    mid, rad = _propagate(_network(model, normalise), _input_box(lower, upper))
     return mid - rad, mid + rad
+
+
+def _margins(network: list[Step], box: Box, labels: torch.Tensor) -> tuple[torch.Tensor, Box]:
+    """Margin lower bounds (N, K) and the logits' box (the last Linear layer applied plainly)."""
+    last = network[-1] if network and network[-1].kind == "linear" else None
+    mid, rad = _propagate(network[:-1] if last else network, box)
+    if last is not None and isinstance(last.layer, nn.Linear):
+        w, b = last.layer.weight, last.layer.bias
+        # Rows w_label - w_j of the specification matrix, one per class j: (N, K, H).
+        diff = w[labels][:, None, :] - w[None, :, :]
+        bias = torch.zeros(w.shape[0], dtype=mid.dtype, device=mid.device) if b is None else b
+        centre = torch.einsum("nkh,nh->nk", diff, mid) + (bias[labels][:, None] - bias[None, :])
+        margins = centre - torch.einsum("nkh,nh->nk", diff.abs(), rad)
+        return margins, _through(last, (mid, rad))
+    lo, up = mid - rad, mid + rad
+    own = lo.gather(1, labels[:, None])
+    return own - up.scatter(1, labels[:, None], own), (mid, rad)
 
 
 def margin_lower_bounds(
@@ -168,39 +189,30 @@ def margin_lower_bounds(
     A final Linear layer is folded into the specification (Gowal et al.'s elision), which is
     exact for that layer. All columns positive except the label's → the box is certified.
     """
-    module, normalise = _parts(model, normalise)
-    layers = _layers(module)
-    box = _input_box(normalise, lower, upper)
-    last = layers[-1][1] if layers else None
-    body = layers[:-1] if isinstance(last, nn.Linear) else layers
-    for name, layer in body:
-        box = _through(layer, name, box)
-    mid, rad = box
-    if isinstance(last, nn.Linear):
-        # Rows w_label - w_j of the specification matrix, one per class j: (N, K, H).
-        diff = last.weight[labels][:, None, :] - last.weight[None, :, :]
-        bias = torch.zeros(last.out_features, dtype=mid.dtype, device=mid.device)
-        if last.bias is not None:
-            bias = last.bias
-        centre = torch.einsum("nkh,nh->nk", diff, mid) + (bias[labels][:, None] - bias[None, :])
-        return centre - torch.einsum("nkh,nh->nk", diff.abs(), rad)
-    lo, up = mid - rad, mid + rad
-    return lo.gather(1, labels[:, None]) - up.scatter(1, labels[:, None], lo.gather(1, labels[:, None]))
+    return _margins(_network(model, normalise), _input_box(lower, upper), labels)[0]
 
 
 class IntervalBoundPropagation:
     """A sound linf certifier: which inputs keep their prediction everywhere in the epsilon ball.
 
-    Bounds are computed on a float64 copy of the network, and an input counts as certified only
-    when every margin's lower bound exceeds ``tolerance`` × (1 + largest |logit|), which covers the
-    rounding of the float32 network the certificate is about.
+    Bounds are computed on a float64 copy of the network. Before anything is certified, the network
+    itself is evaluated at each box's centre and ``check_points`` seeded points in it (half inside,
+    half on vertices); every logit must lie inside its bounds and every margin above its lower bound,
+    within ``tolerance`` × (1 + largest |logit|), or :class:`CertificationError` is raised (the network
+    computes something IBP did not bound). An input counts as certified only when every margin's
+    lower bound exceeds that same slack, which covers the rounding of the float32 network.
     """
 
-    def __init__(self, tolerance: float = 1e-5, batch_size: int = 256) -> None:
+    def __init__(
+        self, tolerance: float = 1e-5, batch_size: int = 256, check_points: int = 4, seed: int = 0
+    ) -> None:
         check_positive("tolerance", tolerance, allow_zero=True, error=CertificationError)
         check_positive("batch_size", batch_size, integer=True, error=CertificationError)
+        check_positive("check_points", check_points, integer=True, allow_zero=True, error=CertificationError)
         self.tolerance = float(tolerance)
         self.batch_size = int(batch_size)
+        self.check_points = int(check_points)
+        self.seed = int(seed)
 
     @torch.no_grad()
     def certify(
@@ -210,10 +222,9 @@ class IntervalBoundPropagation:
         where certified, 0 elsewhere. IBP never abstains."""
         if not isinstance(threat, ThreatModel) or threat.norm is not Norm.LINF:
             raise CertificationError(f"IBP certifies linf balls; got {threat!r}")
-        module, _ = _parts(model)  # refuses what is not a network
-        clf = model if isinstance(model, TorchClassifier) else TorchClassifier(module, copy=False)
+        _network(model)  # refuse what IBP cannot follow (anything but a network, too) before any work
+        clf = model if isinstance(model, TorchClassifier) else TorchClassifier(model, copy=False)
         check_batch(clf, x, doing="certifying")
-        _layers(clf.module)  # refuse unsupported layers before any work
         start = time.perf_counter()
         exact = TorchClassifier(
             copy.deepcopy(clf.module).double().eval(),
@@ -222,17 +233,21 @@ class IntervalBoundPropagation:
             std=None if clf.std is None else clf.std.double(),
             copy=False,
         )
+        network = _network(exact)
+        generator = torch.Generator(device=x.device).manual_seed(self.seed)
         predictions, certified = [], []
-        lo_bound, hi_bound = clf.bounds
         for i in range(0, x.shape[0], self.batch_size):
-            xb = x[i : i + self.batch_size].double()
-            logits = exact(xb)
+            xb = x[i : i + self.batch_size]
+            logits = clf(xb)  # the network the certificate is about, in its own dtype
             pred = logits.argmax(1)
-            lower = (xb - threat.epsilon).clamp(min=lo_bound)
-            upper = (xb + threat.epsilon).clamp(max=hi_bound)
-            margins = margin_lower_bounds(exact, lower, upper, pred)
+            lower = (xb.double() - threat.epsilon).clamp(min=clf.bounds[0])
+            upper = (xb.double() + threat.epsilon).clamp(max=clf.bounds[1])
+            margins, (mid, rad) = _margins(network, _input_box(lower, upper), pred)
+            slack = self_check(
+                clf, xb, (lower, upper), logits, (mid - rad, mid + rad, margins), self.tolerance,
+                self.check_points, generator, first=i,
+            )  # fmt: skip
             margins = margins.scatter(1, pred[:, None], torch.inf)
-            slack = self.tolerance * (1 + logits.abs().amax(1))
             predictions.append(pred)
             certified.append((margins > slack[:, None]).all(1))
         ok = torch.cat(certified)
@@ -243,11 +258,16 @@ class IntervalBoundPropagation:
             norm="linf",
             method="ibp",
             seconds=time.perf_counter() - start,
-            params={"epsilon": threat.epsilon, "tolerance": self.tolerance},
+            params={"epsilon": threat.epsilon, **self.params()},
         )
 
     def params(self) -> dict[str, float | int]:
-        return {"tolerance": self.tolerance, "batch_size": self.batch_size}
+        return {
+            "tolerance": self.tolerance,
+            "batch_size": self.batch_size,
+            "check_points": self.check_points,
+            "seed": self.seed,
+        }
 
     def __repr__(self) -> str:
-        return f"IntervalBoundPropagation(tolerance={self.tolerance})"
+        return f"IntervalBoundPropagation(tolerance={self.tolerance}, check_points={self.check_points})"
