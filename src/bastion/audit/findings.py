@@ -1,5 +1,9 @@
 """Audit findings: a code, a severity, what it means and what to do. ``docs/checks.md`` documents each.
 
+Every code also names the MITRE ATLAS techniques and OWASP ML Security Top 10 (2023) items it gives
+evidence about (``atlas``, ``owasp``; names in :mod:`bastion.audit.taxonomy`): this catalogue is the one
+place that mapping lives, and report.json, the HTML report, SARIF and docs/checks.md read it from here.
+
 Codes are stable (reports are compared across versions): ``BA1xx`` are model and data pre-checks,
 ``BA2xx`` attack-quality checks (is the evaluation itself trustworthy?), ``BA3xx`` gates, ``BA4xx``
 training-time threats (a backdoor in the model, poison or noisy labels in the training data, training
@@ -42,7 +46,17 @@ class Check:
     action: str
     holds: str = ""
     """What a passing check confirms, for the report's list of checks run."""
+    atlas: tuple[str, ...] = ()
+    """MITRE ATLAS technique IDs (``AML.T0015``) this finding is evidence about."""
+    owasp: tuple[str, ...] = ()
+    """OWASP Machine Learning Security Top 10 (2023) IDs (``ML01``)."""
 
+
+# The evidence most checks give: how far an attacker evades the model with crafted inputs, and whether the
+# evaluation that says so can be trusted (ATLAS: Evade AI Model by Craft Adversarial Data; OWASP ML01).
+_EVASION = ("AML.T0015", "AML.T0043")
+_WHITE_BOX = ("AML.T0015", "AML.T0043.000")
+_ML01 = ("ML01",)
 
 _CHECKS = [
     Check(
@@ -54,6 +68,8 @@ _CHECKS = [
         "Return logits from the model (drop the final softmax); the audit's black-box and transfer "
         "attacks do not depend on it.",
         holds="the model returns logits",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA102",
@@ -63,6 +79,8 @@ _CHECKS = [
         "transforms). A single-sample gradient chases one noise draw.",
         "Evaluate with Expectation over Transformation: --eot 20 (averages gradients over 20 draws).",
         holds="the forward pass is deterministic",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA103",
@@ -73,6 +91,8 @@ _CHECKS = [
         "Do not trust white-box numbers; read the adaptive (black-box/transfer) robust accuracy and "
         "attack through the masking layer with BPDA.",
         holds="input gradients are non-zero",
+        atlas=("AML.T0015", "AML.T0043.000", "AML.T0043.001"),
+        owasp=_ML01,
     ),
     Check(
         "BA104",
@@ -81,6 +101,8 @@ _CHECKS = [
         "The loss gradient at clean inputs has NaN or infinite entries; gradient attacks step nowhere.",
         "Find the unstable operation (log of zero, division, sqrt at zero) and stabilise it.",
         holds="input gradients are finite",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA105",
@@ -91,6 +113,8 @@ _CHECKS = [
         "Give the non-differentiable part a differentiable surrogate for the backward pass (BPDA) "
         "and audit again.",
         holds="the model is differentiable",
+        atlas=("AML.T0015", "AML.T0043.001", "AML.T0043.002"),
+        owasp=_ML01,
     ),
     Check(
         "BA106",
@@ -100,6 +124,8 @@ _CHECKS = [
         "does not describe the data.",
         "Scale the data into the bounds (e.g. divide images by 255) or declare the right bounds.",
         holds="inputs lie inside the declared bounds",
+        atlas=_EVASION,
+        owasp=_ML01,
     ),
     Check(
         "BA107",
@@ -109,6 +135,48 @@ _CHECKS = [
         "is then measured in normalised units, not in the units of the raw input.",
         "Feed raw inputs and put mean/std inside the model: TorchClassifier(module, mean=..., std=...).",
         holds="inputs are not standardised outside the model",
+        atlas=_EVASION,
+        owasp=_ML01,
+    ),
+    Check(
+        "BA108",
+        "clean accuracy is at chance",
+        Severity.HIGH,
+        "On clean inputs the model does no better than always answering the most frequent class: the "
+        "wrong weights, a model trained on other data, labels in another order, or inputs scaled unlike "
+        "its training data. Robust accuracy cannot exceed clean accuracy, so every other number in the "
+        "report describes a model that does not work.",
+        "Check --weights, that the model was trained on this data (same classes in the same order) and "
+        "that the inputs are scaled as in training; then audit again.",
+        holds="clean accuracy is above chance",
+        atlas=("AML.T0010.003", "AML.T0015"),
+        owasp=("ML06", "ML01"),
+    ),
+    Check(
+        "BA109",
+        "model weights were not loaded",
+        Severity.HIGH,
+        "The model was built by its factory without --weights and two builds give different parameters: "
+        "they are the factory's random initialisation, not a trained model. Auditing it measures "
+        "nothing about the model you ship.",
+        "Pass the trained weights: --weights model.safetensors (or make the factory load them).",
+        holds="the model's weights were loaded",
+        atlas=("AML.T0010.003", "AML.T0015"),
+        owasp=("ML06", "ML01"),
+    ),
+    Check(
+        "BA110",
+        "input bounds inferred from the data, not declared",
+        Severity.HIGH,
+        "Nobody declared the range the inputs live in, so the loader took the data's observed minimum and "
+        "maximum as the bounds (float data outside [0, 1]). Epsilon is measured in those units: on data "
+        "spanning [0, 255], epsilon 0.03 is about a hundredth of one grey level, the attacks change "
+        "nothing and the model looks robust.",
+        "Declare the bounds (--bounds LOW,HIGH) and give epsilon in the same units, or scale the data into "
+        "[0, 1] (divide 8-bit images by 255) and audit again.",
+        holds="the input bounds were declared",
+        atlas=_EVASION,
+        owasp=_ML01,
     ),
     Check(
         "BA201",
@@ -119,6 +187,8 @@ _CHECKS = [
         "Suspect gradient masking: rely on the adaptive number, attack with BPDA/EOT or a transfer "
         "surrogate.",
         holds="an unbounded attack fools every input",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA202",
@@ -128,6 +198,8 @@ _CHECKS = [
         "attack can only do better: the optimiser is failing at some radii.",
         "Evaluate with more steps and restarts (--preset thorough) and check for gradient masking.",
         holds="attack success grows with epsilon",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA203",
@@ -137,6 +209,8 @@ _CHECKS = [
         "include FGSM's step, so they fail only when gradients mislead them locally.",
         "Likely gradient masking: read the adaptive number and attack with BPDA/EOT.",
         holds="iterative attacks beat a single step",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA204",
@@ -146,6 +220,8 @@ _CHECKS = [
         "has not converged and the reported number is too optimistic.",
         "Use --preset thorough, or raise steps and restarts until the number stops moving.",
         holds="twice the steps change nothing material",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA205",
@@ -156,6 +232,8 @@ _CHECKS = [
         "Likely gradient masking: the adaptive robust accuracy is the one to believe; evaluate with "
         "BPDA/EOT.",
         holds="Square (black-box) does not beat white-box",
+        atlas=("AML.T0015", "AML.T0043.000", "AML.T0043.001"),
+        owasp=_ML01,
     ),
     Check(
         "BA206",
@@ -166,6 +244,8 @@ _CHECKS = [
         "Likely gradient masking: the adaptive robust accuracy is the one to believe; evaluate with "
         "BPDA (the surrogate's gradient) and EOT.",
         holds="a transfer attack does not beat white-box",
+        atlas=("AML.T0015", "AML.T0043.000", "AML.T0043.002"),
+        owasp=_ML01,
     ),
     Check(
         "BA207",
@@ -175,6 +255,8 @@ _CHECKS = [
         "a working attack is never worse than noise.",
         "Gradient attacks are broken on this model: find the masking layer and use BPDA/EOT.",
         holds="random noise does not beat white-box",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA208",
@@ -186,6 +268,8 @@ _CHECKS = [
         "Report the adaptive number (the audit's headline already is); do not rely on this transformation "
         "for robustness. Adversarial training (bastion harden) is the defense that holds.",
         holds="the defense holds against BPDA + EOT as well as naive attacks",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA209",
@@ -198,6 +282,23 @@ _CHECKS = [
         "Trust neither number until this is explained: check that the forward pass is deterministic "
         "(BA102) and report the inputs (report.json) as a bug.",
         holds="no attack broke an input IBP certified",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
+    ),
+    Check(
+        "BA210",
+        "cross-entropy gradients vanish",
+        Severity.MEDIUM,
+        "The cross-entropy stages fooled almost none of the inputs that the scale-invariant stages (DLR, "
+        "targeted, minimum-norm, black-box) broke. The logits are so large (a saturated softmax, or a "
+        "temperature folded into the last layer) that the cross-entropy loss is flat at confidently "
+        "classified inputs. The headline here is right, but every cross-entropy attack (most tools' PGD "
+        "and FGSM) and adversarial training with a cross-entropy inner attack are fooled by it.",
+        "Rescale the logits or remove the temperature before comparing with other tools; train with a "
+        "margin or DLR inner loss (bastion harden refuses cross-entropy when its gradients vanish).",
+        holds="cross-entropy attacks break what the scale-invariant attacks break",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
     ),
     Check(
         "BA301",
@@ -206,6 +307,8 @@ _CHECKS = [
         "The adaptive robust accuracy at some threat is below --min-robust-accuracy.",
         "Harden the model (adversarial training) or relax the requirement if it was set too high.",
         holds="robust accuracy meets the required minimum",
+        atlas=_EVASION,
+        owasp=_ML01,
     ),
     Check(
         "BA401",
@@ -219,6 +322,8 @@ _CHECKS = [
         "triggers.png), scan the training data for the poisoned samples (bastion scan-data), and "
         "retrain on verified data. Do not deploy the model meanwhile.",
         holds="no class has an outlying small trigger (Neural Cleanse)",
+        atlas=("AML.T0018.000", "AML.T0020", "AML.T0043.004"),
+        owasp=("ML10", "ML02"),
     ),
     Check(
         "BA402",
@@ -232,6 +337,8 @@ _CHECKS = [
         "them, --clean-out clean.npz writes the data without them); if they are poison, retrain on the "
         "cleaned data and find how they entered the pipeline (verify the data against a manifest).",
         holds="no class of the training data splits into far-apart groups",
+        atlas=("AML.T0020", "AML.T0043.004"),
+        owasp=("ML02",),
     ),
     Check(
         "BA403",
@@ -243,6 +350,8 @@ _CHECKS = [
         "Review the flagged samples' labels (bastion scan-data MODEL DATA --method label-noise --json "
         "scan.json lists them), fix or drop them and retrain.",
         holds="no class has more confidently rejected labels than tolerated",
+        atlas=("AML.T0020", "AML.T0059"),
+        owasp=("ML02",),
     ),
     Check(
         "BA404",
@@ -254,6 +363,8 @@ _CHECKS = [
         "Find out who changed what (bastion data verify DATA MANIFEST names every sample); restore the "
         "data from a trusted copy, or rebuild the manifest if the change was intended, and retrain.",
         holds="the training data matches its manifest",
+        atlas=("AML.T0010.002", "AML.T0020", "AML.T0059"),
+        owasp=("ML02", "ML06"),
     ),
 ]
 
@@ -272,6 +383,8 @@ class Finding:
     action: str
     threat: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
+    atlas: tuple[str, ...] = ()
+    owasp: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -283,6 +396,8 @@ class Finding:
             "action": self.action,
             "threat": self.threat,
             "evidence": self.evidence,
+            "atlas": list(self.atlas),
+            "owasp": list(self.owasp),
         }
 
 
@@ -298,4 +413,6 @@ def finding(code: str, detail: str, *, threat: str = "", **evidence: Any) -> Fin
         action=check.action,
         threat=threat,
         evidence=evidence,
+        atlas=check.atlas,
+        owasp=check.owasp,
     )
