@@ -173,6 +173,24 @@ def audit(
     curve: Annotated[
         bool | None, typer.Option("--curve/--no-curve", help="Robust accuracy against epsilon until ~0.")
     ] = None,
+    sarif: Annotated[
+        Path | None,
+        typer.Option(
+            "--sarif",
+            help="Also write the findings as SARIF 2.1.0 to FILE, for code-scanning dashboards: one rule per "
+            "finding code (with its MITRE ATLAS and OWASP ML Top 10 IDs), one result per finding.",
+            show_default=False,
+        ),
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit",
+            help="Also write a JUnit XML report to FILE, for CI test reports: one test case per check run, "
+            "a failure for each failed check.",
+            show_default=False,
+        ),
+    ] = None,
     weights: WeightsOpt = None,
     split: SplitOpt = "test",
     label: LabelOpt = None,
@@ -224,6 +242,8 @@ def audit(
     clf, ds = load_inputs(
         model, data, weights=weights, split=split, label=label, bounds=bounds, limit=cfg.limit, seed=cfg.seed
     )
+    if bounds is not None:  # declared here: not the range a loader guessed from the data (BA110)
+        ds = replace(ds, meta={**ds.meta, "bounds_source": "declared"})
     with progress_bar() as bar:
         tasks: dict[str, Any] = {}
 
@@ -234,8 +254,19 @@ def audit(
 
         report = run_audit(clf, ds, cfg, progress=on_progress, model_name=model)
     paths = write_report(report, str(out_dir))
+    also = []
+    if sarif is not None:
+        from bastion.audit.sarif import write_sarif
+
+        also.append(f"SARIF {write_sarif(report, sarif)}")
+    if junit is not None:
+        from bastion.audit.junit import write_junit
+
+        also.append(f"JUnit {write_junit(report, junit)}")
     _print_summary(report.to_dict())
     out.print(f"report: [bold]{paths['html']}[/] (also report.json, summary.md)", highlight=False)
+    for line in also:
+        out.print(line, highlight=False)
     if not report.passed:
         raise typer.Exit(1)
 
@@ -272,8 +303,11 @@ def _print_summary(d: dict[str, Any]) -> None:
             f"[{style}]{f['severity'].upper():6}[/] {f['code']} {f['title']}{where}: {f['detail']}",
             highlight=False,
         )
-    verdict = "[bold green]PASS[/]" if d["verdict"]["passed"] else "[bold red]FAIL[/]"
-    out.print(f"verdict: {verdict} (fails on severity ≥ {d['verdict']['fail_on']})", highlight=False)
+    from bastion.audit.verdict import headline
+
+    word, _, gates = headline(d).partition(" — ")
+    style = "bold green" if d["verdict"]["passed"] else "bold red"
+    out.print(f"verdict: [{style}]{word}[/] — {gates}", highlight=False, soft_wrap=True)
 
 
 def _print_certification(cert: dict[str, Any] | None) -> None:
