@@ -2,7 +2,8 @@
 
 - :class:`RandomizedSmoothing` (l2, any classifier, probabilistic certificate; Cohen et al. 2019);
 - :class:`IntervalBoundPropagation` (linf, feed-forward PyTorch networks, deterministic; Gowal et al.
-  2018), with :func:`interval_bounds` / :func:`margin_lower_bounds` for training.
+  2018), with :func:`interval_bounds` / :func:`margin_lower_bounds` for training, and
+  :class:`Normalize`, the input normalisation layer IBP follows exactly.
 
 Both return a :class:`bastion.results.CertificationResult`.
 """
@@ -13,6 +14,7 @@ from bastion.certify.ibp import (
     margin_lower_bounds,
     supported_layers,
 )
+from bastion.certify.normalize import Normalize
 from bastion.certify.smoothing import ABSTAIN, RandomizedSmoothing
 from bastion.results import STANDARD_RADII, CertificationResult
 
@@ -21,6 +23,7 @@ __all__ = [
     "STANDARD_RADII",
     "CertificationResult",
     "IntervalBoundPropagation",
+    "Normalize",
     "RandomizedSmoothing",
     "interval_bounds",
     "margin_lower_bounds",

@@ -38,7 +38,13 @@ from bastion.model import TorchClassifier
 from bastion.results import CertificationResult
 from bastion.threat import Norm, ThreatModel
 
-__all__ = ["IntervalBoundPropagation", "interval_bounds", "margin_lower_bounds", "supported_layers"]
+__all__ = [
+    "IntervalBoundPropagation",
+    "check_network",
+    "interval_bounds",
+    "margin_lower_bounds",
+    "supported_layers",
+]
 
 Box = tuple[torch.Tensor, torch.Tensor]
 """(centre, radius), radius >= 0, both shaped like the activations."""
@@ -123,6 +129,21 @@ def _network(model: TorchClassifier | nn.Module, normalise: Normalise | None = N
         f"IBP needs the network itself (a TorchClassifier or nn.Module), got {type(model).__name__}; "
         "a model behind input transformations or a remote API cannot be bounded layer by layer"
     )
+
+
+def check_network(
+    model: TorchClassifier | nn.Module, normalise: Normalise | None = None, *, training: bool = False
+) -> None:
+    """Raise :class:`CertificationError`, naming the layer and why, unless IBP can follow the network
+    exactly; ``training``: also refuse what cannot be bounded in training mode (BatchNorm's batch
+    statistics, active dropout), so IBP training fails before its first step rather than at it."""
+    for step in _network(model, normalise):
+        layer: Any = step.layer
+        if training and (step.kind == "batchnorm" or (step.kind == "dropout" and layer.p > 0)):
+            raise CertificationError(
+                f"IBP training cannot bound {step.where}: in training mode it uses batch statistics or "
+                "random masks; train without it (BatchNorm, Dropout) or with another method"
+            )
 
 
 def _classifier_step(clf: TorchClassifier) -> list[Step]:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bastion.certify.ibp import margin_lower_bounds
+from bastion.certify.ibp import check_network, margin_lower_bounds
 from bastion.defenses.training.objective import Batch, Forward, Objective
 from bastion.errors import DefenseError
 
@@ -35,6 +35,8 @@ class IBPTraining(Objective):
         self._network: tuple[nn.Module, Callable[[torch.Tensor], torch.Tensor]] | None = None
 
     def bind(self, module: nn.Module, normalise: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        # Refuse a network IBP cannot follow (CertificationError, naming the layer) before any step.
+        check_network(module, normalise, training=True)
         self._network = (module, normalise)
 
     def loss(
