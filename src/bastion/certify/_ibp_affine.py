@@ -12,6 +12,7 @@ certifier's runtime self-check still compares the bounds with the real network's
 
 from __future__ import annotations
 
+import copy
 import operator
 from typing import Any
 
@@ -193,7 +194,9 @@ def trace_affine(module: nn.Module, where: str) -> AffineGraph:
     traces = []
     for _ in range(2):
         try:
-            traces.append(torch.fx.symbolic_trace(module))
+            # A shallow copy: tracing stores the constants it meets as attributes of the module traced,
+            # and the caller's module is never mutated.
+            traces.append(torch.fx.symbolic_trace(copy.copy(module)))
         except Exception as exc:  # any failure to trace means IBP cannot follow the forward
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise CertificationError(

@@ -23,10 +23,10 @@ Stat = float | Sequence[float] | torch.Tensor
 
 def _stat(name: str, value: Stat) -> torch.Tensor:
     t = torch.as_tensor(value, dtype=torch.float32).detach().clone()
-    if t.dim() == 1:  # per channel, as TorchClassifier reads mean/std: (1, C, 1, 1), or (1,) for one value
-        t = t.view(1, -1, 1, 1) if t.numel() > 1 else t.view(1)
     if t.numel() == 0 or not bool(torch.isfinite(t).all()):
         raise ModelContractError(f"Normalize: {name} must be finite numbers, got {value!r}")
+    if t.dim() == 1:  # per channel, as TorchClassifier reads mean/std: (1, C, 1, 1), or (1,) for one value
+        t = t.view(1, -1, 1, 1) if t.numel() > 1 else t.view(1)
     return t
 
 
