@@ -18,6 +18,8 @@ FAST = {
     "apgd-t": {"steps": 5, "n_target_classes": 2},
     "cw-l2": {"steps": 10, "binary_search_steps": 2},
     "deepfool": {"steps": 5},
+    "fab": {"steps": 5},
+    "fab-t": {"steps": 5, "n_target_classes": 2},
     "fmn": {"steps": 10},
     "square": {"n_queries": 20},
     "hopskipjump": {"max_queries": 60},

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from bastion.attacks.evasion.apgd import APGD
     from bastion.attacks.evasion.cw import CarliniWagner
     from bastion.attacks.evasion.deepfool import DeepFool
+    from bastion.attacks.evasion.fab import FAB
     from bastion.attacks.evasion.fgsm import FGSM
     from bastion.attacks.evasion.fmn import FMN
     from bastion.attacks.evasion.hopskipjump import HopSkipJump
@@ -25,6 +26,7 @@ __all__ = [
     "AttackInfo",
     "CarliniWagner",
     "DeepFool",
+    "FAB",
     "FGSM",
     "FMN",
     "HopSkipJump",
@@ -41,6 +43,7 @@ _LAZY = {
     "APGD",
     "CarliniWagner",
     "DeepFool",
+    "FAB",
     "FGSM",
     "FMN",
     "HopSkipJump",

@@ -37,6 +37,18 @@ _ENTRIES: dict[str, tuple[str, str, dict[str, Any], str]] = {
         {},
         "DeepFool, minimum norm (Moosavi-Dezfooli et al. 2016)",
     ),
+    "fab": (
+        f"{_EVASION}.fab",
+        "FAB",
+        {},
+        "Fast Adaptive Boundary attack, minimum norm (Croce & Hein 2020)",
+    ),
+    "fab-t": (
+        f"{_EVASION}.fab",
+        "FAB",
+        {"targeted": True},
+        "FAB-T: targeted FAB over the top classes, AutoAttack's third stage (Croce & Hein 2020)",
+    ),
     "fmn": (f"{_EVASION}.fmn", "FMN", {}, "Fast Minimum-Norm attack (Pintor et al. 2021)"),
     "square": (
         f"{_EVASION}.square",
