@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from fractions import Fraction
 
 import torch
 
 from bastion.errors import ThreatModelError
 
-__all__ = ["Bounds", "Norm", "ThreatModel"]
+__all__ = ["Bounds", "Norm", "ThreatModel", "format_epsilon"]
 
 Bounds = tuple[float, float]
 
@@ -51,6 +52,25 @@ class Norm(StrEnum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def format_epsilon(epsilon: float) -> str:
+    """An epsilon as a person wrote it: ``0.1`` stays ``0.1``, ``8 / 255`` prints ``8/255`` (not
+    ``0.0313725``), ``math.inf`` prints ``inf``.
+
+    The short decimal is used when it reads back as the same float; otherwise a fraction with a
+    denominator up to 1024 that gives exactly this float (what ``8/255`` on the command line parses to);
+    otherwise four significant digits.
+    """
+    if math.isinf(epsilon):
+        return "inf"
+    short = f"{epsilon:g}"
+    if float(short) == epsilon:
+        return short
+    frac = Fraction(epsilon).limit_denominator(1024)
+    if frac.numerator and float(frac) == epsilon:
+        return f"{frac.numerator}/{frac.denominator}"
+    return f"{epsilon:.4g}"
 
 
 def check_bounds(bounds: tuple[float, float]) -> Bounds:
@@ -139,5 +159,5 @@ class ThreatModel:
         return in_bounds & in_ball
 
     def __str__(self) -> str:
-        eps = "inf" if self.unbounded else f"{self.epsilon:g}"
-        return f"{self.norm.value} eps={eps} bounds=[{self.bounds[0]:g}, {self.bounds[1]:g}]"
+        bounds = f"[{self.bounds[0]:g}, {self.bounds[1]:g}]"
+        return f"{self.norm.value} eps={format_epsilon(self.epsilon)} bounds={bounds}"

@@ -14,16 +14,22 @@ from rich.table import Table
 
 from bastion.cli.common import (
     DATA_HELP,
+    DEVICE_HELP,
+    EPSILON_HELP_SUFFIX,
+    MEAN_HELP,
     MODEL_HELP,
+    STD_HELP,
     err,
     friendly_errors,
     load_inputs,
     out,
+    parse_epsilon,
     progress_bar,
     write_json,
     write_npz,
 )
 from bastion.errors import AttackError
+from bastion.threat import format_epsilon
 
 if TYPE_CHECKING:
     from bastion.defenses import DefenseEvaluation, Transform
@@ -46,9 +52,18 @@ ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP, show_default=False)]
 DataArg = Annotated[str, typer.Argument(help=DATA_HELP, show_default=False)]
 NormOpt = Annotated[str, typer.Option("--norm", help="Perturbation norm: linf or l2.")]
 EpsOpt = Annotated[
-    float,
-    typer.Option("--epsilon", "-e", help="Perturbation budget in input units (e.g. 0.3 for MNIST linf)."),
+    str,
+    typer.Option(
+        "--epsilon",
+        "-e",
+        metavar="EPS",
+        help="Perturbation budget in input units (e.g. 0.3 for MNIST linf, 8/255 for CIFAR-10). "
+        + EPSILON_HELP_SUFFIX,
+    ),
 ]
+DeviceOpt = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+MeanOpt = Annotated[str | None, typer.Option("--mean", metavar="M[,M,M]", help=MEAN_HELP, show_default=False)]
+StdOpt = Annotated[str | None, typer.Option("--std", metavar="S[,S,S]", help=STD_HELP, show_default=False)]
 WeightsOpt = Annotated[
     str | None, typer.Option("--weights", help="Weights for a FILE.py:factory model (.safetensors or .pt).")
 ]
@@ -104,7 +119,7 @@ def attack(
         str, typer.Option("--attack", "-a", help="Attack name (see 'bastion attacks list').")
     ] = "pgd",
     norm: NormOpt = "linf",
-    epsilon: EpsOpt = 0.1,
+    epsilon: EpsOpt = "0.1",
     steps: Annotated[int | None, typer.Option(help="Iterations, for iterative attacks.")] = None,
     restarts: Annotated[int | None, typer.Option(help="Random restarts, where supported.")] = None,
     queries: Annotated[
@@ -113,7 +128,9 @@ def attack(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Any hyperparameter as KEY=VALUE.")
     ] = None,
-    targeted: Annotated[bool, typer.Option(help="Attack a random other class per input.")] = False,
+    targeted: Annotated[
+        bool, typer.Option(help="Attack a random other class per input (saved as 'targets' with --out).")
+    ] = False,
     weights: WeightsOpt = None,
     split: SplitOpt = "test",
     label: LabelOpt = None,
@@ -121,29 +138,57 @@ def attack(
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 256,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    device: DeviceOpt = "auto",
     out_path: Annotated[
-        Path | None, typer.Option("--out", help="Write x_adv, y, success, distance, predictions to a .npz.")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Write x, x_adv, y, success, distance, predictions, clean_predictions (and targets) "
+            "to a .npz.",
+        ),
     ] = None,
     json_path: JsonOpt = None,
 ) -> None:
-    """Run one attack and report its success rate, distances and cost.
+    """Run one attack and report clean accuracy, the success rate on the inputs the model classified
+    correctly, the distances of the adversarials it found, and its cost.
+
+    Inputs the model already misclassifies are not counted as successes (they need no perturbation):
+    success rate and median distance are over the correctly classified inputs only.
 
     Example: [bold]bastion attack zoo:digits-cnn digits --attack pgd --norm linf --epsilon 0.1 --limit 200[/]
     """
-    from bastion.attacks import get
-    from bastion.threat import ThreatModel
+    from bastion.attacks import get, info
+    from bastion.model import predict
+    from bastion.threat import Norm, ThreatModel
 
+    eps = parse_epsilon(epsilon)
     kwargs = _attack_kwargs(attack, steps, restarts, queries, param or [])
     atk = get(attack, **kwargs)
+    chosen_norm = Norm.parse(norm)
+    if chosen_norm.value not in info(attack).norms:
+        raise AttackError(f"{attack} supports {', '.join(info(attack).norms)}, not --norm {chosen_norm}")
     clf, ds = load_inputs(
-        model, data, weights=weights, split=split, label=label, bounds=bounds, limit=limit, seed=seed
+        model,
+        data,
+        weights=weights,
+        split=split,
+        label=label,
+        bounds=bounds,
+        limit=limit,
+        seed=seed,
+        mean=mean,
+        std=std,
+        device=device,
     )
-    threat = ThreatModel(norm, epsilon, bounds=clf.bounds)
+    threat = ThreatModel(chosen_norm, eps, bounds=clf.bounds)
     targets = None
     if targeted:
         g = torch.Generator().manual_seed(seed)
-        shift = torch.randint(1, ds.num_classes, (len(ds),), generator=g)
+        shift = torch.randint(1, ds.num_classes, (len(ds),), generator=g).to(ds.y.device)
         targets = (ds.y + shift) % ds.num_classes
+    clean = predict(clf, ds.x, batch_size=batch_size).argmax(dim=1)
     parts = []
     start = time.perf_counter()
     with progress_bar() as bar:
@@ -156,49 +201,91 @@ def attack(
     seconds = time.perf_counter() - start
     success = torch.cat([p.success for p in parts])
     distance = torch.cat([p.distance for p in parts])
+    predictions = torch.cat([p.predictions for p in parts])
     summary = {
         "attack": atk.name,
         "params": atk.params(),
         "model": model,
         "data": ds.name,
         "n_samples": len(ds),
-        "threat": {"norm": threat.norm.value, "epsilon": threat.epsilon, "bounds": list(threat.bounds)},
+        "threat": {
+            "norm": threat.norm.value,
+            "epsilon": threat.epsilon,
+            "epsilon_label": format_epsilon(threat.epsilon),
+            "bounds": list(threat.bounds),
+        },
         "targeted": targeted,
-        "success_rate": float(success.float().mean()),
-        "median_distance": float(distance[success].median()) if bool(success.any()) else None,
+        **_attack_outcome(ds.y, clean, success, distance, predictions),
         "queries": sum(p.queries for p in parts),
         "gradient_evals": sum(p.gradient_evals for p in parts),
         "seconds": seconds,
         "seed": seed,
     }
-    table = Table(title=f"{atk.name} on {model} / {ds.name} ({threat})", title_justify="left")
-    for key in ("samples", "success rate", "median distance", "queries", "gradient evals", "seconds"):
-        table.add_column(key, justify="right")
-    med = summary["median_distance"]
-    table.add_row(
-        str(len(ds)),
-        f"{summary['success_rate']:.1%}",
-        "-" if med is None else f"{med:.4f}",
-        f"{summary['queries']:,}",
-        f"{summary['gradient_evals']:,}",
-        f"{seconds:.1f}",
-    )
-    out.print(table)
+    _render_attack(summary, f"{atk.name} on {model} / {ds.name} ({threat})")
     if out_path is not None:
-        write_npz(
-            out_path,
-            {
-                "x_adv": torch.cat([p.x_adv for p in parts]).cpu().numpy(),
-                "x": ds.x.cpu().numpy(),
-                "y": ds.y.cpu().numpy(),
-                "success": success.cpu().numpy(),
-                "distance": distance.cpu().numpy(),
-                "predictions": torch.cat([p.predictions for p in parts]).cpu().numpy(),
-            },
-        )
+        arrays = {
+            "x_adv": torch.cat([p.x_adv for p in parts]).cpu().numpy(),
+            "x": ds.x.cpu().numpy(),
+            "y": ds.y.cpu().numpy(),
+            "success": success.cpu().numpy(),
+            "distance": distance.cpu().numpy(),
+            "predictions": predictions.cpu().numpy(),
+            "clean_predictions": clean.cpu().numpy(),
+        }
+        if targets is not None:
+            arrays["targets"] = targets.cpu().numpy()
+        write_npz(out_path, arrays)
         err.print(f"adversarial examples written to {out_path}")
     if json_path is not None:
         write_json(json_path, summary)
+
+
+def _attack_outcome(
+    y: torch.Tensor,
+    clean: torch.Tensor,
+    success: torch.Tensor,
+    distance: torch.Tensor,
+    predictions: torch.Tensor,
+) -> dict[str, Any]:
+    """Success and distance over the inputs the model classified correctly: an input it already gets
+    wrong "succeeds" at distance 0, which would inflate the success rate and drag the median to 0."""
+    correct = clean == y
+    fooled = success & correct
+    n_correct, n_fooled = int(correct.sum()), int(fooled.sum())
+    n = int(y.shape[0])
+    return {
+        "clean_accuracy": n_correct / n if n else 0.0,
+        "n_correct": n_correct,
+        "n_fooled": n_fooled,
+        "success_rate": n_fooled / n_correct if n_correct else None,
+        "median_distance": float(distance[fooled].median()) if n_fooled else None,
+        "robust_accuracy": float((correct & (predictions == y)).float().mean()) if n else 0.0,
+        "n_already_misclassified": n - n_correct,
+    }
+
+
+def _render_attack(summary: dict[str, Any], title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    columns = ("samples", "clean", "success*", "median dist*", "robust", "queries", "grad evals", "seconds")
+    for key in columns:
+        table.add_column(key, justify="right")
+    rate, med = summary["success_rate"], summary["median_distance"]
+    table.add_row(
+        str(summary["n_samples"]),
+        f"{summary['clean_accuracy']:.1%}",
+        "-" if rate is None else f"{rate:.1%}",
+        "-" if med is None else f"{med:.4f}",
+        f"{summary['robust_accuracy']:.1%}",
+        f"{summary['queries']:,}",
+        f"{summary['gradient_evals']:,}",
+        f"{summary['seconds']:.1f}",
+    )
+    out.print(table)
+    out.print(
+        f"* over the {summary['n_correct']} correctly classified input(s) ({summary['n_fooled']} fooled); "
+        f"the {summary['n_already_misclassified']} already misclassified need no attack and are not counted",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -207,7 +294,7 @@ def evaluate(
     model: ModelArg,
     data: DataArg,
     norm: NormOpt = "linf",
-    epsilon: EpsOpt = 0.1,
+    epsilon: EpsOpt = "0.1",
     preset: Annotated[
         str,
         typer.Option(
@@ -244,6 +331,9 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    device: DeviceOpt = "auto",
     json_path: JsonOpt = None,
 ) -> None:
     """Measure robust accuracy with a cascade of attacks (each stage attacks what is still robust).
@@ -256,12 +346,23 @@ def evaluate(
     from bastion.evaluation import preset_attacks
     from bastion.threat import ThreatModel
 
+    eps = parse_epsilon(epsilon)
     stages = preset_attacks(preset)
     chain = _defense_chain(defense, eot)
     clf, ds = load_inputs(
-        model, data, weights=weights, split=split, label=label, bounds=bounds, limit=limit, seed=seed
+        model,
+        data,
+        weights=weights,
+        split=split,
+        label=label,
+        bounds=bounds,
+        limit=limit,
+        seed=seed,
+        mean=mean,
+        std=std,
+        device=device,
     )
-    threat = ThreatModel(norm, epsilon, bounds=clf.bounds)
+    threat = ThreatModel(norm, eps, bounds=clf.bounds)
     with progress_bar() as bar:
         tasks: dict[str, Any] = {}
 

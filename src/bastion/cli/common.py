@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import math
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bastion._files import atomic_write
-from bastion.errors import BastionError, DataError
+from bastion.errors import BastionError, DataError, ModelContractError, ThreatModelError
 
 if TYPE_CHECKING:
     from bastion.data import Dataset
@@ -56,13 +59,28 @@ def unwrap_help(doc: str | None) -> str | None:
     return "\n\n".join(out)
 
 
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    # Python's default shows the source path and line of the warn() call: noise to a CLI user.
+    err.print(f"[yellow]warning:[/] {message}", highlight=False)
+
+
 def friendly_errors(fn: F) -> F:
-    """Turn bastion's typed errors into one line on stderr and exit code 2 (and unwrap the help text)."""
+    """Turn bastion's typed errors into one line on stderr and exit code 2, print warnings as one line
+    each (and unwrap the help text)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                return fn(*args, **kwargs)
         except BastionError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False)
             raise typer.Exit(2) from None
@@ -72,6 +90,69 @@ def friendly_errors(fn: F) -> F:
 
     wrapper.__doc__ = unwrap_help(fn.__doc__)
     return wrapper  # type: ignore[return-value]
+
+
+EPSILON_HELP_SUFFIX = "A number or a fraction: 0.3, 8/255."
+
+
+def parse_epsilon(text: str | float, option: str = "--epsilon") -> float:
+    """An epsilon from the command line: a decimal (``0.03``), a fraction (``8/255``) or ``inf``.
+
+    A fraction is converted with one correctly rounded division, so ``8/255`` gives exactly the float
+    ``8 / 255`` and :func:`bastion.threat.format_epsilon` prints it back as ``8/255``. Raises
+    ThreatModelError (one line, exit code 2) for anything else or a value <= 0.
+    """
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        raw = text.strip()
+        try:
+            value = math.inf if raw.lower() in ("inf", "infinity") else float(Fraction(raw))
+        except (ValueError, ZeroDivisionError):
+            raise ThreatModelError(
+                f"{option} takes a number or a fraction such as 0.3 or 8/255, got {text!r}"
+            ) from None
+    if math.isnan(value) or value <= 0:
+        raise ThreatModelError(f"epsilon must be > 0, got {text!r} (e.g. 8/255 for linf on [0, 1] images)")
+    return value
+
+
+def parse_stats(text: str | None, option: str) -> tuple[float, ...] | None:
+    """``--mean``/``--std``: one number, or one per channel separated by commas (0.485,0.456,0.406)."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise DataError(
+            f"{option} takes numbers separated by commas (e.g. 0.5 or 0.49,0.48,0.45), got {text!r}"
+        ) from None
+    return values
+
+
+def resolve_device(text: str | None) -> torch.device:
+    """``--device``: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    choice = (text or "auto").strip().lower()
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(choice)
+    except RuntimeError:
+        raise DataError(f"--device takes auto, cpu, cuda or cuda:N, got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"--device {text}: CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DataError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return device
+
+
+DEVICE_HELP = "Where the model runs: auto (CUDA when present, else CPU), cpu, cuda or cuda:N."
+MEAN_HELP = (
+    "Per-channel mean the model's inputs are normalised with, inside the model (e.g. 0.4914,0.4822,0.4465); "
+    "data stays in input space. For FILE.py:factory models; zoo models and factories that return a "
+    "TorchClassifier carry their own."
+)
+STD_HELP = "Per-channel standard deviation for the normalisation (see --mean), e.g. 0.247,0.243,0.261."
 
 
 def parse_bounds(text: str | None) -> tuple[float, float] | None:
@@ -94,15 +175,30 @@ def load_inputs(
     bounds: str | None,
     limit: int | None,
     seed: int,
+    mean: str | None = None,
+    std: str | None = None,
+    device: str | None = None,
 ) -> tuple[TorchClassifier, Dataset]:
-    """Load data then model, and check they fit together (bounds, shapes, number of classes)."""
+    """Load data then model, and check they fit together (bounds, shapes, number of classes); both
+    end up on ``device`` (see :func:`resolve_device`)."""
     from bastion.data import load_dataset
     from bastion.loading import load_model
 
+    where = resolve_device(device)
     data = load_dataset(data_spec, split=split, label=label).take(limit, seed=seed)
     model = load_model(
-        model_spec, weights=weights, bounds=parse_bounds(bounds) or data.bounds, num_classes=None
+        model_spec,
+        weights=weights,
+        bounds=parse_bounds(bounds) or data.bounds,
+        num_classes=None,
+        mean=parse_stats(mean, "--mean"),
+        std=parse_stats(std, "--std"),
     )
+    model.to(where)
+    if where.type != "cpu":
+        from dataclasses import replace
+
+        data = replace(data, x=data.x.to(where), y=data.y.to(where))
     low, high = model.bounds
     if data.bounds[0] < low - 1e-6 or data.bounds[1] > high + 1e-6:
         raise DataError(
@@ -112,7 +208,9 @@ def load_inputs(
     try:
         with torch.no_grad():
             logits = model(data.x[:1])
-    except RuntimeError as exc:
+    except ModelContractError:
+        raise
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
         first = str(exc).splitlines()[0]
         raise DataError(
             f"model cannot take inputs of shape {tuple(data.x.shape[1:])} from {data.name}: {first}"
@@ -132,9 +230,23 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), "wb")  # type: ignore[arg-type]
 
 
+class _LazyProgress(Progress):
+    """Draws nothing until the first task is added, so an error raised before any work starts (a bad
+    argument, a missing file) is the only thing the user sees."""
+
+    def add_task(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.live.is_started:
+            self.start()
+        return super().add_task(*args, **kwargs)
+
+    def stop(self) -> None:
+        if self.live.is_started:  # Progress.stop prints a blank line even when nothing was drawn
+            super().stop()
+
+
 @contextmanager
 def progress_bar() -> Iterator[Progress]:
-    bar = Progress(
+    bar = _LazyProgress(
         TextColumn("[bold]{task.description:<10}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -142,5 +254,7 @@ def progress_bar() -> Iterator[Progress]:
         console=err,
         transient=False,
     )
-    with bar:
+    try:
         yield bar
+    finally:
+        bar.stop()

@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import torch
 import typer
 from rich.table import Table
 
-from bastion.cli.app import BoundsOpt, DataArg, LabelOpt, ModelArg, WeightsOpt, app
-from bastion.cli.common import err, friendly_errors, load_inputs, out, progress_bar
+from bastion.cli.app import (
+    BoundsOpt,
+    DataArg,
+    DeviceOpt,
+    LabelOpt,
+    MeanOpt,
+    ModelArg,
+    StdOpt,
+    WeightsOpt,
+    app,
+)
+from bastion.cli.common import (
+    EPSILON_HELP_SUFFIX,
+    err,
+    friendly_errors,
+    load_inputs,
+    out,
+    parse_epsilon,
+    progress_bar,
+)
+from bastion.errors import DefenseError
+from bastion.threat import format_epsilon
+
+if TYPE_CHECKING:
+    from bastion.data import Dataset
+    from bastion.model import TorchClassifier
 
 _METHOD_HELP = (
     "pgd (Madry et al.), fgsm-rs (fast FGSM with random start, Wong et al.; guarded against catastrophic "
@@ -37,11 +64,13 @@ def harden(
         str, typer.Option("--norm", help="Threat norm for adversarial methods: linf or l2.")
     ] = "linf",
     epsilon: Annotated[
-        float | None,
+        str | None,
         typer.Option(
             "--epsilon",
             "-e",
-            help="Training budget (needed by pgd, fgsm-rs, n-fgsm, atta, trades, ibp; e.g. 0.3 MNIST).",
+            metavar="EPS",
+            help="Training budget (needed by pgd, fgsm-rs, n-fgsm, atta, trades, ibp; e.g. 0.3 MNIST, "
+            "8/255 CIFAR-10). " + EPSILON_HELP_SUFFIX,
         ),
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the training data.")] = 10,
@@ -86,11 +115,24 @@ def harden(
     eval_limit: Annotated[
         int, typer.Option("--eval-limit", min=0, help="Test samples evaluated (0: skip).")
     ] = 1000,
+    test_data: Annotated[
+        str | None,
+        typer.Option(
+            "--test-data",
+            help="Data the card's accuracies are measured on (its test split), as a data spec, e.g. "
+            "npz:test.npz. Default: DATA's test split; for data without one (an .npz) that is the training "
+            "data itself, which the card and the output then say.",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Train on N samples.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for init, shuffling and perturbations.")] = 0,
     weights: WeightsOpt = None,
     label: LabelOpt = None,
     bounds: BoundsOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train MODEL on DATA's training split with a defense, then measure it on the test split.
 
@@ -100,19 +142,32 @@ def harden(
 
     Load the result with [bold]bastion evaluate zoo:mnist-strided DATA --weights mnist-atta.safetensors[/] (or
     FILE.py:factory --weights ...). The card (FILE.json) records method, threat, epochs, seed, per-epoch
-    history, clean and robust accuracy and the training time.
+    history, clean and robust accuracy, the training time, the sha256 of the starting weights when
+    fine-tuning, and a warning when the evaluation data overlaps the training data (pass --test-data).
     """
     from bastion.data import load_dataset
     from bastion.defenses.training import TrainingConfig
     from bastion.defenses.training import harden as run_harden
+    from bastion.defenses.training.methods import make_objective
     from bastion.threat import ThreatModel
 
     if out_path.suffix != ".safetensors":
         raise typer.BadParameter(f"--out must end in .safetensors, got {out_path.name}")
+    eps = parse_epsilon(epsilon) if epsilon is not None else None
     clf, train_set = load_inputs(
-        model, data, weights=weights, split="train", label=label, bounds=bounds, limit=limit, seed=seed
+        model,
+        data,
+        weights=weights,
+        split="train",
+        label=label,
+        bounds=bounds,
+        limit=limit,
+        seed=seed,
+        mean=mean,
+        std=std,
+        device=device,
     )
-    threat = ThreatModel(norm, epsilon, bounds=clf.bounds) if epsilon is not None else None
+    threat = ThreatModel(norm, eps, bounds=clf.bounds) if eps is not None else None
     options = {
         k: v
         for k, v in {
@@ -138,9 +193,14 @@ def harden(
         guard=guard,
         checks_per_epoch=checks_per_epoch,
     )
-    eval_set = (
-        load_dataset(data, split="test", label=label).take(eval_limit, seed=seed) if eval_limit else None
-    )
+    # An unknown method or option, or a missing epsilon, fails here, before any progress bar is drawn.
+    if make_objective(method, options).needs_threat and threat is None:
+        raise DefenseError(f"method {method!r} needs a threat model: pass --epsilon (e.g. 0.3, 8/255)")
+    eval_set = None
+    if eval_limit:
+        eval_set = load_dataset(test_data or data, split="test", label=label).take(eval_limit, seed=seed)
+        eval_set = _on(eval_set, train_set.x.device)
+    start = _start_weights(model, weights, clf, from_scratch, method)
     with progress_bar() as bar:
         tasks: dict[Any, Any] = {}
 
@@ -177,11 +237,62 @@ def harden(
             eval_progress=on_eval,
             **options,
         )
+    result.card["start_weights"] = start
+    if threat is not None and result.card.get("threat"):
+        result.card["threat"]["epsilon_label"] = format_epsilon(threat.epsilon)
     weights_path, card_path = result.save(out_path)
     for note in result.notes:
         err.print(f"[yellow]{note}[/]")
     _print_summary(model, method, result.card)
     out.print(f"weights: {weights_path}\nmodel card: {card_path}", highlight=False)
+
+
+def _on(data: Dataset, device: torch.device) -> Dataset:
+    if data.x.device == device:
+        return data
+    return replace(data, x=data.x.to(device), y=data.y.to(device))
+
+
+def _start_weights(
+    spec: str, weights: str | None, clf: TorchClassifier, from_scratch: bool | None, method: str
+) -> dict[str, Any]:
+    """What training started from, so a fine-tuned card can be traced to its parent: the weights file
+    and its sha256 (--weights, the zoo's file, a TorchScript archive), and the sha256 of the starting
+    parameters themselves (over names, dtypes, shapes and bytes, in name order)."""
+    from bastion.loading import sha256_file
+
+    if from_scratch or (from_scratch is None and method == "distillation"):
+        return {"from_scratch": True}
+    path: Path | None = None
+    if weights is not None:
+        path = Path(weights).expanduser()
+    elif spec.startswith("zoo:"):
+        from bastion import zoo
+
+        name = spec.removeprefix("zoo:")
+        return {
+            "from_scratch": False,
+            "file": f"zoo:{name}",
+            "sha256": zoo.card(name).get("sha256"),
+            "state_sha256": _state_sha256(clf),
+        }
+    elif Path(spec).is_file():
+        path = Path(spec)
+    return {
+        "from_scratch": False,
+        "file": None if path is None else str(path),
+        "sha256": None if path is None else sha256_file(path),
+        "state_sha256": _state_sha256(clf),
+    }
+
+
+def _state_sha256(clf: TorchClassifier) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(clf.module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def _epoch_line(info: dict[str, Any]) -> str:
@@ -213,6 +324,11 @@ def _print_summary(model: str, method: str, card: dict[str, Any]) -> None:
         "-"
         if not ev
         else f"{ev['n']} of {ev['data']}"
-        + (f", {ev['preset']}, {ev['threat']}" if robust is not None else ""),
+        + (f", {ev['preset']}, {ev['threat']}" if robust is not None else "")
+        + (
+            f" ([bold red]{ev['n_in_training_data']} in training data[/])"
+            if ev.get("n_in_training_data")
+            else ""
+        ),
     )
     out.print(table)

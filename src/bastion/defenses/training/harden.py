@@ -22,6 +22,7 @@ from bastion.data.dataset import Dataset
 from bastion.defenses.training.card import measure, model_card
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.distillation import Distillation
+from bastion.defenses.training.inner_check import check_inner_gradients
 from bastion.defenses.training.loop import train
 from bastion.defenses.training.methods import make_objective
 from bastion.defenses.training.run import EpochStats, Progress
@@ -75,6 +76,18 @@ def _split(data: Dataset, share: float, seed: int) -> tuple[Dataset, Dataset | N
     return data.subset(order[n_val:]), data.subset(order[:n_val])
 
 
+def _in_training(eval_data: Dataset, train_data: Dataset) -> int:
+    """How many evaluation samples (same input bytes and label) also appear in the training data: data
+    with no separate test split (an .npz) evaluated "on its test split" is evaluated on itself."""
+    from bastion.provenance.hashing import input_hashes, leaf_hashes
+
+    def leaves(d: Dataset) -> list[bytes]:
+        return leaf_hashes(input_hashes(d.x), d.y)
+
+    trained = set(leaves(train_data))
+    return sum(leaf in trained for leaf in leaves(eval_data))
+
+
 def _reset(module: nn.Module) -> None:
     for m in module.modules():
         reset = getattr(m, "reset_parameters", None)
@@ -108,7 +121,9 @@ def harden(
     - ``from_scratch`` re-initialises the copy first (default: only for distillation, whose student
       must not start as the teacher).
     - With ``eval_data`` (e.g. the test split) the card records clean accuracy on it and, with a
-      threat, robust accuracy under ``eval_preset`` on its first ``eval_limit`` samples.
+      threat, robust accuracy under ``eval_preset`` on its first ``eval_limit`` samples, and how many
+      of those samples are also in ``train_data`` (``evaluation.n_in_training_data``; when any are, a
+      ``warning`` in the card and in ``notes``: the numbers are not held out).
     """
     cfg = config or TrainingConfig()
     if epochs is not None and epochs != cfg.epochs:
@@ -126,6 +141,8 @@ def harden(
         raise DefenseError(f"threat bounds {threat.bounds} differ from the model's {base.bounds}")
     objective = make_objective(method, options)
     scratch = method == "distillation" if from_scratch is None else from_scratch
+    if not scratch:  # a fresh initialisation has small logits; a trained model may saturate
+        check_inner_gradients(objective, base, train_data, method)
     devices = [base.device.index or 0] if base.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # never touch the caller's global RNG
         torch.manual_seed(cfg.seed)
@@ -186,4 +203,13 @@ def harden(
         card["evaluation"] = measure(
             hardened, eval_data, threat, eval_preset, eval_limit, cfg.seed, eval_progress
         )
+        seen = _in_training(eval_data.subset(slice(0, eval_limit)), train_data)
+        card["evaluation"]["n_in_training_data"] = seen
+        if seen:
+            warning = (
+                f"{seen} of {card['evaluation']['n']} evaluation samples are also in the training data: "
+                "the card's accuracies are not held-out numbers; evaluate on separate test data (--test-data)"
+            )
+            card["evaluation"]["warning"] = warning
+            notes.append(warning)
     return HardenResult(classifier=hardened, history=run.history, card=card, notes=notes + run.notes)
