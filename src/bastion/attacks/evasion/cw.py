@@ -6,13 +6,28 @@ is the margin objective f6:
 ``max(Z_y - max_{i != y} Z_i, -kappa)`` (untargeted) or ``max(max_{i != t} Z_i - Z_t, -kappa)`` (targeted).
 A per-sample binary search picks the trade-off constant ``c``; the smallest adversarial seen is kept.
 
-Deviation from the paper: Adam's fixed step leaves the best iterate slightly past the decision boundary
-(about 1% of the distance for inputs close to it), so a cheap final bisection (``refine_steps`` forward
-passes) along ``x -> x_adv`` keeps the smallest scale whose margin still clears ``kappa``.
+Deviations from the paper, each because the paper's fixed settings do not converge on every model (measured
+on linear models, where the minimum is known: a median 58% above it with bounds wider than the perturbation):
+
+- Adam's step is relative to the problem, not to the bounds: per sample it is ``learning_rate`` times the
+  per-coordinate size of the smallest adversarial found so far (before one is found: of four times the
+  linearised distance to the boundary), and it is annealed (cosine) to a thousandth of that within each
+  search step, so the iterate settles on the boundary instead of oscillating across it.
+- A constant ``c`` counts as large enough only if the optimisation *ends* adversarial (an adversarial iterate
+  in its last tenth). A large early step can cross the boundary whatever ``c`` is; counting that as success
+  drove the search to constants too small to ever reach the minimum.
+- Untargeted, the objective is the targeted f6 towards the class whose *linearised* boundary is nearest at
+  ``x`` (of the ``10`` highest-scoring others), not towards the highest-scoring other class: that one's
+  boundary is often farther, and descent cannot leave its basin (on linear models with 10 classes in 20
+  dimensions, 8% of the samples ended more than 5% above the minimum). Any adversarial counts as success.
+- Early abort is per sample and only in the annealed second half (stalled samples leave the batch).
+- A final bisection (``refine_steps`` forwards) along ``x -> x_adv`` keeps the smallest scale whose margin
+  still clears ``kappa``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -27,6 +42,11 @@ __all__ = ["CarliniWagner"]
 # atanh(+-1) is infinite: shrink the tanh range so inputs on the bounds map to finite w.
 _SHRINK = 1 - 1e-6
 _NO_UPPER = 1e10
+# The linearised distance underestimates the real one on curved models; start with steps this much larger.
+_FIRST_SCALE = 4.0
+_FINAL_LR = 1e-3  # the annealed step's final fraction
+_CANDIDATES = 10  # classes whose linearised boundary is measured at x (the highest-scoring others)
+_BETAS, _ADAM_EPS = (0.9, 0.999), 1e-8
 
 
 def _view(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -36,10 +56,16 @@ def _view(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class CarliniWagner(Attack):
     """C&W L2, minimum norm, untargeted or targeted (``targets``).
 
-    - ``steps``: Adam iterations per binary-search step; ``learning_rate``: Adam's step size on ``w``.
-    - ``binary_search_steps``, ``initial_const``: search over ``c`` starting at ``initial_const``.
+    - ``steps``: Adam iterations per binary-search step.
+    - ``learning_rate``: Adam's initial step per coordinate, relative to the per-coordinate size
+      ``||delta||_2 / sqrt(dim)`` of the smallest adversarial found so far; annealed to 1/1000 of it.
+    - ``binary_search_steps``, ``initial_const``: search over ``c`` starting at ``initial_const``
+      (x10 until an adversarial is found, then bisection).
     - ``confidence``: the margin ``kappa`` an adversarial must clear (larger: larger, surer perturbations).
-    - ``abort_early``: stop a search step when the batch's objective stops decreasing.
+    - ``abort_early``: a sample leaves a search step once its objective stalls in the annealed second half.
+
+    Guarantee (tested on linear models against the closed form): with the defaults, the median distance is
+    within 1% of the minimum and at most 2% of the samples are more than 5% above it.
     """
 
     name: ClassVar[str] = "cw-l2"
@@ -50,9 +76,9 @@ class CarliniWagner(Attack):
     def __init__(
         self,
         steps: int = 100,
-        binary_search_steps: int = 9,
+        binary_search_steps: int = 6,
         initial_const: float = 1e-2,
-        learning_rate: float = 1e-2,
+        learning_rate: float = 0.5,
         confidence: float = 0.0,
         abort_early: bool = True,
         refine_steps: int = 10,
@@ -89,46 +115,113 @@ class CarliniWagner(Attack):
         upper = torch.full_like(const, _NO_UPPER)
         best_l2 = torch.full_like(const, float("inf"))
         best_adv = x.clone()
+        dist0, nearest = self._nearest_boundary(model, x, y, targets)
+        first_scale = _FIRST_SCALE * dist0
+        aim = targets if targets is not None else nearest
+        # Per-coordinate size in w: an l2 length d spread over dim coordinates, through tanh's slope at 0.
+        to_w = 2 / (high - low) / math.sqrt(x[0].numel())
         for _ in range(self.binary_search_steps):
-            # Restart from the input at every search step, as in the paper.
-            w = w0.clone().requires_grad_(True)
-            optimizer = torch.optim.Adam([w], lr=self.learning_rate)
-            succeeded = torch.zeros(n, dtype=torch.bool, device=x.device)
-            previous = float("inf")
-            check_every = max(self.steps // 10, 1)
-            for step in range(self.steps):
-                x_new = low + (high - low) * (torch.tanh(w) + 1) / 2
-                # margin_loss > 0 means adversarial; f6 is its negation, floored at -kappa.
-                margin = margin_loss(differentiable(model(x_new)), y, targets)
-                l2_sq = (x_new - x).flatten(1).pow(2).sum(dim=1)
-                loss = l2_sq + const * (-margin).clamp_min(-self.confidence)
-                optimizer.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                optimizer.step()
-                with torch.no_grad():
-                    # Success needs the margin to clear kappa, as in the objective.
-                    adv = margin > self.confidence
-                    l2 = l2_sq.detach().sqrt()
-                    improved = adv & (l2 < best_l2)
-                    best_l2 = torch.where(improved, l2, best_l2)
-                    best_adv = torch.where(_view(improved, x), x_new.detach(), best_adv)
-                    succeeded |= adv
-                if self.abort_early and step % check_every == check_every - 1:
-                    total = float(loss.detach().sum())
-                    if total > previous * 0.9999:
-                        break
-                    previous = total
+            scale = torch.where(torch.isfinite(best_l2), best_l2, first_scale)
+            lr = (self.learning_rate * scale * to_w).clamp(1e-6, 1.0)
+            succeeded = self._search_step(
+                model, x, y, targets, aim, w0, const, lr, best_l2, best_adv, (low, high)
+            )
             # Success: shrink c towards the smallest that still works; failure: grow it (x10 until bracketed).
             upper = torch.where(succeeded, torch.minimum(upper, const), upper)
             lower = torch.where(succeeded, lower, torch.maximum(lower, const))
             bracketed = upper < _NO_UPPER / 10
             const = torch.where(bracketed, (lower + upper) / 2, const * 10)
+            # Still nothing: the linearisation was too optimistic, so try larger steps next time.
+            first_scale = torch.where(succeeded, first_scale, first_scale * 2)
         best_adv = self._refine(model, x, best_adv, y, targets)
         if not threat.unbounded:
             # Larger than the budget means "no adversarial within epsilon": report the input itself.
             keep = threat.distance(x, best_adv) <= threat.epsilon
             best_adv = torch.where(_view(keep, x), best_adv, x)
         return best_adv
+
+    def _search_step(
+        self,
+        model: Classifier,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        targets: torch.Tensor | None,
+        aim: torch.Tensor,
+        w0: torch.Tensor,
+        const: torch.Tensor,
+        lr: torch.Tensor,
+        best_l2: torch.Tensor,
+        best_adv: torch.Tensor,
+        bounds: tuple[float, float],
+    ) -> torch.Tensor:
+        """Adam from ``x`` (restarted each step, as in the paper) on the active samples, towards ``aim``;
+        updates ``best_l2``/``best_adv`` in place and returns which samples ended adversarial."""
+        low, high = bounds
+        n = x.shape[0]
+        w, m, v = w0.clone(), torch.zeros_like(w0), torch.zeros_like(w0)
+        active = torch.ones(n, dtype=torch.bool, device=x.device)
+        previous = torch.full_like(const, float("inf"))
+        last_adv = torch.full((n,), -self.steps, dtype=torch.long, device=x.device)
+        last_step = torch.full_like(last_adv, self.steps - 1)
+        window = max(self.steps // 10, 1)
+        for step in range(self.steps):
+            idx = active.nonzero().flatten()
+            if idx.numel() == 0:
+                break
+            wi = w[idx].requires_grad_(True)
+            x_new = low + (high - low) * (torch.tanh(wi) + 1) / 2
+            # margin_loss > 0 means adversarial; f6 is its negation, floored at -kappa.
+            logits = differentiable(model(x_new))
+            margin = margin_loss(logits, y[idx], None if targets is None else targets[idx])
+            objective = margin if targets is not None else margin_loss(logits, y[idx], aim[idx])
+            l2_sq = (x_new - x[idx]).flatten(1).pow(2).sum(dim=1)
+            loss = l2_sq + const[idx] * (-objective).clamp_min(-self.confidence)
+            (grad,) = torch.autograd.grad(loss.sum(), wi)
+            with torch.no_grad():
+                # Success needs the margin to clear kappa, as in the objective.
+                adv = margin > self.confidence
+                l2 = l2_sq.sqrt()
+                improved = adv & (l2 < best_l2[idx])
+                best_l2[idx] = torch.where(improved, l2, best_l2[idx])
+                best_adv[idx] = torch.where(_view(improved, x_new), x_new, best_adv[idx])
+                last_adv[idx] = torch.where(adv, step, last_adv[idx])
+                last_step[idx] = step
+                # Adam, written out so that samples can leave the batch with their own moments.
+                t = step + 1
+                m[idx] = _BETAS[0] * m[idx] + (1 - _BETAS[0]) * grad
+                v[idx] = _BETAS[1] * v[idx] + (1 - _BETAS[1]) * grad * grad
+                m_hat, v_hat = m[idx] / (1 - _BETAS[0] ** t), v[idx] / (1 - _BETAS[1] ** t)
+                anneal = _FINAL_LR + (1 - _FINAL_LR) * (1 + math.cos(math.pi * step / self.steps)) / 2
+                w[idx] = wi - _view(lr[idx] * anneal, wi) * m_hat / (v_hat.sqrt() + _ADAM_EPS)
+                if self.abort_early and 2 * step >= self.steps and step % window == window - 1:
+                    total = loss.detach()
+                    stalled = total > previous[idx] - 1e-4 * previous[idx].abs()
+                    previous[idx] = total
+                    active[idx[stalled]] = False
+        return last_adv >= last_step - window
+
+    @torch.no_grad()
+    def _nearest_boundary(
+        self, model: Classifier, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Distance ``|Z_j - Z_y| / ||grad (Z_j - Z_y)||_2`` to the linearised boundary of each candidate
+        class ``j`` at ``x`` (the target only, when given); returns the smallest and its class, (N,) each."""
+        with torch.enable_grad():
+            xr = x.clone().requires_grad_(True)
+            logits = differentiable(model(xr))
+            true = logits.gather(1, y[:, None])
+            if targets is not None:
+                classes = targets[:, None]
+            else:
+                k = min(_CANDIDATES, logits.shape[1] - 1)
+                classes = logits.detach().scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices
+            gaps = logits.gather(1, classes) - true
+            dists = []
+            for j in range(classes.shape[1]):
+                (grad,) = torch.autograd.grad(gaps[:, j].sum(), xr, retain_graph=j < classes.shape[1] - 1)
+                dists.append(gaps[:, j].detach().abs() / grad.flatten(1).norm(dim=1).clamp_min(1e-12))
+        best, column = torch.stack(dists, dim=1).min(dim=1)
+        return best, classes.gather(1, column[:, None]).squeeze(1)
 
     @torch.no_grad()
     def _refine(

@@ -1,0 +1,154 @@
+"""Minimum-norm attacks against the closed form on linear models, with their default hyperparameters.
+
+For logits ``W x + b`` and an input of class ``y``, the smallest l2 perturbation that changes the prediction
+is ``min_{j != y} (f_y - f_j)(x) / ||w_y - w_j||``, reached at the projection onto that hyperplane. The bounds
+do not change it when the projection lies inside them, so each case keeps only such inputs: the answer is
+then exact. Cases differ in classes, dimension, seed, weight scale (how large the constant ``c`` or the logits
+must be) and bounds (wide bounds make a step sized to the box far too coarse for the perturbation). The
+``held-out`` cases were not used while choosing C&W's defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from bastion.attacks.evasion.cw import CarliniWagner
+from bastion.attacks.evasion.deepfool import DeepFool
+from bastion.attacks.evasion.fmn import FMN
+from bastion.model import TorchClassifier
+from bastion.threat import ThreatModel
+from conftest import LinearNet
+
+ATTACKS = {"cw-l2": CarliniWagner, "deepfool": DeepFool, "fmn": FMN}
+
+
+@dataclass(frozen=True)
+class Case:
+    classes: int
+    dim: int
+    seed: int
+    bounds: tuple[float, float] = (0.0, 1.0)
+    scale: float = 1.0  # weight scale: small weights need a large C&W constant, large ones a small one
+    n: int = 60
+
+    def __str__(self) -> str:
+        lo, hi = self.bounds
+        return f"k{self.classes}-d{self.dim}-s{self.seed}-[{lo:g},{hi:g}]-w{self.scale:g}"
+
+
+CASES = [
+    Case(2, 16, 0),
+    Case(10, 64, 1),
+    Case(10, 784, 2, n=50),
+    Case(5, 32, 3, bounds=(-10.0, 10.0)),
+    Case(3, 256, 4, bounds=(-10.0, 10.0)),
+    Case(10, 64, 1, scale=0.05),
+    Case(10, 64, 1, bounds=(-10.0, 10.0), scale=10.0),
+]
+HELD_OUT = [
+    Case(2, 100, 21, bounds=(-1.0, 2.0)),
+    Case(7, 48, 22, scale=0.3),
+    Case(4, 500, 23, bounds=(-5.0, 5.0), scale=3.0, n=40),
+    Case(10, 20, 24, bounds=(-100.0, 100.0)),
+]
+
+
+def linear_case(case: Case) -> tuple[TorchClassifier, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The model, inputs in the middle of the box whose minimal perturbation stays inside it, labels
+    (the model's predictions) and the exact minimal l2 distances."""
+    g = torch.Generator().manual_seed(case.seed)
+    weight = torch.randn(case.classes, case.dim, generator=g) * case.scale
+    bias = torch.randn(case.classes, generator=g) * 0.1 * case.scale
+    lo, hi = case.bounds
+    x = lo + (hi - lo) * (0.3 + 0.4 * torch.rand(4 * case.n, case.dim, generator=g))
+    model = TorchClassifier(LinearNet(weight, bias), bounds=case.bounds, num_classes=case.classes)
+    with torch.no_grad():
+        logits = model(x)
+    y = logits.argmax(1)
+    normal = weight[y][:, None, :] - weight[None, :, :]  # (n, k, d): w_y - w_j
+    gap = logits.gather(1, y[:, None]) - logits  # (n, k): f_y - f_j >= 0
+    dist = (gap / normal.norm(dim=2).clamp_min(1e-12)).masked_fill(
+        torch.arange(case.classes) == y[:, None], math.inf
+    )
+    d_min, j = dist.min(dim=1)
+    rows = torch.arange(x.shape[0])
+    step = normal[rows, j]
+    projection = x - (d_min / step.norm(dim=1))[:, None] * step
+    inside = ((projection > lo) & (projection < hi)).all(dim=1)
+    keep = inside.nonzero().flatten()[: case.n]
+    assert keep.numel() == case.n, "test setup: too few inputs whose projection stays in the box"
+    return model, x[keep], y[keep], d_min[keep]
+
+
+def check_known_answer(name: str, case: Case) -> None:
+    model, x, y, d_min = linear_case(case)
+    threat = ThreatModel("l2", math.inf, bounds=case.bounds)
+    result = ATTACKS[name]()(model, x, y, threat, seed=0)
+    # Adversarial for real, recomputed here rather than trusted from the result, and inside the bounds.
+    with torch.no_grad():
+        fooled = model(result.x_adv).argmax(1) != y
+    assert bool(fooled.all()), f"{name} on {case}: {int((~fooled).sum())} results are not adversarial"
+    assert torch.equal(result.success, fooled)
+    assert float(result.x_adv.min()) >= case.bounds[0] and float(result.x_adv.max()) <= case.bounds[1]
+    assert torch.allclose(result.distance, (result.x_adv - x).flatten(1).norm(dim=1))
+    ratio = result.distance / d_min
+    assert float(ratio.min()) >= 1 - 1e-4, f"{name} on {case} beats the analytic minimum: a wrong reference"
+    excess = float(ratio.median()) - 1
+    far = float((ratio > 1.05).float().mean())
+    assert excess <= 0.01, f"{name} on {case}: median {excess:.2%} above the minimum"
+    assert far <= 0.02, f"{name} on {case}: {far:.0%} of the samples more than 5% above the minimum"
+
+
+# FMN follows the gradient of the margin to the highest-scoring other class, whose boundary is not always the
+# nearest: on these cases a few samples settle on a farther boundary (a local minimum, not slow convergence;
+# C&W aims at the nearest linearised boundary instead). Strict, so a fix shows up as a failure here.
+FMN_LOCAL_MINIMA = {
+    "k5-d32-s3-[-10,10]-w1",
+    "k10-d64-s1-[-10,10]-w10",
+    "k7-d48-s22-[0,1]-w0.3",
+    "k10-d20-s24-[-100,100]-w1",
+}
+
+
+def params(cases: list[Case]) -> list[object]:
+    out: list[object] = []
+    for name in sorted(ATTACKS):
+        for case in cases:
+            marks = []
+            if name == "fmn" and str(case) in FMN_LOCAL_MINIMA:
+                marks.append(pytest.mark.xfail(strict=True, reason="FMN: margin-gradient local minima"))
+            out.append(pytest.param(name, case, marks=marks, id=f"{name}-{case}"))
+    return out
+
+
+@pytest.mark.parametrize(("name", "case"), params(CASES))
+def test_defaults_find_the_analytic_minimum(name: str, case: Case) -> None:
+    check_known_answer(name, case)
+
+
+@pytest.mark.parametrize(("name", "case"), params(HELD_OUT))
+def test_held_out_linear_models(name: str, case: Case) -> None:
+    check_known_answer(name, case)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_never_below_the_minimum_when_the_box_binds(name: str) -> None:
+    """Inputs near the bounds, where the projection may leave the box: the unconstrained minimum is then a
+    strict lower bound, and no attack may report a smaller distance."""
+    g = torch.Generator().manual_seed(5)
+    weight, bias = torch.randn(4, 32, generator=g), torch.zeros(4)
+    model = TorchClassifier(LinearNet(weight, bias), bounds=(0.0, 1.0), num_classes=4)
+    x = torch.rand(40, 32, generator=g).pow(3)  # most coordinates close to the lower bound
+    with torch.no_grad():
+        logits = model(x)
+    y = logits.argmax(1)
+    gap = logits.gather(1, y[:, None]) - logits
+    norms = (weight[y][:, None, :] - weight[None, :, :]).norm(dim=2)
+    d_min = (gap / norms.clamp_min(1e-12)).masked_fill(torch.arange(4) == y[:, None], math.inf).amin(1)
+    result = ATTACKS[name]()(model, x, y, ThreatModel("l2", math.inf), seed=0)
+    assert bool(result.success.all())
+    assert bool((result.distance >= d_min * (1 - 1e-4)).all())
