@@ -12,6 +12,8 @@ EXPECTED = {
     "transfer",
     "cw-l2",
     "deepfool",
+    "fab",
+    "fab-t",
     "fgsm",
     "fmn",
     "hopskipjump",
@@ -36,7 +38,17 @@ def test_get_builds_an_attack(name):
 
 
 def test_classes_importable_from_package():
-    for cls_name in ("FGSM", "PGD", "APGD", "CarliniWagner", "DeepFool", "Square", "HopSkipJump", "FMN"):
+    for cls_name in (
+        "FGSM",
+        "PGD",
+        "APGD",
+        "CarliniWagner",
+        "DeepFool",
+        "Square",
+        "HopSkipJump",
+        "FMN",
+        "FAB",
+    ):
         assert issubclass(getattr(attacks, cls_name), Attack)
 
 
