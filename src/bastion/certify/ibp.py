@@ -20,16 +20,15 @@ the network's outputs lie inside the bounds (:mod:`bastion.certify._ibp_check`).
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from bastion.attacks.base import check_batch, check_positive
+from bastion.certify._ibp_bounds import input_box, margins, propagate
 from bastion.certify._ibp_check import self_check
 from bastion.certify._ibp_rules import Step, check_global_hooks, check_object, steps, supported_layers
 from bastion.certify.normalize import Normalize
@@ -46,62 +45,7 @@ __all__ = [
     "supported_layers",
 ]
 
-Box = tuple[torch.Tensor, torch.Tensor]
-"""(centre, radius), radius >= 0, both shaped like the activations."""
-
 Normalise = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _through(step: Step, box: Box) -> Box:
-    mid, rad = box
-    # Any: torch types a module's attributes as Tensor | Module; steps() checked each layer's class.
-    layer: Any = step.layer
-    kind, base = step.kind, cast(Any, step.base)
-    if kind == "normalize":
-        mean, std = step.stats if layer is None else (layer.mean, layer.std)
-        if mean is not None:
-            mid = mid - mean.to(mid.device, mid.dtype)
-        if std is not None:
-            mid, rad = mid / std.to(mid.device, mid.dtype), rad / std.to(rad.device, rad.dtype).abs()
-        return mid, rad
-    if step.graph is not None:
-        return step.graph.through(box)
-    if kind == "linear":
-        return F.linear(mid, layer.weight, layer.bias), F.linear(rad, layer.weight.abs())
-    if kind == "conv":
-        conv = base._conv_forward
-        return conv(layer, mid, layer.weight, layer.bias), conv(layer, rad, layer.weight.abs(), None)
-    if kind == "batchnorm":
-        return _batchnorm(step, mid, rad)
-    if kind in ("positive", "reshape"):
-        return base.forward(layer, mid), base.forward(layer, rad)
-    if kind == "dropout":
-        if layer.training and layer.p > 0:
-            raise CertificationError(f"IBP needs dropout off: {step.where} is in training mode (call eval())")
-        return box
-    lower, upper = base.forward(layer, mid - rad), base.forward(layer, mid + rad)
-    if kind == "softplus":
-        # Above beta·x > threshold torch returns x itself, which undercuts the smooth curve by at most
-        # log(1 + e^-threshold)/|beta| (at the switch): widen by twice that to stay sound.
-        t, beta = float(layer.threshold), float(layer.beta)
-        jump = 2 * (max(-t, 0.0) + math.log1p(math.exp(-abs(t)))) / abs(beta)
-        lower, upper = lower - jump, upper + jump
-    return (upper + lower) / 2, (upper - lower) / 2
-
-
-def _batchnorm(step: Step, mid: torch.Tensor, rad: torch.Tensor) -> Box:
-    layer = cast(nn.modules.batchnorm._BatchNorm, step.layer)  # steps() typed it by its class
-    if layer.training or layer.running_mean is None or layer.running_var is None:
-        raise CertificationError(
-            f"IBP bounds BatchNorm with its running statistics only; {step.where} is in training "
-            "mode or tracks none (call model.eval(), or train without BatchNorm)"
-        )
-    scale = layer.running_var.add(layer.eps).rsqrt()
-    shift = -layer.running_mean * scale
-    if layer.affine:
-        scale, shift = scale * layer.weight, shift * layer.weight + layer.bias
-    shape = (1, -1) + (1,) * (mid.dim() - 2)
-    return mid * scale.view(shape) + shift.view(shape), rad * scale.abs().view(shape)
 
 
 def _network(model: TorchClassifier | nn.Module, normalise: Normalise | None = None) -> list[Step]:
@@ -153,16 +97,6 @@ def _classifier_step(clf: TorchClassifier) -> list[Step]:
     return [Step("normalisation", None, "normalize", TorchClassifier, stats=(clf.mean, clf.std))]
 
 
-def _input_box(lower: torch.Tensor, upper: torch.Tensor) -> Box:
-    return (upper + lower) / 2, (upper - lower) / 2
-
-
-def _propagate(network: list[Step], box: Box) -> Box:
-    for step in network:
-        box = _through(step, box)
-    return box
-
-
 def interval_bounds(
     model: TorchClassifier | nn.Module,
     lower: torch.Tensor,
@@ -176,25 +110,8 @@ def interval_bounds(
     parameters. A bare ``nn.Module`` sees ``normalise(x)`` (default: ``x`` itself), where
     ``normalise`` is a TorchClassifier's ``.normalise`` or a :class:`~bastion.certify.Normalize`.
     """
-    mid, rad = _propagate(_network(model, normalise), _input_box(lower, upper))
+    mid, rad = propagate(_network(model, normalise), input_box(lower, upper))
     return mid - rad, mid + rad
-
-
-def _margins(network: list[Step], box: Box, labels: torch.Tensor) -> tuple[torch.Tensor, Box]:
-    """Margin lower bounds (N, K) and the logits' box (the last Linear layer applied plainly)."""
-    last = network[-1] if network and network[-1].kind == "linear" else None
-    mid, rad = _propagate(network[:-1] if last else network, box)
-    if last is not None and isinstance(last.layer, nn.Linear):
-        w, b = last.layer.weight, last.layer.bias
-        # Rows w_label - w_j of the specification matrix, one per class j: (N, K, H).
-        diff = w[labels][:, None, :] - w[None, :, :]
-        bias = torch.zeros(w.shape[0], dtype=mid.dtype, device=mid.device) if b is None else b
-        centre = torch.einsum("nkh,nh->nk", diff, mid) + (bias[labels][:, None] - bias[None, :])
-        margins = centre - torch.einsum("nkh,nh->nk", diff.abs(), rad)
-        return margins, _through(last, (mid, rad))
-    lo, up = mid - rad, mid + rad
-    own = lo.gather(1, labels[:, None])
-    return own - up.scatter(1, labels[:, None], own), (mid, rad)
 
 
 def margin_lower_bounds(
@@ -210,7 +127,7 @@ def margin_lower_bounds(
     A final Linear layer is folded into the specification (Gowal et al.'s elision), which is
     exact for that layer. All columns positive except the label's → the box is certified.
     """
-    return _margins(_network(model, normalise), _input_box(lower, upper), labels)[0]
+    return margins(_network(model, normalise), input_box(lower, upper), labels)[0]
 
 
 class IntervalBoundPropagation:
@@ -263,14 +180,14 @@ class IntervalBoundPropagation:
             pred = logits.argmax(1)
             lower = (xb.double() - threat.epsilon).clamp(min=clf.bounds[0])
             upper = (xb.double() + threat.epsilon).clamp(max=clf.bounds[1])
-            margins, (mid, rad) = _margins(network, _input_box(lower, upper), pred)
+            bound, (mid, rad) = margins(network, input_box(lower, upper), pred)
             slack = self_check(
-                clf, xb, (lower, upper), logits, (mid - rad, mid + rad, margins), self.tolerance,
+                clf, xb, (lower, upper), logits, (mid - rad, mid + rad, bound), self.tolerance,
                 self.check_points, generator, first=i,
             )  # fmt: skip
-            margins = margins.scatter(1, pred[:, None], torch.inf)
+            bound = bound.scatter(1, pred[:, None], torch.inf)
             predictions.append(pred)
-            certified.append((margins > slack[:, None]).all(1))
+            certified.append((bound > slack[:, None]).all(1))
         ok = torch.cat(certified)
         return CertificationResult(
             prediction=torch.cat(predictions),
