@@ -139,7 +139,8 @@ def _check_hooks(module: nn.Module, where: str) -> None:
 
 def check_global_hooks() -> None:
     """Refuse while a global forward (pre-)hook would run on every module's forward."""
-    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+    hooks = getattr(torch_module, "_global_forward_hooks", {})
+    if hooks or getattr(torch_module, "_global_forward_pre_hooks", {}):
         raise CertificationError(
             "IBP cannot bound any network while a global forward hook is registered "
             "(torch.nn.modules.module.register_module_forward_hook / _pre_hook); remove it (handle.remove())"
@@ -160,7 +161,10 @@ def steps(module: nn.Module, prefix: str = "") -> list[Step]:
         for name, child in module._modules.items():
             out += steps(child, f"{prefix}.{name}" if prefix else name)  # type: ignore[arg-type]
         return out
-    if base is None:
+    if base is None and type(module).__module__.split(".")[0] == "torch":
+        known = ", ".join(supported_layers())
+        raise CertificationError(f"IBP cannot bound {where}; IBP bounds only: {known}")
+    if base is None:  # a user's own module: followed only if its traced forward is elementwise affine
         return [Step(prefix, module, "affine", type(module), trace_affine(module, where))]
     _check_torch(base, where)
     _check_options(module, where)
@@ -173,5 +177,8 @@ def _check_options(layer: nn.Module, where: str) -> None:
         raise CertificationError(f"IBP cannot bound {where}: a negative slope is not monotone")
     if isinstance(layer, nn.ELU) and not layer.alpha >= 0:
         raise CertificationError(f"IBP cannot bound {where}: a negative alpha is not monotone")
+    divisor = getattr(layer, "divisor_override", None)
+    if divisor is not None and not divisor > 0:
+        raise CertificationError(f"IBP cannot bound {where}: a divisor_override of {divisor} is not positive")
     if getattr(layer, "return_indices", False):
         raise CertificationError(f"IBP cannot bound {where}: it returns indices too (return_indices=True)")

@@ -97,6 +97,9 @@ TRAPS = [
     (lambda: nn.Sequential(nn.Linear(4, 3), nn.ELU(alpha=-1.0)), "negative alpha is not monotone"),
     (lambda: nn.Sequential(nn.Linear(4, 4), nn.LeakyReLU(-0.5)), "negative slope"),
     (lambda: nn.Sequential(nn.Unflatten(1, (1, 4)), nn.MaxPool1d(2, return_indices=True)), "return_indices"),
+    (lambda: nn.Sequential(nn.Unflatten(1, (1, 2, 2)), nn.AvgPool2d(2, divisor_override=-2)),
+     "divisor_override"),
+    (lambda: nn.Sequential(nn.Linear(4, 3), nn.GELU()), r"layer '1' \(GELU\); IBP bounds only: .*Linear"),
 ]  # fmt: skip
 
 
