@@ -10,12 +10,18 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion._files import atomic_write
 from bastion.audit.findings import CATALOG
 from bastion.audit.report import AuditReport
+from bastion.audit.taxonomy import ATLAS, OWASP_ML, atlas_url, owasp_url
+from bastion.audit.verdict import headline
+
+if TYPE_CHECKING:
+    from bastion.audit.sections import Section
 
 __all__ = ["render_html", "render_summary", "training_lines", "write_report"]
 
@@ -26,29 +32,45 @@ def _pct(value: float | None) -> str:
     )
 
 
-def render_html(report: AuditReport) -> str:
-    """The report as one HTML page: figures are inline PNG data, no script, no network."""
+def render_html(report: AuditReport, sections: Sequence[Section] | None = None) -> str:
+    """The report as one HTML page: figures are inline PNG data, no script, no network. Each section
+    of ``report.pipeline`` draws its own partial (the sections that ran, or ``sections``, or the
+    default pipeline's by name)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    from bastion.audit.plots import curve_figure, examples_figure, per_class_figure, triggers_figure
+    from bastion.audit.sections import SECTIONS
 
+    known = {s.name: s for s in (*SECTIONS, *report.section_objects, *(sections or ()))}
     data = report.to_dict()
-    figures: dict[str, Any] = {
-        "curves": [curve_figure(c, data["threats"]) for c in data["curves"] if len(c["points"]) > 1],
-        "examples": examples_figure(report.examples, data["data"]["class_names"])
-        if report.examples
-        else None,
-        "per_class": per_class_figure(data["clean"], data["threats"][0]) if data["threats"] else None,
-        "triggers": triggers_figure(report.triggers) if report.triggers else None,
-    }
+    shown = [known[name] for name in report.pipeline if name in known]
+    figures = {s.name: s.figures(data, report.artifacts.get(s.name, {})) for s in shown}
     env = Environment(loader=PackageLoader("bastion.audit", "templates"), autoescape=select_autoescape())
-    return env.get_template("report.html.j2").render(r=data, figures=figures, pct=_pct, catalog=CATALOG)
+    return env.get_template("report.html.j2").render(
+        r=data,
+        sections=shown,
+        figures=figures,
+        pct=_pct,
+        catalog=CATALOG,
+        verdict_line=headline(data),
+        atlas=ATLAS,
+        owasp=OWASP_ML,
+        atlas_url=atlas_url,
+        owasp_url=owasp_url,
+    )
+
+
+def _ids(f: dict[str, Any]) -> str:
+    """`` _(ATLAS AML.T0015, ...; OWASP ML01)_``: a finding's framework IDs (old reports: the catalogue's)."""
+    check = CATALOG.get(f["code"])
+    atlas = f.get("atlas") or (check.atlas if check else ())
+    owasp = f.get("owasp") or (check.owasp if check else ())
+    return f" _(ATLAS {', '.join(atlas)}; OWASP {', '.join(owasp)})_" if atlas or owasp else ""
 
 
 def render_summary(report: AuditReport) -> str:
     """A short markdown summary for a pull request."""
     d = report.to_dict()
-    verdict = "✅ PASS" if d["verdict"]["passed"] else "❌ FAIL"
+    verdict = f"{'✅' if d['verdict']['passed'] else '❌'} {headline(d)}"
     lines = [
         f"## bastion audit: {verdict}",
         "",
@@ -75,6 +97,7 @@ def render_summary(report: AuditReport) -> str:
             where = f" ({f['threat']})" if f["threat"] else ""
             lines.append(
                 f"- **{f['severity'].upper()} {f['code']}** {f['title']}{where}: {f['detail']}. {f['action']}"
+                + _ids(f)
             )
     else:
         lines.append("No findings: every check passed.")

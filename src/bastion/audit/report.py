@@ -14,7 +14,7 @@ import torch
 
 __all__ = ["SCHEMA_VERSION", "AuditReport", "Example", "RecoveredTrigger"]
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 @dataclass(frozen=True)
@@ -57,33 +57,68 @@ class RecoveredTrigger:
 
 @dataclass(frozen=True)
 class AuditReport:
-    """Everything an audit found. ``to_dict()`` is what ``report.json`` holds."""
+    """Everything an audit found. ``to_dict()`` is what ``report.json`` holds.
+
+    ``sections`` holds each section's block by its report key, in run order (``pipeline``); the
+    properties below read the built-in ones. ``artifacts`` holds what only the HTML draws, per section.
+    """
 
     schema_version: str
     model: dict[str, Any]
     data: dict[str, Any]
     config: dict[str, Any]
     clean: dict[str, Any]
-    prechecks: dict[str, Any]
-    threats: list[dict[str, Any]]
-    curves: list[dict[str, Any]]
     checks: list[dict[str, Any]]
     findings: list[dict[str, Any]]
     verdict: dict[str, Any]
     timing: dict[str, Any]
     environment: dict[str, Any]
-    examples: list[Example] = field(default_factory=list)
-    certification: dict[str, Any] | None = None
-    """Certified robustness (``certify`` in the config): method, parameters, one row per threat."""
-    training_threats: dict[str, Any] | None = None
-    """Training-time threats (``scan_model``, ``scan_data``, ``training_manifest``): one sub-block each."""
-    triggers: list[RecoveredTrigger] = field(default_factory=list)
-    """The triggers behind ``BA401`` (drawn in report.html; not in report.json)."""
+    sections: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pipeline: list[str] = field(default_factory=list)
+    section_objects: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    """The sections that ran (objects, in order), for rendering their HTML partials; not serialised."""
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     @property
     def passed(self) -> bool:
         return bool(self.verdict["passed"])
+
+    @property
+    def prechecks(self) -> dict[str, Any]:
+        return dict(self.sections.get("prechecks") or {})
+
+    @property
+    def threats(self) -> list[dict[str, Any]]:
+        """The evasion section's rows, one per threat (with the detector's row, as in schema 1.2)."""
+        return _with_detector(self.sections.get("threats") or [], self.sections.get("detector"))
+
+    @property
+    def curves(self) -> list[dict[str, Any]]:
+        return list(self.sections.get("curves") or [])
+
+    @property
+    def certification(self) -> dict[str, Any] | None:
+        """Certified robustness (``certify`` in the config): method, parameters, one row per threat."""
+        value: dict[str, Any] | None = self.sections.get("certification")
+        return value
+
+    @property
+    def training_threats(self) -> dict[str, Any] | None:
+        """Training-time threats (``scan_model``, ``scan_data``, ``training_manifest``), one sub-block
+        each."""
+        value: dict[str, Any] | None = self.sections.get("training_threats")
+        return value
+
+    @property
+    def examples(self) -> list[Example]:
+        """Inputs the first threat's attacks fooled, for the image grid (the evasion section's)."""
+        return list(self.artifacts.get("threats", {}).get("examples") or [])
+
+    @property
+    def triggers(self) -> list[RecoveredTrigger]:
+        """The triggers behind ``BA401`` (drawn in report.html; not in report.json)."""
+        return list(self.artifacts.get("training_threats", {}).get("triggers") or [])
 
     @property
     def robust_accuracy(self) -> float | None:
@@ -92,6 +127,7 @@ class AuditReport:
         return min(values) if values else None
 
     def to_dict(self) -> dict[str, Any]:
+        blocks = {**self.sections, "threats": self.threats}
         return {
             "schema_version": self.schema_version,
             "created": self.created,
@@ -101,13 +137,18 @@ class AuditReport:
             "data": self.data,
             "config": self.config,
             "clean": self.clean,
-            "prechecks": self.prechecks,
-            "threats": self.threats,
-            "curves": self.curves,
+            "sections": list(self.pipeline),
+            **blocks,
             "checks": self.checks,
             "examples": [e.to_dict() for e in self.examples],
-            "certification": self.certification,
-            "training_threats": self.training_threats,
             "timing": self.timing,
             "environment": self.environment,
         }
+
+
+def _with_detector(threats: list[dict[str, Any]], detector: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Schema 1.x kept the detector's row inside its threat's row: copy it there (by label)."""
+    if not detector:
+        return list(threats)
+    rows = {r["label"]: {k: v for k, v in r.items() if k != "label"} for r in detector["threats"]}
+    return [{**t, "detector": rows[t["label"]]} if t["label"] in rows else t for t in threats]

@@ -1,9 +1,7 @@
 """Certification in the audit: IBP's lower bound beside the attacks' number, smoothing for l2 threats,
 refusals recorded rather than raised, and the config's certify options."""
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -12,11 +10,12 @@ from torch import nn
 
 from bastion.audit import AuditConfig, ConfigError, load_config, run_audit, write_report
 from bastion.audit.certification import audit_certification
+from bastion.audit.schema import report_schema
 from bastion.data.dataset import Dataset
 from bastion.model import TorchClassifier
 from bastion.threat import ThreatModel
 
-SCHEMA = json.loads((Path(__file__).parents[3] / "src/bastion/audit/schema.json").read_text())
+SCHEMA = report_schema()
 QUICK = AuditConfig(preset="fast", limit=40, checks=False, curve=False, examples=0)
 
 

@@ -65,3 +65,20 @@ def test_training_threat_findings_show_as_new_and_resolved():
     assert [f["code"] for f in cmp.new_findings] == ["BA401"] and cmp.regressed()
     back = compare_reports(new, old)
     assert [f["code"] for f in back.resolved_findings] == ["BA401"] and not back.regressed()
+
+
+def test_metrics_come_section_by_section():
+    cmp = compare_reports(_report(0.6, 0.5), _report(0.5, 0.5))
+    origin = {row["metric"]: row["section"] for row in cmp.to_dict()["metrics"]}
+    assert origin["clean accuracy"] == "clean"
+    assert origin["robust linf ε=0.1"] == origin["white-box only linf ε=0.1"] == "threats"
+    assert origin["certified (ibp) linf ε=0.1"] == "certification"
+
+
+def test_a_custom_pipeline_compares_its_own_sections():
+    from bastion.audit.sections import SECTIONS
+
+    only_certification = [s for s in SECTIONS if s.name == "certification"]
+    cmp = compare_reports(_report(0.6, 0.5), _report(0.1, 0.5), sections=only_certification)
+    assert [m for m, *_ in cmp.metrics] == ["clean accuracy", "certified (ibp) linf ε=0.1"]
+    assert not cmp.regressed()  # the robust accuracy fell, but no section of this pipeline compares it

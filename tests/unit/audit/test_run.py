@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from bastion.audit import AuditConfig, run_audit, write_report
+from bastion.audit.schema import report_schema
 from bastion.data.dataset import Dataset
 
 MASKING = {"BA103", "BA201", "BA203", "BA205", "BA206", "BA207"}
 FAST = AuditConfig(threats=(("linf", 0.1),), preset="fast", limit=60, check_samples=40, noise_draws=20)
-SCHEMA = json.loads((Path(__file__).parents[3] / "src/bastion/audit/schema.json").read_text())
+SCHEMA = report_schema()
 
 
 @pytest.fixture()

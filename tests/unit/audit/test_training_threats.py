@@ -5,7 +5,6 @@ config keys' validation."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from bastion.attacks.poisoning import Backdoor
 from bastion.attacks.poisoning.triggers import PatchTrigger
 from bastion.audit import AuditConfig, ConfigError, load_config, run_audit, write_report
 from bastion.audit.render import render_summary
+from bastion.audit.report import SCHEMA_VERSION
+from bastion.audit.schema import report_schema
 from bastion.audit.training_threats import audit_training_threats, load_training
 from bastion.data import load_dataset, load_digits
 from bastion.data.dataset import Dataset
@@ -30,7 +31,7 @@ from bastion.model import TorchClassifier
 from bastion.provenance import build_manifest
 from bastion.zoo.architectures import digits_cnn
 
-SCHEMA = json.loads((Path(__file__).parents[3] / "src/bastion/audit/schema.json").read_text())
+SCHEMA = report_schema()
 QUICK = AuditConfig(preset="fast", limit=40, checks=False, curve=False, examples=0)
 
 
@@ -78,7 +79,7 @@ def test_backdoored_model_is_flagged_end_to_end(backdoored, training_files, tmp_
     report = run_audit(backdoored, load_digits("test"), cfg)
     data = report.to_dict()
     jsonschema.validate(data, SCHEMA)
-    assert data["schema_version"] == "1.2"
+    assert data["schema_version"] == SCHEMA_VERSION
     block = report.training_threats
     scan = block["model_scan"]
     assert scan["refused"] is None and scan["flagged"] == [0] and scan["n_inputs"] == 40

@@ -1,0 +1,44 @@
+"""The audit as a pipeline of sections (:class:`~bastion.audit.sections.base.Section`).
+
+:data:`SECTIONS` is the default pipeline, in run order. A new threat family is one new module here and
+one line in this list; :func:`bastion.audit.run_audit` takes another list through ``sections=``.
+"""
+
+from __future__ import annotations
+
+from bastion.audit.sections.base import (
+    AuditContext,
+    CheckRun,
+    Section,
+    SectionError,
+    SectionResult,
+    check,
+    validate_pipeline,
+)
+from bastion.audit.sections.certification import CertificationSection
+from bastion.audit.sections.curves import CurveSection
+from bastion.audit.sections.detector import DetectorSection
+from bastion.audit.sections.evasion import AuditedThreat, EvasionSection
+from bastion.audit.sections.prechecks import PrechecksSection
+from bastion.audit.sections.training import TrainingSection
+
+__all__ = [
+    "SECTIONS",
+    "AuditContext",
+    "AuditedThreat",
+    "CheckRun",
+    "Section",
+    "SectionError",
+    "SectionResult",
+    "check",
+    "validate_pipeline",
+]
+
+SECTIONS: tuple[Section, ...] = (
+    PrechecksSection(),
+    EvasionSection(),
+    DetectorSection(),
+    CertificationSection(),
+    CurveSection(),
+    TrainingSection(),
+)

@@ -1,0 +1,39 @@
+"""The pre-checks section: conditions on the data and the model that make attacks lie (``BA101``-``BA107``).
+
+It runs first and declares two outputs: ``facts`` (what it measured on the model, None when the data
+stopped the audit) and ``blocked`` (inputs outside the model's bounds, ``BA106``: no attack runs then).
+"""
+
+from __future__ import annotations
+
+from bastion.audit.prechecks import check_data, check_model
+from bastion.audit.sections.base import AuditContext, Section, SectionResult, check
+
+__all__ = ["PrechecksSection"]
+
+_MODEL_CODES = ("BA101", "BA102", "BA103", "BA104", "BA105")
+
+
+class PrechecksSection(Section):
+    name = "prechecks"
+    provides = ("facts", "blocked")
+    required_key = True
+
+    def off(self, config: object) -> dict[str, object]:
+        return {}
+
+    def run(self, ctx: AuditContext) -> SectionResult:
+        cfg = ctx.config
+        findings = check_data(ctx.x, ctx.model.bounds)
+        codes = {f.code for f in findings}
+        ran = [check(c, "data", c not in codes) for c in ("BA106", "BA107")]
+        if "BA106" in codes:
+            return SectionResult({}, tuple(findings), tuple(ran), {"facts": None, "blocked": True})
+        ctx.progress("pre-checks", 0, 1)
+        n = cfg.check_samples
+        facts, model_findings = check_model(ctx.model, ctx.x[:n], ctx.y[:n])
+        flagged = {f.code for f in model_findings}
+        ran += [check(c, "model", c not in flagged) for c in _MODEL_CODES]
+        ctx.progress("pre-checks", 1, 1)
+        outputs = {"facts": facts, "blocked": False}
+        return SectionResult(facts.to_dict(), (*findings, *model_findings), tuple(ran), outputs)
