@@ -42,6 +42,7 @@ class ATTA(Objective):
 
     name = "atta"
     needs_threat = True
+    gradient_inner_attack = True
 
     def __init__(self, step_size: float | None = None, steps: int = 1) -> None:
         if step_size is not None:

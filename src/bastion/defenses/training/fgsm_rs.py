@@ -33,6 +33,7 @@ class FastFGSM(Objective):
 
     name = "fgsm-rs"
     needs_threat = True
+    gradient_inner_attack = True
 
     def __init__(self, step_size: float | None = None, random_start: bool = True) -> None:
         if step_size is not None:

@@ -43,6 +43,7 @@ class NFGSM(Objective):
 
     name = "n-fgsm"
     needs_threat = True
+    gradient_inner_attack = True
 
     def __init__(self, noise_magnitude: float = 2.0, step_size: float | None = None) -> None:
         check_positive("noise_magnitude", noise_magnitude, allow_zero=True, error=DefenseError)

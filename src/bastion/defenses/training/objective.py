@@ -63,6 +63,9 @@ class Objective(ABC):
 
     name: str = ""
     needs_threat: bool = False
+    gradient_inner_attack: bool = False
+    """Whether the inner attack climbs a softmax-based loss (cross-entropy, TRADES' KL) by its input
+    gradient: such an attack does nothing where the softmax saturates, and harden checks for that."""
 
     @abstractmethod
     def loss(

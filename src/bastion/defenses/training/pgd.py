@@ -26,6 +26,7 @@ class PGDTraining(Objective):
 
     name = "pgd"
     needs_threat = True
+    gradient_inner_attack = True
 
     def __init__(self, steps: int = 10, step_size: float | None = None) -> None:
         check_positive("steps", steps, integer=True, error=DefenseError)

@@ -33,6 +33,7 @@ class TRADES(Objective):
 
     name = "trades"
     needs_threat = True
+    gradient_inner_attack = True
 
     def __init__(self, beta: float = 6.0, steps: int = 10, step_size: float | None = None) -> None:
         check_positive("beta", beta, allow_zero=True, error=DefenseError)
