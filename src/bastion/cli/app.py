@@ -298,7 +298,8 @@ def evaluate(
     preset: Annotated[
         str,
         typer.Option(
-            help="fast (APGD-CE, APGD-T), standard (APGD-CE, APGD-T, FMN, Square-1000), "
+            help="fast (APGD-CE, APGD-T), standard (APGD-CE, then focused APGD-T and Square on the survivors "
+            "nearest the boundary), autoattack (AutoAttack's published protocol, with FAB-T), "
             "thorough (more restarts, steps and queries)."
         ),
     ] = "standard",
