@@ -110,7 +110,9 @@ def harden(
     checks_per_epoch: Annotated[int, typer.Option("--checks-per-epoch", min=1)] = 1,
     eval_preset: Annotated[
         str,
-        typer.Option("--eval-preset", help="Preset for the card's robust accuracy (fast|standard|autoattack|thorough)."),
+        typer.Option(
+            "--eval-preset", help="Preset for the card's robust accuracy (fast|standard|autoattack|thorough)."
+        ),
     ] = "standard",
     eval_limit: Annotated[
         int, typer.Option("--eval-limit", min=0, help="Test samples evaluated (0: skip).")
