@@ -19,6 +19,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 from torch.nn.modules import module as torch_module
 from torch.nn.utils import parametrize
@@ -101,9 +102,12 @@ def check_object(obj: Any, where: str, bases: tuple[type, ...]) -> type | None:
             f"IBP cannot bound {where}: the subclass of {base.__name__} defines {', '.join(extra)}, so its "
             f"forward may differ from {base.__name__}'s; use {base.__name__} itself"
         )
-    for key in vars(obj):
+    for key, value in vars(obj).items():
         attr = inspect.getattr_static(type(obj), key, None)
-        if key == "forward" or inspect.isfunction(attr) or isinstance(attr, (staticmethod, classmethod)):
+        method = inspect.isfunction(attr) or isinstance(attr, (staticmethod, classmethod))
+        # No torch layer keeps a function in its instance dict (module.compile()'s is refused too).
+        stored = callable(value) and not isinstance(value, (nn.Module, torch.Tensor, type))
+        if key == "forward" or method or stored:
             raise CertificationError(
                 f"IBP cannot bound {where}: its {key!r} is replaced on the instance (monkey-patched); "
                 f"delete the attribute (del module.{key})"
@@ -112,7 +116,8 @@ def check_object(obj: Any, where: str, bases: tuple[type, ...]) -> type | None:
 
 
 def _check_torch(base: type, where: str) -> None:
-    methods = ["forward", "_conv_forward"] if "_conv_forward" in vars(base) else ["forward"]
+    # The methods the class's forward runs (Sequential.forward iterates the container).
+    methods = ["forward", *(n for n in ("_conv_forward", "__iter__") if n in vars(base))]
     for owner, name in [*((base, n) for n in methods), *((nn.Module, n) for n in _CALL)]:
         fn = inspect.getattr_static(owner, name, None)
         if getattr(fn, "__module__", "").split(".")[0] not in ("torch", "bastion"):

@@ -72,6 +72,12 @@ def _conv_patched() -> nn.Module:
     return net
 
 
+def _compiled() -> nn.Module:
+    net = _net()
+    net[2]._compiled_call_impl = lambda x: -nn.Linear.forward(net[2], x)  # what module.compile() sets
+    return net
+
+
 def _parametrized() -> nn.Module:
     net = _net()
     parametrize.register_parametrization(net[2], "weight", Negate())
@@ -115,6 +121,13 @@ def test_each_trap_is_refused_by_name_everywhere(make, match: str) -> None:
         margin_lower_bounds(TorchClassifier(net), x, x + 0.1, torch.zeros(5, dtype=torch.long))
 
 
+def test_a_replaced_compiled_call_is_refused() -> None:
+    """(A TorchClassifier's deep copy drops _compiled_call_impl, so only the module itself is tested.)"""
+    match = r"layer '2' \(Linear\): its '_compiled_call_impl' is replaced"
+    with pytest.raises(CertificationError, match=match):
+        IntervalBoundPropagation().certify(_compiled(), torch.rand(3, 4), TINY)
+
+
 def test_a_hook_on_the_whole_network_is_refused() -> None:
     net = _net()
     handle = net.register_forward_hook(lambda m, args, out: -out)
@@ -137,9 +150,12 @@ def test_global_hooks_are_refused(register) -> None:
         handle.remove()
 
 
-def test_a_patched_torch_forward_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nn.ReLU, "forward", lambda self, x: torch.abs(x))
-    with pytest.raises(CertificationError, match=r"ReLU.forward has been replaced.*test_ibp_traps"):
+@pytest.mark.parametrize(("owner", "name"), [(nn.ReLU, "forward"), (nn.Sequential, "__iter__")])
+def test_a_patched_torch_method_is_refused(owner: type, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = getattr(owner, name)
+    monkeypatch.setattr(owner, name, lambda self, *args: original(self, *args))
+    match = rf"{owner.__name__}.{name} has been replaced.*test_ibp_traps"
+    with pytest.raises(CertificationError, match=match):
         IntervalBoundPropagation().certify(_net(), torch.rand(3, 4), TINY)
 
 
