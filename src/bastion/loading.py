@@ -16,10 +16,13 @@ import importlib.util
 import pickle
 import re
 import sys
+import weakref
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -28,7 +31,7 @@ from bastion.errors import DataError, ModelContractError, UnsafeArtifactError
 from bastion.model import TorchClassifier
 from bastion.threat import Bounds
 
-__all__ = ["load_model", "read_state_dict", "sha256_file"]
+__all__ = ["ModelSource", "load_model", "model_source", "read_state_dict", "sha256_file"]
 
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin"})
 SAFE_ALTERNATIVES = (
@@ -40,6 +43,61 @@ SAFE_ALTERNATIVES = (
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
 _FACTORY_SPEC = re.compile(r"^(?P<target>.+):(?P<factory>[A-Za-z_]\w*)$")
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where :func:`load_model` got a model: what an audit reports in its model block (and ``BA109``).
+
+    ``weights_loaded`` is False only for a factory built without ``weights`` whose parameters differ
+    from one build to the next: its random initialisation, not a trained model. A factory that loads
+    (or seeds) its own weights builds the same parameters twice and counts as loaded.
+    """
+
+    spec: str
+    kind: Literal["zoo", "factory", "torchscript"]
+    weights_file: str | None
+    weights_loaded: bool
+    bounds_declared: bool = False
+    """True when the model chose its own bounds (a zoo entry, a factory's ready TorchClassifier), so the
+    ``bounds`` argument of :func:`load_model` was not applied."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "kind": self.kind,
+            "weights_file": self.weights_file,
+            "weights_loaded": self.weights_loaded,
+            "bounds_declared": self.bounds_declared,
+        }
+
+
+# Keyed by the returned classifier itself, so the fact travels with the object without a new attribute
+# on TorchClassifier; a classifier that is garbage-collected drops its entry.
+_SOURCES: weakref.WeakKeyDictionary[TorchClassifier, ModelSource] = weakref.WeakKeyDictionary()
+
+
+def model_source(model: object) -> ModelSource | None:
+    """How ``model`` was loaded, if :func:`load_model` built it (or the model a defense wraps); else None."""
+    for candidate in (model, getattr(model, "model", None)):
+        if isinstance(candidate, TorchClassifier) and candidate in _SOURCES:
+            return _SOURCES[candidate]
+    return None
+
+
+def _builds_at_random(target: str, factory: str, first: nn.Module) -> bool:
+    """Whether a second build of the factory gives different parameters (a random initialisation).
+    The second build draws from a forked RNG, so the caller's global RNG state is as after one build."""
+    with torch.random.fork_rng(devices=[]):
+        second = _build(target, factory)
+    if isinstance(second, TorchClassifier):  # a factory may return a ready classifier
+        second = second.module
+    a, b = first.state_dict(), second.state_dict()
+    if a.keys() != b.keys():
+        return True
+    return any(
+        a[k].shape != b[k].shape or not torch.equal(a[k].detach().cpu(), b[k].detach().cpu()) for k in a
+    )
 
 
 def sha256_file(path: str | Path) -> str:
@@ -229,19 +287,27 @@ def load_model(
     ``spec`` is ``zoo:NAME`` (built-in; the zoo entry sets bounds and normalisation, so those
     arguments are ignored), ``path/to/file.py:factory`` or ``package.module:factory`` (``factory()``
     returns an ``nn.Module``), or a TorchScript file. ``weights`` (a state dict, see
-    :func:`read_state_dict`) is loaded strictly into the module: every key must match.
+    :func:`read_state_dict`) is loaded strictly into the module: every key must match. A factory
+    without ``weights`` is built twice, to tell a random initialisation from weights it loads itself;
+    :func:`model_source` returns what was found.
     """
+    weights_file = None if weights is None else str(weights)
     if spec.startswith("zoo:"):
         zoo = importlib.import_module("bastion.zoo")
         classifier: TorchClassifier = zoo.load(spec[len("zoo:") :])
         if weights is not None:
             _load_weights(classifier.module, weights)
+        _SOURCES[classifier] = ModelSource(spec, "zoo", weights_file, True, bounds_declared=True)
         return classifier
     match = _FACTORY_SPEC.match(spec)
+    loaded = True
+    kind: Literal["factory", "torchscript"] = "torchscript"
     if match and (match["target"].endswith(".py") or _MODULE_NAME.match(match["target"])):
         target, factory = match["target"], match["factory"]
         module = _build(target, factory)
         name = f"{Path(target).stem if target.endswith('.py') else target}:{factory}"
+        kind = "factory"
+        loaded = weights is not None or not _builds_at_random(target, factory, module)
     else:
         path = _existing_file(
             spec, "a model: 'zoo:NAME', 'file.py:factory', 'package.module:factory' or TorchScript"
@@ -262,4 +328,6 @@ def load_model(
         name = path.stem
     if weights is not None:
         _load_weights(module, weights)
-    return TorchClassifier(module, bounds=bounds, num_classes=num_classes, mean=mean, std=std, name=name)
+    out = TorchClassifier(module, bounds=bounds, num_classes=num_classes, mean=mean, std=std, name=name)
+    _SOURCES[out] = ModelSource(spec, kind, weights_file, loaded)
+    return out

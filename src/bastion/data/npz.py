@@ -55,7 +55,8 @@ def load_npz(path: str | Path) -> Dataset:
     """x and y from an .npz; optional ``class_names`` (a string array).
 
     - x uint8 -> float32 / 255 with bounds (0, 1); other numeric dtypes -> float32, with bounds (0, 1)
-      when all values lie in [0, 1] and (min, max) of the data otherwise.
+      when all values lie in [0, 1] and (min, max) of the data otherwise (then ``meta["bounds_source"]``
+      is ``"data"``: inferred, not declared).
     - Shapes follow the rule in :func:`_layout` (2-D tabular, 3-D gets a channel, 4-D NHWC -> NCHW).
     - y holds integer class indices; num_classes = len(class_names) when given, else max(y) + 1.
     """
@@ -77,6 +78,8 @@ def load_npz(path: str | Path) -> Dataset:
     y = labels_from_array(arrays["y"], x.shape[0], source)
     class_names = tuple(str(c) for c in arrays["class_names"].reshape(-1)) if "class_names" in arrays else ()
     num_classes = count_classes(y, class_names)
+    # Bounds taken from the data's own range (not [0, 1]) are a guess the audit reports (BA110).
+    inferred = {"bounds_source": "data"} if bounds != (0.0, 1.0) else {}
     return Dataset(
         x,
         y,
@@ -84,5 +87,5 @@ def load_npz(path: str | Path) -> Dataset:
         bounds=bounds,
         class_names=class_names,
         name=source.stem,
-        meta={"path": str(source)},
+        meta={"path": str(source), **inferred},
     )
