@@ -105,9 +105,10 @@ def check_object(obj: Any, where: str, bases: tuple[type, ...]) -> type | None:
     for key, value in vars(obj).items():
         attr = inspect.getattr_static(type(obj), key, None)
         method = inspect.isfunction(attr) or isinstance(attr, (staticmethod, classmethod))
-        # No torch layer keeps a function in its instance dict (module.compile()'s is refused too).
+        # No torch layer keeps a function in its instance dict; a user's traced module may (its
+        # forward's use of it is traced), but nn.Module's call runs a _compiled_call_impl instead.
         stored = callable(value) and not isinstance(value, (nn.Module, torch.Tensor, type))
-        if key == "forward" or method or stored:
+        if key in ("forward", "_compiled_call_impl") or method or (stored and base is not None):
             raise CertificationError(
                 f"IBP cannot bound {where}: its {key!r} is replaced on the instance (monkey-patched); "
                 f"delete the attribute (del module.{key})"
