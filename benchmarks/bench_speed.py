@@ -1,4 +1,4 @@
-"""PGD-40 speed: bastion vs torchattacks, ART and foolbox, against the bare model's cost.
+"""PGD-40 speed: bastion vs torchattacks, ART, foolbox and CleverHans, against the bare model's cost.
 
 The floor is 40 x one forward+backward (input gradient) of the bare model on the same batch. The
 issue's target is bastion <= 1.15 x that floor. Early exit (samples leave once fooled) makes an attack
@@ -98,6 +98,18 @@ def run(model_name: str, n: int, eps: float, repeats: int) -> list[list[object]]
             return (clf(adv).argmax(1) != y).float().mean().item()
 
     rows["ART"] = median_time(art_pgd, max(1, repeats // 2))
+
+    from cleverhans.torch.attacks.projected_gradient_descent import projected_gradient_descent
+
+    def ch_pgd() -> float:
+        # sanity_checks=False: CleverHans' own asserts on the result cost time and are optional.
+        adv = projected_gradient_descent(
+            peer_model, x, eps, alpha, STEPS, np.inf, *clf.bounds, y=y, rand_init=True, sanity_checks=False
+        )
+        with torch.no_grad():
+            return (clf(adv).argmax(1) != y).float().mean().item()
+
+    rows["CleverHans"] = median_time(ch_pgd, repeats)
     ours = rows["bastion"][0]
     return [
         [model_name, eps, lib, sec, sec / base, sec / ours, f"{succ:.1%}"]

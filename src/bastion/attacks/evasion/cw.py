@@ -168,35 +168,38 @@ class CarliniWagner(Attack):
             idx = active.nonzero().flatten()
             if idx.numel() == 0:
                 break
-            wi = w[idx].requires_grad_(True)
+            # A slice while every sample is active: views instead of gathers and scatters.
+            sel: slice | torch.Tensor = slice(None) if idx.numel() == n else idx
+            wi = w[sel].detach().requires_grad_(True)
             x_new = low + (high - low) * (torch.tanh(wi) + 1) / 2
             # margin_loss > 0 means adversarial; f6 is its negation, floored at -kappa.
             logits = differentiable(model(x_new))
-            margin = margin_loss(logits, y[idx], None if targets is None else targets[idx])
-            objective = margin if targets is not None else margin_loss(logits, y[idx], aim[idx])
-            l2_sq = (x_new - x[idx]).flatten(1).pow(2).sum(dim=1)
-            loss = l2_sq + const[idx] * (-objective).clamp_min(-self.confidence)
+            margin = margin_loss(logits, y[sel], None if targets is None else targets[sel])
+            objective = margin if targets is not None else margin_loss(logits, y[sel], aim[sel])
+            l2_sq = (x_new - x[sel]).flatten(1).pow(2).sum(dim=1)
+            loss = l2_sq + const[sel] * (-objective).clamp_min(-self.confidence)
             (grad,) = torch.autograd.grad(loss.sum(), wi)
             with torch.no_grad():
                 # Success needs the margin to clear kappa, as in the objective.
                 adv = margin > self.confidence
                 l2 = l2_sq.sqrt()
-                improved = adv & (l2 < best_l2[idx])
-                best_l2[idx] = torch.where(improved, l2, best_l2[idx])
-                best_adv[idx] = torch.where(_view(improved, x_new), x_new, best_adv[idx])
-                last_adv[idx] = torch.where(adv, step, last_adv[idx])
-                last_step[idx] = step
+                improved = adv & (l2 < best_l2[sel])
+                best_l2[sel] = torch.where(improved, l2, best_l2[sel])
+                best_adv[sel] = torch.where(_view(improved, x_new), x_new, best_adv[sel])
+                last_adv[sel] = torch.where(adv, step, last_adv[sel])
+                last_step[sel] = step
                 # Adam, written out so that samples can leave the batch with their own moments.
                 t = step + 1
-                m[idx] = _BETAS[0] * m[idx] + (1 - _BETAS[0]) * grad
-                v[idx] = _BETAS[1] * v[idx] + (1 - _BETAS[1]) * grad * grad
-                m_hat, v_hat = m[idx] / (1 - _BETAS[0] ** t), v[idx] / (1 - _BETAS[1] ** t)
+                mi = _BETAS[0] * m[sel] + (1 - _BETAS[0]) * grad
+                vi = _BETAS[1] * v[sel] + (1 - _BETAS[1]) * grad.square()
+                m[sel], v[sel] = mi, vi
                 anneal = _FINAL_LR + (1 - _FINAL_LR) * (1 + math.cos(math.pi * step / self.steps)) / 2
-                w[idx] = wi - _view(lr[idx] * anneal, wi) * m_hat / (v_hat.sqrt() + _ADAM_EPS)
+                rate = _view(lr[sel] * (anneal / (1 - _BETAS[0] ** t)), wi)
+                w[sel] = wi - rate * mi / ((vi / (1 - _BETAS[1] ** t)).sqrt() + _ADAM_EPS)
                 if self.abort_early and 2 * step >= self.steps and step % window == window - 1:
                     total = loss.detach()
-                    stalled = total > previous[idx] - 1e-4 * previous[idx].abs()
-                    previous[idx] = total
+                    stalled = total > previous[sel] - 1e-4 * previous[sel].abs()
+                    previous[sel] = total
                     active[idx[stalled]] = False
         return last_adv >= last_step - window
 
