@@ -88,3 +88,19 @@ def test_verdict_line_says_what_it_gates_on(masked, tmp_path):
         "verdict: PASS — no finding ≥ high; robust accuracy not gated (set --min-robust-accuracy)"
         in res.stdout
     )
+
+
+def test_report_json_html_and_summary_carry_the_ids_and_the_verdict_line(masked):
+    _, _, tmp = masked
+    report = json.loads((tmp / "report" / "report.json").read_text())
+    assert report["findings"]
+    for f in report["findings"]:
+        assert f["atlas"] == list(CATALOG[f["code"]].atlas) and f["owasp"] == list(CATALOG[f["code"]].owasp)
+    html = (tmp / "report" / "report.html").read_text()
+    for f in report["findings"]:
+        for technique in f["atlas"]:
+            assert f'href="https://atlas.mitre.org/techniques/{technique}"' in html
+    assert "OWASP ML Top 10:" in html and "≥ high (" in html
+    summary = (tmp / "report" / "summary.md").read_text()
+    assert summary.startswith("## bastion audit: ❌ FAIL — ")
+    assert "(ATLAS AML.T0015" in summary
