@@ -129,12 +129,15 @@ def _check_torch(base: type, where: str) -> None:
 
 
 def _check_hooks(module: nn.Module, where: str) -> None:
-    for attr, kind in (("_forward_pre_hooks", "forward pre-hook"), ("_forward_hooks", "forward hook")):
+    hooks = (
+        ("_forward_pre_hooks", "forward pre-hook, which may change its input (the old weight_norm, "
+         "spectral_norm and prune register one)"),
+        ("_forward_hooks", "forward hook, which may change its output"),
+    )  # fmt: skip
+    for attr, kind in hooks:
         if getattr(module, attr, None):
             raise CertificationError(
-                f"IBP cannot bound {where}: it has a {kind}, which may change its "
-                f"{'input' if 'pre' in kind else 'output'} (weight_norm and spectral_norm register one); "
-                "remove it (handle.remove()) before certifying"
+                f"IBP cannot bound {where}: it has a {kind}; remove it (handle.remove()) before certifying"
             )
     if parametrize.is_parametrized(module):
         raise CertificationError(
@@ -171,6 +174,7 @@ def steps(module: nn.Module, prefix: str = "") -> list[Step]:
         known = ", ".join(supported_layers())
         raise CertificationError(f"IBP cannot bound {where}; IBP bounds only: {known}")
     if base is None:  # a user's own module: followed only if its traced forward is elementwise affine
+        _check_torch(nn.Module, where)
         return [Step(prefix, module, "affine", type(module), trace_affine(module, where))]
     _check_torch(base, where)
     _check_options(module, where)
