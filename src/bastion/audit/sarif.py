@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -68,7 +69,9 @@ def _rule(check: Check) -> dict[str, Any]:
     }
 
 
-def _taxonomy(name: str, version: str, uri: str, org: str, taxa: dict[str, str], url: Any) -> dict[str, Any]:
+def _taxonomy(
+    name: str, version: str, uri: str, org: str, taxa: dict[str, str], url: Callable[[str], str]
+) -> dict[str, Any]:
     return {
         "name": name,
         "version": version,
@@ -86,10 +89,11 @@ def _artifact(report: dict[str, Any]) -> str:
     source = model.get("source") or {}
     spec = source.get("spec") or model["name"]
     path = source.get("weights_file")
-    if not path and source.get("kind") == "factory" and ":" in spec:
-        path = spec.rsplit(":", 1)[0] if spec.rsplit(":", 1)[0].endswith(".py") else None
-    if not path and source.get("kind") == "torchscript":
-        path = spec
+    if not path:
+        file, sep, _ = spec.rpartition(":")  # FILE.py:factory names its file; package.module:factory none
+        path = (
+            file if sep and file.endswith(".py") else (spec if source.get("kind") == "torchscript" else None)
+        )
     target = Path(path).as_posix() if path else spec
     return quote(target, safe="/:@._-~")
 

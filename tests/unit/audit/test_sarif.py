@@ -222,6 +222,8 @@ def test_location_is_the_audited_artifact():
     weights = {**factory, "weights_file": "ckpt/net.safetensors"}
     res = to_sarif(report(FINDINGS[:1], source=weights))["runs"][0]["results"][0]
     assert res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "ckpt/net.safetensors"
+    bare = to_sarif(report(FINDINGS[:1]))["runs"][0]["results"][0]  # no source block: the name's file
+    assert bare["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "model.py"
     zoo = to_sarif(report(FINDINGS[:1], source={"spec": "zoo:digits-mlp", "kind": "zoo"}))
     assert zoo["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == (
         "zoo:digits-mlp"
