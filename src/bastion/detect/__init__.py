@@ -6,11 +6,12 @@ training-data scanners (activation clustering, spectral signatures, label noise)
 from __future__ import annotations
 
 from bastion.detect.activation_clustering import ActivationClustering
-from bastion.detect.activations import PENULTIMATE, layer_activations, layer_names
+from bastion.detect.activations import FEATURES, PENULTIMATE, layer_activations, layer_names
 from bastion.detect.adaptive import AdaptiveAttack, joint_success
 from bastion.detect.base import Calibration, Detector, DetectorError, threshold_at_fpr
 from bastion.detect.confidence import ConfidenceDetector
 from bastion.detect.data_scan import ClassScan, DataScanner, DataScanResult
+from bastion.detect.disagreement import Disagreement, scan_disagreement
 from bastion.detect.feature_squeezing import FeatureSqueezing, default_squeezers
 from bastion.detect.label_noise import LabelNoise
 from bastion.detect.model_scan import ModelScanResult, anomaly_index, save_trigger_images
@@ -39,6 +40,8 @@ __all__ = [
     "DetectionResult",
     "Detector",
     "DetectorError",
+    "Disagreement",
+    "FEATURES",
     "FeatureSqueezing",
     "LabelNoise",
     "ModelScanResult",
@@ -56,6 +59,7 @@ __all__ = [
     "roc_auc",
     "roc_curve",
     "save_trigger_images",
+    "scan_disagreement",
     "successful_adversarials",
     "threshold_at_fpr",
     "tpr_at_fpr",

@@ -36,7 +36,7 @@ import torch
 
 from bastion.detect.activations import PENULTIMATE
 from bastion.detect.data_scan import check_count
-from bastion.detect.split_scan import SplitScanner, principal_axes
+from bastion.detect.split_scan import Reference, SplitScanner, principal_axes
 
 __all__ = ["ActivationClustering"]
 
@@ -141,7 +141,11 @@ class ActivationClustering(SplitScanner):
         self.dims = check_count("dims", dims, 1)
         self.restarts = check_count("restarts", restarts, 0)
 
-    def _split(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def _split(
+        self, x: torch.Tensor, generator: torch.Generator, reference: Reference
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # The shared-covariance fit is invariant to linear maps of the subspace: the reference's
+        # whitening (which spectral signatures need) would not change it.
         n = x.shape[0]
         axes = principal_axes(x, min(self.dims, max(1, n // 10)), generator)
         if axes.shape[1] == 0:

@@ -15,11 +15,16 @@ from torch import nn
 from bastion.errors import DataError, ModelContractError
 from bastion.model import Classifier, TorchClassifier
 
-__all__ = ["PENULTIMATE", "layer_activations", "layer_names"]
+__all__ = ["FEATURES", "PENULTIMATE", "layer_activations", "layer_names"]
 
 PENULTIMATE = "penultimate"
 """The default layer: the input of the network's last ``nn.Linear`` (the features the logits are a
 linear function of)."""
+
+FEATURES = "features"
+"""The input of the network's *first* ``nn.Linear``: a CNN's flattened convolutional features (an MLP's
+input). A backdoor's trigger is still its own feature there; a deep classifier head merges it with the
+target class's clean samples on the way to the penultimate layer (measured in docs/poisoning.md)."""
 
 
 def _module(model: Classifier) -> nn.Module:
@@ -39,18 +44,18 @@ def layer_names(model: Classifier | nn.Module) -> list[str]:
 
 def _resolve(module: nn.Module, layer: str) -> tuple[nn.Module, bool]:
     """The hooked module and whether its *input* (True, the penultimate case) or output is read."""
-    if layer == PENULTIMATE:
+    if layer in (PENULTIMATE, FEATURES):
         linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
         if not linears:
             raise ModelContractError(
-                "the model has no nn.Linear layer, so it has no 'penultimate' layer to read; "
+                f"the model has no nn.Linear layer, so it has no {layer!r} layer to read; "
                 f"name one of its layers instead: {', '.join(layer_names(module)) or '(none)'}"
             )
-        return linears[-1], True
+        return linears[-1 if layer == PENULTIMATE else 0], True
     named = dict(module.named_modules())
     if not layer or layer not in named:
         raise ModelContractError(
-            f"the model has no layer {layer!r}; use {PENULTIMATE!r} or one of: "
+            f"the model has no layer {layer!r}; use {PENULTIMATE!r}, {FEATURES!r} or one of: "
             f"{', '.join(n for n in named if n) or '(none)'}"
         )
     return named[layer], False
@@ -66,9 +71,9 @@ def layer_activations(
 ) -> torch.Tensor:
     """Activations (N, D) of ``layer`` for inputs ``x`` (N, ...) in input space, flattened per sample.
 
-    ``layer`` is ``"penultimate"`` (the input of the last ``nn.Linear``) or a sub-module name from
-    :func:`layer_names` (its output is read). The model runs in eval mode through its own
-    normalisation; it is not modified (the hook is removed even on error).
+    ``layer`` is ``"penultimate"`` (the input of the last ``nn.Linear``), ``"features"`` (the input of the
+    first) or a sub-module name from :func:`layer_names` (its output is read). The model runs in eval
+    mode through its own normalisation; it is not modified (the hook is removed even on error).
     """
     clf = model if not isinstance(model, nn.Module) else TorchClassifier(model, copy=False)
     module = _module(clf)

@@ -23,9 +23,14 @@ ten directions and is the more sensitive scanner; spectral signatures the more c
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from bastion.detect.split_scan import SplitScanner, principal_axes
+from bastion.detect.activations import PENULTIMATE
+from bastion.detect.data_scan import check_count
+from bastion.detect.split_scan import Reference, SplitScanner, principal_axes
+from bastion.errors import DetectorError
 
 __all__ = ["SpectralSignatures", "best_cut"]
 
@@ -49,22 +54,77 @@ def best_cut(p: torch.Tensor) -> torch.Tensor:
 
 
 class SpectralSignatures(SplitScanner):
-    """Per class: top singular vector of the centred activations, signed projection, best 2-group cut.
+    """Per class: top direction of the activations whitened by the other classes' spread, signed
+    projection, best 2-group cut, separation test.
 
-    ``SpectralSignatures(layer="penultimate", min_separation=5.5).scan(model, train_set)``.
-    Scores are projections in clean-group standard deviations (see :class:`SplitScanner`). One direction
-    sees less than activation clustering's several: prefer it when the poison dominates the top
-    direction (convolutional feature maps, e.g. ``layer="5"`` of the zoo's digits CNN).
+    ``SpectralSignatures(layer="penultimate", dims=64, ridge=0.01, min_separation=5.5).scan(model, data)``.
+
+    - ``dims``: the class's top principal directions searched (at most n // 10 for a class of n: the
+      reference covariance is estimated, and the class's own subspace is where a poison adds variance).
+    - ``ridge``: added to the reference covariance as a share of its mean variance, so that a direction
+      the other classes never use (a unit dead outside this class) is amplified at most 1/ridge-fold in
+      variance instead of without bound. ``whiten=False`` gives Tran et al.'s plain top direction.
+
+    Scores are projections in clean-group standard deviations (see :class:`SplitScanner`).
     """
 
     method = "spectral"
     default_separation = 5.5
 
-    def _split(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        axes = principal_axes(x, 1, generator)
-        if axes.shape[1] == 0:  # every sample has the same activations: nothing to split
-            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device), torch.zeros(
-                x.shape[0], dtype=torch.bool, device=x.device
+    def __init__(
+        self,
+        *,
+        dims: int = 64,
+        ridge: float = 0.01,
+        whiten: bool = True,
+        layer: str = PENULTIMATE,
+        min_separation: float | None = None,
+        seed: int = 0,
+        min_class_size: int = 20,
+        batch_size: int = 512,
+        persistence_overlays: int = 16,
+        persistence_ratio: float = 3.0,
+    ) -> None:
+        super().__init__(
+            layer=layer,
+            min_separation=min_separation,
+            seed=seed,
+            min_class_size=min_class_size,
+            batch_size=batch_size,
+            persistence_overlays=persistence_overlays,
+            persistence_ratio=persistence_ratio,
+        )
+        self.dims = check_count("dims", dims, 1)
+        ok = isinstance(ridge, int | float) and not isinstance(ridge, bool)
+        if not ok or not 0.0 < float(ridge) < math.inf:
+            raise DetectorError(
+                f"ridge is a share of the reference's mean variance (> 0, e.g. 0.01), got {ridge!r}"
             )
-        p = x @ axes[:, 0]
+        if not isinstance(whiten, bool):
+            raise DetectorError(f"whiten must be True or False, got {whiten!r}")
+        self.ridge = float(ridge)
+        self.whiten = whiten
+
+    def _split(
+        self, x: torch.Tensor, generator: torch.Generator, reference: Reference
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        k = 1 if not self.whiten else min(self.dims, max(1, n // 10))
+        axes = principal_axes(x, k, generator)
+        if axes.shape[1] == 0:  # every sample has the same activations: nothing to split
+            none = torch.zeros(n, dtype=torch.bool, device=x.device)
+            return torch.zeros(n, dtype=x.dtype, device=x.device), none
+        z = x @ axes
+        spread = reference(axes) if self.whiten else None
+        if spread is None or not float(spread.trace()) > 0:  # no other class to compare with
+            p = z[:, 0]
+        else:
+            # Top direction of the class covariance S relative to the reference R: S v = λ R v, solved as
+            # an ordinary eigenproblem after whitening by R's Cholesky factor L.
+            spread = spread + self.ridge * float(spread.trace()) / spread.shape[0] * torch.eye(
+                spread.shape[0], dtype=z.dtype, device=z.device
+            )
+            inv = torch.linalg.inv(torch.linalg.cholesky(spread))
+            w = z @ inv.T
+            p = w @ principal_axes(w, 1, generator)[:, 0]
         return p, best_cut(p)

@@ -25,10 +25,15 @@ from bastion.detect.persistence import label_persistence
 from bastion.errors import DataError, DetectorError
 from bastion.model import Classifier
 
-__all__ = ["Orient", "SplitScanner", "principal_axes"]
+__all__ = ["Orient", "Reference", "SplitScanner", "principal_axes"]
 
 Orient = Callable[[int, torch.Tensor, torch.Tensor], tuple[bool, str]]
 """``orient(label, index (n,), minority (n,) bool) -> (majority is the poison, note)``."""
+
+Reference = Callable[[torch.Tensor], torch.Tensor | None]
+"""``reference(axes (D, k)) -> (k, k)``: the covariance, along ``axes``, of the *other* classes' activations
+(each centred on its own class mean), or None when there is no other class: how the representation
+varies in data the class's poison does not touch."""
 
 
 def principal_axes(x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -162,6 +167,11 @@ class SplitScanner(DataScanner):
         scores = torch.zeros(features.shape[0], dtype=torch.float64, device=features.device)
         flagged = torch.zeros(features.shape[0], dtype=torch.bool, device=features.device)
         generator = torch.Generator().manual_seed(self.seed)
+        # Each sample minus its class mean (in the features' dtype: one copy of them, not a float64 one).
+        sums = torch.zeros(k, features.shape[1], dtype=torch.float64, device=features.device)
+        sums.index_add_(0, y, features.to(torch.float64))
+        counts = torch.bincount(y, minlength=k).clamp(min=1).to(torch.float64)
+        residuals = features - (sums / counts[:, None]).to(features.dtype)[y]
         classes = []
         for c in range(k):
             index = (y == c).nonzero().flatten()
@@ -169,7 +179,7 @@ class SplitScanner(DataScanner):
                 classes.append(skipped(c, index.numel(), self.min_class_size))
                 continue
             x = features[index].to(torch.float64)
-            s, minority = self._split(x - x.mean(0), generator)
+            s, minority = self._split(x - x.mean(0), generator, _reference(residuals, y, c))
             separation, z = _separation(s, minority)
             suspicious = separation >= self.min_separation
             note = ""
@@ -192,8 +202,27 @@ class SplitScanner(DataScanner):
         )
 
     @abstractmethod
-    def _split(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """One class's centred activations ``x`` (n, D) float64 → discriminant (n,), minority (n,) bool."""
+    def _split(
+        self, x: torch.Tensor, generator: torch.Generator, reference: Reference
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One class's centred activations ``x`` (n, D) float64 → discriminant (n,), minority (n,) bool.
+
+        ``reference`` gives the other classes' within-class covariance along any axes (see :data:`Reference`).
+        """
+
+
+def _reference(residuals: torch.Tensor, y: torch.Tensor, label: int) -> Reference:
+    """The :data:`Reference` of class ``label``: covariance of the other classes' ``residuals`` (N, D)."""
+    others = y != label
+    m = int(others.sum())
+
+    def covariance(axes: torch.Tensor) -> torch.Tensor | None:
+        if m < 2:
+            return None
+        z = (residuals @ axes.to(residuals.dtype))[others].to(torch.float64)
+        return z.T @ z / (m - 1)
+
+    return covariance
 
 
 def _separation(s: torch.Tensor, minority: torch.Tensor) -> tuple[float, torch.Tensor]:

@@ -24,6 +24,18 @@ def test_penultimate_is_the_input_of_the_last_linear_layer() -> None:
     torch.testing.assert_close(net[3](feats), clf(x))
 
 
+def test_features_is_the_input_of_the_first_linear_layer() -> None:
+    net = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8, 5), nn.Linear(5, 3)
+    )
+    x = torch.rand(4, 1, 2, 2)
+    feats = layer_activations(net, x, "features")
+    torch.testing.assert_close(feats, torch.relu(net[0](x)).flatten(1))
+    assert not net[3]._forward_pre_hooks
+    # An MLP's first linear layer reads the flattened input itself.
+    torch.testing.assert_close(layer_activations(_net(), x, "features"), x.flatten(1))
+
+
 def test_named_layer_reads_its_output_and_the_hook_is_removed() -> None:
     net = _net()
     x = torch.rand(5, 1, 2, 2)

@@ -69,3 +69,63 @@ def test_errors() -> None:
         SpectralSignatures(batch_size=0)
     with pytest.raises(DataError, match="integer class indices"):
         SpectralSignatures().scan_features(torch.zeros(30, 4), torch.zeros(30))
+
+
+def _hidden_shift(share: float, shift: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three classes that vary 10x more along their first 5 axes than along the rest; in class 2,
+    ``share`` of the samples are moved ``shift`` SD along axis 10 (a direction the classes barely use):
+    less variance than the classes' own along axes 0-4, so the raw top direction misses it."""
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.ones(24)
+    scale[:5] = 10.0
+    x = torch.randn(1800, 24, generator=g, dtype=torch.float64) * scale
+    y = torch.arange(3).repeat_interleave(600)
+    x += 20 * torch.randn(3, 24, generator=g, dtype=torch.float64)[y]
+    poisoned = torch.zeros(1800, dtype=torch.bool)
+    poisoned[1200 : 1200 + round(share * 600)] = True
+    x[poisoned, 10] += shift
+    return x, y, poisoned
+
+
+@pytest.mark.parametrize("share", [0.05, 0.25, 0.45])
+def test_whitening_by_the_other_classes_finds_what_the_raw_top_direction_hides(share: float) -> None:
+    x, y, truth = _hidden_shift(share, 12.0, seed=40)
+    plain = SpectralSignatures(whiten=False).scan_features(x, y, 3)
+    assert not plain.suspected  # the class's own spread dominates its top direction
+    result = SpectralSignatures().scan_features(x, y, 3)
+    assert result.suspicious_classes == (2,), result.verdict
+    precision, recall = result.precision_recall(truth)
+    assert precision >= 0.98 and recall >= 0.98, (precision, recall)
+    assert result.classes[2].statistic is not None and result.classes[2].statistic > 8
+
+
+def test_the_statistic_is_scale_and_rotation_free() -> None:
+    x, y, _ = _hidden_shift(0.3, 12.0, seed=41)
+    q = torch.linalg.qr(
+        torch.randn(24, 24, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    ).Q
+    a = SpectralSignatures().scan_features(x, y, 3)
+    b = SpectralSignatures().scan_features(1000.0 * x @ q, y, 3)
+    assert torch.equal(a.flagged, b.flagged)
+    for ca, cb in zip(a.classes, b.classes, strict=True):
+        assert ca.statistic == pytest.approx(cb.statistic, rel=1e-6)
+
+
+def test_clean_classes_with_different_covariances_stay_quiet_when_whitened() -> None:
+    # Each class has its own random covariance, so relative to the others some direction always has
+    # excess variance; a Gaussian projection still splits only ~2.7 SD apart.
+    for seed in range(3):
+        x, y = _classes([3000, 600, 150, 60], 64, seed=50 + seed)
+        result = SpectralSignatures(seed=seed).scan_features(x, y)
+        assert not result.suspected and int(result.flagged.sum()) == 0, result.verdict
+        assert max(c.statistic or 0 for c in result.classes) < 4.5
+
+
+def test_whitening_options_are_validated() -> None:
+    for bad in (0, -1.0, float("inf"), True):
+        with pytest.raises(DetectorError, match="ridge"):
+            SpectralSignatures(ridge=bad)  # type: ignore[arg-type]
+    with pytest.raises(DetectorError, match="whiten"):
+        SpectralSignatures(whiten="yes")  # type: ignore[arg-type]
+    with pytest.raises(DetectorError, match="dims"):
+        SpectralSignatures(dims=0)
