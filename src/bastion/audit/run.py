@@ -19,6 +19,7 @@ from bastion.audit.config import AuditConfig
 from bastion.audit.defended import naive_view
 from bastion.audit.environment import environment, tensor_sha256
 from bastion.audit.findings import Finding, finding
+from bastion.audit.prechecks import provenance
 from bastion.audit.probes import Clock
 from bastion.audit.report import SCHEMA_VERSION, AuditReport
 from bastion.audit.sections import SECTIONS, AuditContext, CheckRun, Section, check, validate_pipeline
@@ -75,6 +76,7 @@ def run_audit(
         clock=clock,
         progress=progress or _quiet,
         preparations=preparations,
+        source=provenance(model, data),
     )
     blocks: dict[str, Any] = {}
     artifacts: dict[str, dict[str, Any]] = {}
@@ -104,6 +106,7 @@ def run_audit(
             "num_classes": int(clean_logits.shape[1]),
             "bounds": list(clf.bounds),
             "input_shape": list(x.shape[1:]),
+            "source": ctx.source,
         },
         data={
             "name": data.name,

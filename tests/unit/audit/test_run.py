@@ -162,3 +162,18 @@ def test_detector_is_measured_and_attacked_adaptively(digits_model, digits_test,
     jsonschema.validate(report.to_dict(), SCHEMA)
     write_report(report, tmp_path)
     assert "Detector: msp" in (tmp_path / "report.html").read_text()
+
+
+def test_a_model_at_chance_fails_the_audit(digits_test):
+    from torch import nn
+
+    from bastion.model import TorchClassifier
+
+    torch.manual_seed(0)
+    untrained = TorchClassifier(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), num_classes=10)
+    report = run_audit(untrained, digits_test, replace(FAST, curve=False, checks=False))
+    assert "BA108" in {f["code"] for f in report.findings} and not report.passed
+    (ran,) = [c for c in report.checks if c["code"] == "BA108"]
+    assert not ran["passed"] and ran["measured"]["clean_accuracy"] < 0.3
+    assert report.verdict["headline"].startswith("FAIL")
+    assert report.to_dict()["model"]["source"]["bounds_source"] == "declared"

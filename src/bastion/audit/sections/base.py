@@ -94,6 +94,8 @@ class AuditContext:
     config: AuditConfig
     clock: Clock
     progress: Progress
+    source: dict[str, Any] = field(default_factory=dict)
+    """How the model was loaded and where its bounds came from (report.json's ``model.source``)."""
     outputs: dict[str, Any] = field(default_factory=dict)
     preparations: dict[str, Any] = field(default_factory=dict)
 

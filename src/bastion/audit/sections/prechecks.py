@@ -1,4 +1,6 @@
-"""The pre-checks section: conditions on the data and the model that make attacks lie (``BA101``-``BA107``).
+"""The pre-checks section: conditions on the data and the model that make attacks lie (``BA101``-``BA107``),
+and audits that would measure nothing (``BA108``-``BA110``: clean accuracy at chance, a factory's random
+initialisation, bounds guessed from the data's range).
 
 It runs first and declares two outputs: ``facts`` (what it measured on the model, None when the data
 stopped the audit) and ``blocked`` (inputs outside the model's bounds, ``BA106``: no attack runs then).
@@ -6,7 +8,7 @@ stopped the audit) and ``blocked`` (inputs outside the model's bounds, ``BA106``
 
 from __future__ import annotations
 
-from bastion.audit.prechecks import check_data, check_model
+from bastion.audit.prechecks import check_clean_accuracy, check_data, check_model, check_provenance
 from bastion.audit.sections.base import AuditContext, Section, SectionResult, check
 
 __all__ = ["PrechecksSection"]
@@ -24,9 +26,14 @@ class PrechecksSection(Section):
 
     def run(self, ctx: AuditContext) -> SectionResult:
         cfg = ctx.config
-        findings = check_data(ctx.x, ctx.model.bounds)
+        epsilons = [eps for _, eps in cfg.threats]
+        chance = check_clean_accuracy(ctx.correct, ctx.y)
+        findings = [*([chance] if chance else []), *check_provenance(ctx.source, ctx.model.bounds, epsilons)]
+        findings += check_data(ctx.x, ctx.model.bounds)
         codes = {f.code for f in findings}
-        ran = [check(c, "data", c not in codes) for c in ("BA106", "BA107")]
+        ran = [check("BA108", "model", chance is None, clean_accuracy=float(ctx.correct.float().mean()))]
+        ran += [check(c, "model", c not in codes) for c in ("BA109",)]
+        ran += [check(c, "data", c not in codes) for c in ("BA110", "BA106", "BA107")]
         if "BA106" in codes:
             return SectionResult({}, tuple(findings), tuple(ran), {"facts": None, "blocked": True})
         ctx.progress("pre-checks", 0, 1)
