@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import pickle
 import re
 import sys
 import weakref
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -213,6 +214,9 @@ def _import_file(path: Path) -> ModuleType:
     sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise ModelContractError(f"{path}: importing it failed: {_one_line(exc)}") from exc
     except BaseException:
         sys.modules.pop(name, None)
         raise
@@ -221,7 +225,43 @@ def _import_file(path: Path) -> ModuleType:
     return module
 
 
-def _build(target: str, factory: str) -> nn.Module:
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (with where, for a syntax error): errors stay one line."""
+    text = str(exc).strip().splitlines()
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        where = f" ({exc.filename}, line {exc.lineno})"
+    return f"{type(exc).__name__}: {text[0] if text else ''}{where}".rstrip(": ")
+
+
+def _required_arguments(fn: Callable[..., object]) -> list[str]:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature: just call them
+        return []
+    kinds = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+    return [p.name for p in signature.parameters.values() if p.default is p.empty and p.kind in kinds]
+
+
+def _call_factory(fn: Callable[..., object], label: str) -> object:
+    """Run the user's factory with no arguments; its failures become one-line ModelContractErrors."""
+    required = _required_arguments(fn)
+    if required:
+        raise ModelContractError(
+            f"{label} needs argument(s) {', '.join(required)}, but a model spec calls the factory with "
+            f"none; give them defaults, or name a factory without arguments that calls it"
+        )
+    try:
+        return fn()
+    except Exception as exc:
+        raise ModelContractError(f"{label}() raised {_one_line(exc)}") from exc
+
+
+def _build(target: str, factory: str) -> nn.Module | TorchClassifier:
     if target.endswith(".py"):
         module = _import_file(_existing_file(target, "a Python file defining the model factory"))
     elif _MODULE_NAME.match(target):
@@ -231,6 +271,8 @@ def _build(target: str, factory: str) -> nn.Module:
             raise DataError(
                 f"cannot import module {target!r} ({exc}); check the name and PYTHONPATH"
             ) from exc
+        except Exception as exc:
+            raise ModelContractError(f"importing {target} failed: {_one_line(exc)}") from exc
     else:
         raise DataError(f"{target!r} is neither a .py file nor a dotted module name")
     fn = getattr(module, factory, None)
@@ -243,10 +285,11 @@ def _build(target: str, factory: str) -> nn.Module:
         raise ModelContractError(
             f"{target} has no callable {factory!r}; it defines: {', '.join(defined) or 'no public callables'}"
         )
-    built = fn()
-    if not isinstance(built, nn.Module):
+    built = _call_factory(fn, f"{target}:{factory}")
+    if not isinstance(built, nn.Module | TorchClassifier):
         raise ModelContractError(
-            f"{target}:{factory}() returned {type(built).__name__}, not a torch.nn.Module"
+            f"{target}:{factory}() returned {type(built).__name__}, not a torch.nn.Module or a "
+            "bastion TorchClassifier"
         )
     return built
 
@@ -285,14 +328,20 @@ def load_model(
     """A :class:`TorchClassifier` from a model spec.
 
     ``spec`` is ``zoo:NAME`` (built-in; the zoo entry sets bounds and normalisation, so those
-    arguments are ignored), ``path/to/file.py:factory`` or ``package.module:factory`` (``factory()``
-    returns an ``nn.Module``), or a TorchScript file. ``weights`` (a state dict, see
-    :func:`read_state_dict`) is loaded strictly into the module: every key must match. A factory
-    without ``weights`` is built twice, to tell a random initialisation from weights it loads itself;
-    :func:`model_source` returns what was found.
+    arguments are ignored), ``path/to/file.py:factory`` or ``package.module:factory`` (``factory()``,
+    called with no arguments, returns an ``nn.Module``, or a ready :class:`TorchClassifier` whose bounds
+    and normalisation are kept), or a TorchScript file. Failures in the user's code (import errors, a
+    factory that needs arguments or raises) become one-line :class:`ModelContractError` messages.
+    ``weights`` (a state dict, see :func:`read_state_dict`) is loaded strictly into the module: every
+    key must match. A factory without ``weights`` is built twice, to tell a random initialisation from
+    weights it loads itself; :func:`model_source` returns what was found.
     """
     weights_file = None if weights is None else str(weights)
     if spec.startswith("zoo:"):
+        if mean is not None or std is not None:
+            raise ModelContractError(
+                f"{spec} normalises its inputs itself (the zoo entry sets mean and std); drop --mean/--std"
+            )
         zoo = importlib.import_module("bastion.zoo")
         classifier: TorchClassifier = zoo.load(spec[len("zoo:") :])
         if weights is not None:
@@ -304,7 +353,15 @@ def load_model(
     kind: Literal["factory", "torchscript"] = "torchscript"
     if match and (match["target"].endswith(".py") or _MODULE_NAME.match(match["target"])):
         target, factory = match["target"], match["factory"]
-        module = _build(target, factory)
+        built = _build(target, factory)
+        if isinstance(built, TorchClassifier):
+            ready = _ready_classifier(built, spec, weights, mean, std)
+            random_init = weights is None and _builds_at_random(target, factory, ready.module)
+            _SOURCES[ready] = ModelSource(
+                spec, "factory", weights_file, not random_init, bounds_declared=True
+            )
+            return ready
+        module = built
         name = f"{Path(target).stem if target.endswith('.py') else target}:{factory}"
         kind = "factory"
         loaded = weights is not None or not _builds_at_random(target, factory, module)
@@ -331,3 +388,22 @@ def load_model(
     out = TorchClassifier(module, bounds=bounds, num_classes=num_classes, mean=mean, std=std, name=name)
     _SOURCES[out] = ModelSource(spec, kind, weights_file, loaded)
     return out
+
+
+def _ready_classifier(
+    clf: TorchClassifier,
+    spec: str,
+    weights: str | Path | None,
+    mean: float | Sequence[float] | None,
+    std: float | Sequence[float] | None,
+) -> TorchClassifier:
+    """A factory that returns a TorchClassifier has chosen its bounds and normalisation: they are kept
+    (the ``bounds`` argument is not applied), and a second normalisation is refused, not stacked."""
+    if mean is not None or std is not None:
+        raise ModelContractError(
+            f"{spec} returns a TorchClassifier, which normalises its inputs itself; drop --mean/--std "
+            "(or return the bare nn.Module and pass them here)"
+        )
+    if weights is not None:
+        _load_weights(clf.module, weights)
+    return clf

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import sys
 import textwrap
 import types
@@ -283,3 +284,46 @@ def test_zoo_spec_uses_zoo_load(tmp_path, monkeypatch):
     x = torch.rand(2, 4)
     with torch.no_grad():
         torch.testing.assert_close(tuned(x), other(x))
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("def make(width):\n    return None\n", "needs argument(s) width"),
+        ("def make(*, depth, width=3):\n    return None\n", "needs argument(s) depth"),
+        ("def make():\n    raise RuntimeError('no GPU here')\n", "make() raised RuntimeError: no GPU here"),
+        ("import not_a_real_module_xyz\ndef make():\n    pass\n", "importing it failed: ModuleNotFoundError"),
+        ("def make(:\n", "importing it failed: SyntaxError"),
+        ("def make():\n    return 42\n", "returned int, not a torch.nn.Module"),
+    ],
+)
+def test_user_factory_failures_are_one_line_contract_errors(tmp_path, source, message):
+    path = tmp_path / "user_model.py"
+    path.write_text(source)
+    with pytest.raises(ModelContractError, match=re.escape(message)) as info:
+        load_model(f"{path}:make")
+    assert "\n" not in str(info.value)
+
+
+def test_factory_may_return_a_ready_classifier(tmp_path):
+    path = tmp_path / "ready.py"
+    path.write_text(
+        "from torch import nn\nfrom bastion.model import TorchClassifier\n\n"
+        "def make():\n"
+        "    return TorchClassifier(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), bounds=(-1.0, 1.0),"
+        " mean=0.5, std=0.25, name='mine')\n"
+    )
+    clf = load_model(f"{path}:make", bounds=(0.0, 1.0))
+    assert isinstance(clf, TorchClassifier) and clf.bounds == (-1.0, 1.0) and clf.name == "mine"
+    x = torch.rand(2, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(clf(x), clf.module((x - 0.5) / 0.25))
+    # Weights load into its module; a second normalisation is refused, not stacked.
+    state = {k: torch.ones_like(v) for k, v in clf.module.state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    loaded = load_model(f"{path}:make", weights=str(tmp_path / "w.safetensors"))
+    assert all(bool((v == 1).all()) for v in loaded.module.state_dict().values())
+    with pytest.raises(ModelContractError, match="normalises its inputs itself"):
+        load_model(f"{path}:make", mean=0.5)
+    with pytest.raises(ModelContractError, match="normalises its inputs itself"):
+        load_model("zoo:digits-mlp", std=0.3)

@@ -14,7 +14,7 @@ from bastion.audit.report import SCHEMA_VERSION
 if TYPE_CHECKING:
     from bastion.audit.sections import Section
 
-__all__ = ["Comparison", "compare_reports", "read_report"]
+__all__ = ["Comparison", "check_comparable", "compare_reports", "incomparable", "read_report"]
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
@@ -45,6 +45,19 @@ class Comparison:
     sections: list[str] = field(default_factory=list)
     """The section each metric row came from (``clean`` for the first), aligned with ``metrics``."""
 
+    def regressions(self, tolerance: float = 0.0) -> list[str]:
+        """Each reason :meth:`regressed` is true, one line each: the metric that fell (old -> new),
+        the finding that appeared, the verdict that turned to fail."""
+        out = [
+            f"{m} fell {100 * -d:.1f} pts ({100 * o:.1f}% -> {100 * n:.1f}%)"
+            for m, o, n, d in self.metrics
+            if d is not None and d < -tolerance and o is not None and n is not None
+        ]
+        out += [f"new finding {f['code']} {f['title']} ({f['threat'] or 'model'})" for f in self.new_findings]
+        if self.verdict[0] and not self.verdict[1]:
+            out.append("verdict PASS -> FAIL")
+        return out
+
     def regressed(self, tolerance: float = 0.0) -> bool:
         """A metric fell by more than ``tolerance``, a finding appeared, or the verdict turned to fail."""
         fell = any(d is not None and d < -tolerance for _, _, _, d in self.metrics)
@@ -63,6 +76,42 @@ class Comparison:
             "resolved_findings": self.resolved_findings,
             "verdict": {"old": self.verdict[0], "new": self.verdict[1]},
         }
+
+
+def _get(report: dict[str, Any], block: str, key: str) -> Any:
+    part = report.get(block)
+    return part.get(key) if isinstance(part, dict) else None
+
+
+def incomparable(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Why two reports do not measure the same thing, one item per difference (empty when they do):
+    another model (its name, input shape or classes) or other data (its name or the audited samples'
+    sha256). Different weights under the same model name are what a comparison is for, so the model's
+    sha256 may differ."""
+    checks = (
+        ("model", "name", "model"),
+        ("model", "input_shape", "model input shape"),
+        ("model", "num_classes", "model classes"),
+        ("data", "name", "data"),
+        ("data", "sha256", "audited samples (sha256)"),
+    )
+    out = []
+    for block, key, what in checks:
+        a, b = _get(old, block, key), _get(new, block, key)
+        if a is not None and b is not None and a != b:
+            short = (lambda v: v[:12] + "…") if key == "sha256" else (lambda v: v)
+            out.append(f"{what} {short(a)} -> {short(b)}")
+    return out
+
+
+def check_comparable(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Raise ConfigError (one line) when :func:`incomparable` finds a difference."""
+    why = incomparable(old, new)
+    if why:
+        raise ConfigError(
+            f"the reports audit different things ({'; '.join(why)}): their numbers are not comparable; "
+            "pass --force to compare them anyway"
+        )
 
 
 def _delta(old: float | None, new: float | None) -> float | None:

@@ -401,6 +401,7 @@ def evaluate(
             progress=on_progress,
         )
     payload = {"model": model, "data": ds.name, **result.to_dict(), "preset": preset}
+    payload["threat"]["epsilon_label"] = format_epsilon(threat.epsilon)
     table = Table(title=f"{model} on {ds.name}: {threat}, preset {preset}", title_justify="left")
     for col in ("stage", "attacked", "fooled", "robust accuracy", "queries", "gradient evals", "seconds"):
         table.add_column(col, justify="left" if col == "stage" else "right")

@@ -19,7 +19,19 @@ from bastion.cli.app import (
     WeightsOpt,
     app,
 )
-from bastion.cli.common import friendly_errors, load_inputs, out, progress_bar, write_json
+from bastion.cli.common import (
+    DEVICE_HELP,
+    EPSILON_HELP_SUFFIX,
+    MEAN_HELP,
+    STD_HELP,
+    err,
+    friendly_errors,
+    load_inputs,
+    out,
+    parse_epsilon,
+    progress_bar,
+    write_json,
+)
 
 report_app = typer.Typer(help="Work with audit reports (report.json).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
@@ -33,20 +45,48 @@ def audit(
     model: ModelArg,
     data: DataArg,
     out_dir: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for report.html, report.json, summary.md.")
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="DIR",
+            help="Folder for report.html, report.json, summary.md.",
+        ),
     ],
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="TOML audit file; flags given here override it.")
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="FILE",
+            help="TOML audit file; flags given here override it.",
+        ),
     ] = None,
-    norm: Annotated[str | None, typer.Option("--norm", help="Norm for every --epsilon: linf or l2.")] = None,
+    norm: Annotated[
+        str | None,
+        typer.Option(
+            "--norm",
+            rich_help_panel="Threats and attacks",
+            metavar="NORM",
+            help="Norm for every --epsilon: linf or l2.",
+        ),
+    ] = None,
     epsilon: Annotated[
-        list[float] | None,
-        typer.Option("--epsilon", "-e", help="Perturbation budget; repeat for several (default 0.1)."),
+        list[str] | None,
+        typer.Option(
+            "--epsilon",
+            "-e",
+            metavar="EPS",
+            rich_help_panel="Threats and attacks",
+            help="Perturbation budget; repeat for several (default 0.1). " + EPSILON_HELP_SUFFIX,
+        ),
     ] = None,
     defense: Annotated[
         str | None,
         typer.Option(
             "--defense",
+            rich_help_panel="Defenses and certification",
+            metavar="SPEC",
             help="Audit MODEL behind input transformations, e.g. jpeg:75,bits:4 (naive and BPDA + EOT).",
         ),
     ] = None,
@@ -54,6 +94,8 @@ def audit(
         str | None,
         typer.Option(
             "--detector",
+            rich_help_panel="Defenses and certification",
+            metavar="NAME",
             help="Measure an adversarial-input detector (feature-squeezing, msp, energy) on the audit's "
             "adversarials at 5% clean FPR, and attack it adaptively.",
         ),
@@ -62,12 +104,12 @@ def audit(
         str | None,
         typer.Option(
             "--certify",
-            help="Also prove a lower bound on robust accuracy. ibp: interval bound propagation, certifies "
-            "the linf threats, deterministic; needs a feed-forward nn.Sequential network (train it with "
-            "harden --method ibp, or it certifies almost nothing). smoothing:SIGMA (e.g. smoothing:0.25): "
-            "randomized smoothing, certifies the l2 threats with probability 1 - alpha; the certificate is "
-            "about the smoothed classifier (majority vote under noise SIGMA), so the model should be trained "
-            "with that noise (harden --method noise --sigma SIGMA).",
+            rich_help_panel="Defenses and certification",
+            metavar="METHOD",
+            help="Also prove a lower bound on robust accuracy. ibp: the linf threats, deterministic, for "
+            "feed-forward networks (train with harden --method ibp). smoothing:SIGMA (e.g. smoothing:0.25): "
+            "the l2 threats with probability 1 - alpha, for the smoothed classifier (train with harden "
+            "--method noise --sigma SIGMA). See docs/audit.md.",
             show_default=False,
         ),
     ] = None,
@@ -76,6 +118,8 @@ def audit(
         typer.Option(
             "--certify-n",
             min=1,
+            rich_help_panel="Defenses and certification",
+            metavar="N",
             help="smoothing: noise draws per input that bound its certificate (default 10,000; more draws, "
             "larger radii, proportionally slower).",
             show_default=False,
@@ -85,6 +129,8 @@ def audit(
         float | None,
         typer.Option(
             "--certify-alpha",
+            rich_help_panel="Defenses and certification",
+            metavar="ALPHA",
             help="smoothing: the chance that a certificate is wrong (default 0.001, Cohen et al.'s); a "
             "larger alpha certifies larger radii from the same draws.",
             show_default=False,
@@ -94,13 +140,11 @@ def audit(
         str | None,
         typer.Option(
             "--scan-model",
-            help="Also look for a backdoor in MODEL. neural-cleanse: reverse-engineers, for every class, "
-            "the smallest trigger that sends the audited clean inputs (at most 500; use at least 100) to "
-            "it, and flags a class whose trigger is an outlier (Wang et al. 2019). Costs up to 300 "
-            "optimisation steps over all classes at once (seconds on digits, minutes on larger images); "
-            "needs an image model with gradients and 3+ classes, else the report records why it was "
-            "refused. A flagged class is finding BA401 (high): the model likely answers that class "
-            "whenever a small trigger is present.",
+            rich_help_panel="Training-time threats",
+            metavar="METHOD",
+            help="Also look for a backdoor in MODEL. neural-cleanse (Wang et al. 2019): the smallest trigger "
+            "per class from the audited inputs (use at least 100); an outlier class is finding BA401 "
+            "(high). Seconds on digits, minutes on larger images. See docs/audit.md.",
             show_default=False,
         ),
     ] = None,
@@ -108,11 +152,12 @@ def audit(
         str | None,
         typer.Option(
             "--scan-data",
-            help="Also scan the training data (--training-data) through MODEL. ac (activation clustering) or "
-            "spectral (spectral signatures): one pass over the data; a class whose activations split into "
-            "far-apart groups is finding BA402 (high): poison, or a genuine separate style. label-noise "
-            "(confident learning): retrains MODEL's architecture from scratch 4 times (slow); a class with "
-            "many confidently rejected labels is finding BA403 (medium).",
+            rich_help_panel="Training-time threats",
+            metavar="METHOD",
+            help="Also scan the training data (--training-data) through MODEL: ac or spectral (one pass; a "
+            "class whose activations split apart is BA402, high), label-noise (retrains MODEL 4 times, "
+            "slow; many confidently rejected labels is BA403, medium). Several, comma-separated "
+            "(ac,spectral), are compared: a class one reports and another does not is BA405, medium.",
             show_default=False,
         ),
     ] = None,
@@ -120,9 +165,10 @@ def audit(
         str | None,
         typer.Option(
             "--scan-layer",
-            help="--scan-data ac|spectral: the layer whose activations are scanned (default: penultimate, "
-            "the input of the last Linear layer; or a sub-module name such as 5). Small networks often "
-            "separate poison better in their convolutional features than in a narrow head.",
+            rich_help_panel="Training-time threats",
+            metavar="LAYER",
+            help="--scan-data ac|spectral: the layer scanned (default: penultimate, the input of the last "
+            "Linear; or a sub-module name such as 5, often better on small networks).",
             show_default=False,
         ),
     ] = None,
@@ -130,6 +176,8 @@ def audit(
         str | None,
         typer.Option(
             "--training-data",
+            rich_help_panel="Training-time threats",
+            metavar="SPEC",
             help="The data MODEL was trained on, as a data spec (e.g. npz:train.npz, digits; its train split "
             "where the format has splits), for --scan-data and --training-manifest. It is loaded before any "
             "attack, so a wrong path fails at once.",
@@ -140,38 +188,86 @@ def audit(
         Path | None,
         typer.Option(
             "--training-manifest",
-            help="Verify the training data against this manifest (from `bastion data manifest SPEC --out "
-            "FILE`): every sample and source file is hashed, seconds for small data. Any changed, added or "
-            "removed sample or file is finding BA404 (high): the data is not the data that was trusted.",
+            rich_help_panel="Training-time threats",
+            metavar="FILE",
+            help="Verify the training data against this manifest (`bastion data manifest SPEC --out FILE`): "
+            "any changed, added or removed sample or source file is finding BA404 (high).",
             show_default=False,
         ),
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="Attack preset per threat: fast, standard (default) or thorough.")
+        str | None,
+        typer.Option(
+            rich_help_panel="Threats and attacks",
+            metavar="NAME",
+            help="Attack preset per threat: fast, standard (default) or thorough.",
+        ),
     ] = None,
     fail_on: Annotated[
         str | None,
-        typer.Option("--fail-on", help="Exit 1 on a finding of this severity or worse: low|medium|high."),
+        typer.Option(
+            "--fail-on",
+            rich_help_panel="Verdict (exit code)",
+            metavar="SEVERITY",
+            help="Exit 1 on a finding of this severity or worse: low|medium|high.",
+        ),
     ] = None,
     min_robust_accuracy: Annotated[
         float | None,
         typer.Option(
-            "--min-robust-accuracy", min=0.0, max=1.0, help="Exit 1 when robust accuracy is below this."
+            "--min-robust-accuracy",
+            min=0.0,
+            max=1.0,
+            rich_help_panel="Verdict (exit code)",
+            metavar="FRACTION",
+            help="Exit 1 when robust accuracy is below this.",
         ),
     ] = None,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", "-n", min=1, help="Audit N samples, a seeded subset (default 500)."),
+        typer.Option(
+            "--limit",
+            "-n",
+            min=1,
+            rich_help_panel="Threats and attacks",
+            metavar="N",
+            help="Audit N samples, a seeded subset (default 500).",
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for the subset and every attack.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            rich_help_panel="Threats and attacks",
+            metavar="N",
+            help="Seed for the subset and every attack.",
+        ),
+    ] = None,
     eot: Annotated[
-        int | None, typer.Option("--eot", min=1, help="EOT samples per gradient for randomised models.")
+        int | None,
+        typer.Option(
+            "--eot",
+            min=1,
+            rich_help_panel="Threats and attacks",
+            metavar="N",
+            help="EOT samples per gradient for randomised models.",
+        ),
     ] = None,
     checks: Annotated[
-        bool | None, typer.Option("--checks/--no-checks", help="Run the attack-quality checks (BA2xx).")
+        bool | None,
+        typer.Option(
+            "--checks/--no-checks",
+            rich_help_panel="Threats and attacks",
+            help="Run the attack-quality checks (BA2xx).",
+        ),
     ] = None,
     curve: Annotated[
-        bool | None, typer.Option("--curve/--no-curve", help="Robust accuracy against epsilon until ~0.")
+        bool | None,
+        typer.Option(
+            "--curve/--no-curve",
+            rich_help_panel="Threats and attacks",
+            help="Robust accuracy against epsilon until ~0.",
+        ),
     ] = None,
     sarif: Annotated[
         Path | None,
@@ -196,6 +292,12 @@ def audit(
     label: LabelOpt = None,
     bounds: BoundsOpt = None,
     batch_size: BatchOpt = 500,
+    mean: Annotated[
+        str | None,
+        typer.Option("--mean", metavar="M[,M,M]", help=MEAN_HELP),
+    ] = None,
+    std: Annotated[str | None, typer.Option("--std", metavar="S[,S,S]", help=STD_HELP)] = None,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Red-team a model from every configured angle and write a report a reviewer reads in five minutes.
 
@@ -237,10 +339,23 @@ def audit(
     if epsilon or norm:
         norms = {n for n, _ in cfg.threats}
         chosen = norm or (next(iter(norms)).value if len(norms) == 1 else "linf")
-        changes["threats"] = tuple((chosen, e) for e in (epsilon or sorted({e for _, e in cfg.threats})))
+        budgets = [parse_epsilon(e) for e in epsilon] if epsilon else sorted({e for _, e in cfg.threats})
+        changes["threats"] = tuple((chosen, e) for e in budgets)
     cfg = replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+    # Data outside the model's bounds is not refused here: the audit reports it (BA106) in a report.
     clf, ds = load_inputs(
-        model, data, weights=weights, split=split, label=label, bounds=bounds, limit=cfg.limit, seed=cfg.seed
+        model,
+        data,
+        weights=weights,
+        split=split,
+        label=label,
+        bounds=bounds,
+        limit=cfg.limit,
+        seed=cfg.seed,
+        mean=mean,
+        std=std,
+        device=device,
+        check_bounds=False,
     )
     if bounds is not None:  # declared here: not the range a loader guessed from the data (BA110)
         ds = replace(ds, meta={**ds.meta, "bounds_source": "declared"})
@@ -342,15 +457,28 @@ def report_compare(
         float, typer.Option("--tolerance", min=0.0, help="Accuracy drop (fraction) still not a regression.")
     ] = 0.0,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the comparison as JSON.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Compare reports of different models or data (refused by default: apples and pears).",
+        ),
+    ] = False,
 ) -> None:
     """Show what got better or worse between two audits: clean, robust and certified accuracy per threat,
     new and resolved findings (training-time threats included) and the verdict.
 
     Example: [bold]bastion report compare main/report.json branch/report.json --fail-on-regression[/]
     """
-    from bastion.audit.compare import compare_reports, read_report
+    from bastion.audit.compare import check_comparable, compare_reports, incomparable, read_report
 
-    cmp = compare_reports(read_report(old), read_report(new))
+    before, after = read_report(old), read_report(new)
+    if force:
+        for why in incomparable(before, after):
+            err.print(f"[yellow]warning:[/] comparing different things (--force): {why}", highlight=False)
+    else:
+        check_comparable(before, after)
+    cmp = compare_reports(before, after)
     table = Table(title=f"{old} → {new}", title_justify="left")
     for col in ("metric", "old", "new", "change"):
         table.add_column(col, justify="left" if col == "metric" else "right")
@@ -371,4 +499,6 @@ def report_compare(
     if json_path is not None:
         write_json(json_path, cmp.to_dict(), what="comparison")
     if fail_on_regression and cmp.regressed(tolerance):
+        for why in cmp.regressions(tolerance) or ["a metric fell"]:
+            err.print(f"[bold red]regression:[/] {why}", highlight=False)
         raise typer.Exit(1)

@@ -12,16 +12,28 @@ from rich.table import Table
 from bastion.cli.app import (
     BoundsOpt,
     DataArg,
+    DeviceOpt,
     JsonOpt,
     LabelOpt,
     LimitOpt,
+    MeanOpt,
     ModelArg,
     SeedOpt,
     SplitOpt,
+    StdOpt,
     WeightsOpt,
     app,
 )
-from bastion.cli.common import err, friendly_errors, load_inputs, out, progress_bar, write_json
+from bastion.cli.common import (
+    EPSILON_HELP_SUFFIX,
+    err,
+    friendly_errors,
+    load_inputs,
+    out,
+    parse_epsilon,
+    progress_bar,
+    write_json,
+)
 
 METHODS = ("smoothing", "ibp")
 
@@ -68,7 +80,13 @@ def certify(
     ] = 0.001,
     norm: Annotated[str, typer.Option("--norm", help="ibp: the norm (linf only).")] = "linf",
     epsilon: Annotated[
-        float | None, typer.Option("--epsilon", "-e", help="ibp: the linf radius to certify, e.g. 0.1.")
+        str | None,
+        typer.Option(
+            "--epsilon",
+            "-e",
+            metavar="EPS",
+            help="ibp: the linf radius to certify, e.g. 0.1 or 2/255. " + EPSILON_HELP_SUFFIX,
+        ),
     ] = None,
     radii: Annotated[
         str | None,
@@ -88,6 +106,9 @@ def certify(
     bounds: BoundsOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    device: DeviceOpt = "auto",
     json_path: JsonOpt = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write the certified-accuracy curve as a PNG.")
@@ -113,9 +134,20 @@ def certify(
         raise typer.BadParameter("--method smoothing needs --sigma (the noise the model was trained with)")
     if method == "ibp" and epsilon is None:
         raise typer.BadParameter("--method ibp needs --epsilon (the linf radius to certify)")
-    report_radii = _radii(radii, STANDARD_RADII if method == "smoothing" else (0.0, float(epsilon or 0)))
+    eps = parse_epsilon(epsilon) if epsilon is not None else 0.0
+    report_radii = _radii(radii, STANDARD_RADII if method == "smoothing" else (0.0, eps))
     clf, ds = load_inputs(
-        model, data, weights=weights, split=split, label=label, bounds=bounds, limit=limit, seed=seed
+        model,
+        data,
+        weights=weights,
+        split=split,
+        label=label,
+        bounds=bounds,
+        limit=limit,
+        seed=seed,
+        mean=mean,
+        std=std,
+        device=device,
     )
     if method == "smoothing":
         from bastion.certify import RandomizedSmoothing
@@ -132,7 +164,7 @@ def certify(
         from bastion.certify import IntervalBoundPropagation
         from bastion.threat import ThreatModel
 
-        threat = ThreatModel(norm, float(epsilon or 0), bounds=clf.bounds)
+        threat = ThreatModel(norm, eps, bounds=clf.bounds)
         result = IntervalBoundPropagation(batch_size=batch_size).certify(clf, ds.x, threat)
     curve = result.curve(ds.y, report_radii)
     payload = _payload(model, ds.name, result, ds.y, curve, seed)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import time
 import zipfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from bastion.cli.app import DataArg, JsonOpt, LabelOpt, WeightsOpt, app
+from bastion.cli.app import DataArg, DeviceOpt, JsonOpt, LabelOpt, MeanOpt, StdOpt, WeightsOpt, app
 from bastion.cli.common import DATA_HELP, MODEL_HELP, friendly_errors, out, progress_bar, write_json
 from bastion.errors import DataError
 
@@ -60,13 +61,17 @@ def manifest_cmd(
 
     start = time.perf_counter()
     ds = load_dataset(data, split=split, label=label)
+    files = source_files(ds)
+    missing = sorted(str(p) for p in files.values() if not p.is_file())
+    if missing:  # before the progress bar: an error is all the user should see
+        raise DataError(f"source file(s) not found: {', '.join(missing)}")
     with progress_bar() as bar:
-        task = bar.add_task("files", total=max(len(source_files(ds)), 1))
+        task = bar.add_task("files", total=max(len(files), 1))
 
         def tick(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        manifest = build_manifest(ds, spec=data, progress=tick)
+        manifest = build_manifest(ds, files=files, spec=data, progress=tick)
     manifest.save(out_path)
     counts = ", ".join(
         f"{n}: {c:,}" for n, c in zip(manifest.class_names, manifest.class_counts, strict=True)
@@ -165,22 +170,24 @@ def verify_cmd(
     manifest = load_manifest(manifest_path)
     chosen = split or manifest.split or "test"
     load_error = None
+    try:  # before any progress bar: a bad spec is one line, nothing else
+        ds = load_dataset(data, split=chosen, label=label)
+    except (DataError, zipfile.BadZipFile) as exc:  # zipfile: an .npz whose CRC no longer matches
+        location = data.partition(":")[2]
+        if not manifest.files or not location or not Path(location).expanduser().exists():
+            raise
+        diff = verify_files(manifest, _files_at(data, manifest))
+        if not any(diff.values()):
+            raise  # the files are intact, so the error is in the command line, not the data
+        load_error = str(exc)
     with progress_bar() as bar:
         task = bar.add_task("files", total=max(len(manifest.files), 1))
 
         def tick(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        try:
-            ds = load_dataset(data, split=chosen, label=label)
-        except (DataError, zipfile.BadZipFile) as exc:  # zipfile: an .npz whose CRC no longer matches
-            location = data.partition(":")[2]
-            if not manifest.files or not location or not Path(location).expanduser().exists():
-                raise
-            diff = verify_files(manifest, _files_at(data, manifest), tick)
-            if not any(diff.values()):
-                raise  # the files are intact, so the error is in the command line, not the data
-            load_error = str(exc)
+        if load_error is not None:
+            bar.update(task, completed=len(manifest.files))  # hashed above, before the bar
             report = VerifyReport(
                 changed_files=diff["changed"],
                 added_files=diff["added"],
@@ -252,6 +259,9 @@ def drift_cmd(
     mmd_samples: Annotated[int, typer.Option("--mmd-samples", min=2, help="MMD samples per side.")] = 1_000,
     top: Annotated[int, typer.Option("--top", min=1, help="Most shifted features listed.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Seed for subsets and permutations.")] = 0,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    device: DeviceOpt = "auto",
     json_path: JsonOpt = None,
 ) -> None:
     """Test whether CURRENT is distributed like REFERENCE (KS + MMD).
@@ -285,10 +295,15 @@ def drift_cmd(
             bounds=None,
             limit=None,
             seed=seed,
+            mean=mean,
+            std=std,
+            device=device,
         )
     else:
         ref = load_dataset(reference, split=reference_split, label=label)
     cur = load_dataset(current, split=current_split, label=label)
+    if cur.x.device != ref.x.device:  # --device put the model and the reference there
+        cur = replace(cur, x=cur.x.to(ref.x.device), y=cur.y.to(ref.x.device))
     report = drift_test(
         ref,
         cur,

@@ -9,8 +9,8 @@ import torch
 import typer
 from rich.table import Table
 
-from bastion.cli.app import DataArg, LabelOpt, WeightsOpt, app
-from bastion.cli.common import friendly_errors, load_inputs, out
+from bastion.cli.app import DataArg, DeviceOpt, LabelOpt, MeanOpt, StdOpt, WeightsOpt, app
+from bastion.cli.common import EPSILON_HELP_SUFFIX, friendly_errors, load_inputs, out, parse_epsilon
 from bastion.errors import AttackError
 
 if TYPE_CHECKING:
@@ -76,7 +76,13 @@ def poison(
         float | None, typer.Option("--amplitude", help="Patch strength in (0, 1]: 1 replaces the pixels.")
     ] = None,
     epsilon: Annotated[
-        float | None, typer.Option("--epsilon", "-e", help="clean-label: PGD budget in input units (16/255).")
+        str | None,
+        typer.Option(
+            "--epsilon",
+            "-e",
+            metavar="EPS",
+            help="clean-label: PGD budget in input units (16/255). " + EPSILON_HELP_SUFFIX,
+        ),
     ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="clean-label: PGD steps (20).")] = None,
     norm: Annotated[str | None, typer.Option("--norm", help="clean-label: linf (default) or l2.")] = None,
@@ -98,6 +104,9 @@ def poison(
         int | None, typer.Option("--limit", "-n", min=1, help="Poison a seeded subset of N.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the subset, the chosen samples and PGD.")] = 0,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Poison DATA (its training split) and write it, with the truth of which samples were touched, to --out.
 
@@ -123,7 +132,7 @@ def poison(
         "pattern": pattern,
         "alpha": alpha,
         "amplitude": amplitude,
-        "epsilon": epsilon,
+        "epsilon": parse_epsilon(epsilon) if epsilon is not None else None,
         "steps": steps,
         "norm": norm,
         "mode": mode,
@@ -133,12 +142,24 @@ def poison(
         raise AttackError(
             f"{poisoner.name} perturbs samples against a surrogate: pass --model (e.g. zoo:digits-cnn)"
         )
-    if not poisoner.needs_model and (model is not None or weights is not None):
-        raise AttackError(f"--model/--weights are used by clean-label only, not {poisoner.name}; drop them")
+    if not poisoner.needs_model and (model is not None or weights is not None or mean or std):
+        raise AttackError(
+            f"--model/--weights/--mean/--std are used by clean-label only, not {poisoner.name}; drop them"
+        )
     clf = None
     if model is not None:
         clf, ds = load_inputs(
-            model, data, weights=weights, split=split, label=label, bounds=None, limit=limit, seed=seed
+            model,
+            data,
+            weights=weights,
+            split=split,
+            label=label,
+            bounds=None,
+            limit=limit,
+            seed=seed,
+            mean=mean,
+            std=std,
+            device=device,
         )
     else:
         ds = load_dataset(data, split=split, label=label).take(limit, seed=seed)

@@ -13,12 +13,15 @@ from rich.table import Table
 from bastion.cli.app import (
     BoundsOpt,
     DataArg,
+    DeviceOpt,
     JsonOpt,
     LabelOpt,
     LimitOpt,
+    MeanOpt,
     ModelArg,
     SeedOpt,
     SplitOpt,
+    StdOpt,
     WeightsOpt,
     app,
 )
@@ -118,6 +121,9 @@ def scan_data(
     bounds: BoundsOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    device: DeviceOpt = "auto",
     json_path: JsonOpt = None,
     clean_out: Annotated[
         Path | None,
@@ -145,7 +151,17 @@ def scan_data(
         raise typer.BadParameter(f"--clean-out writes an .npz file; name it *.npz, not {clean_out.name}")
     scanner = _scanner(method, layer, min_separation, folds, epochs, tolerance, seed)
     clf, full = load_inputs(
-        model, data, weights=weights, split=split, label=label, bounds=bounds, limit=None, seed=seed
+        model,
+        data,
+        weights=weights,
+        split=split,
+        label=label,
+        bounds=bounds,
+        limit=None,
+        seed=seed,
+        mean=mean,
+        std=std,
+        device=device,
     )
     index = full.take_indices(limit, seed=seed)
     truth = _truth(data, len(full), index)
@@ -222,7 +238,7 @@ def _write_clean(path: Path, result: DataScanResult, ds: Dataset) -> None:
         {
             "x": ds.x[keep].cpu().numpy(),
             "y": ds.y[keep].cpu().numpy(),
-            "index": keep.numpy(),
+            "index": keep.cpu().numpy(),
             "class_names": np.asarray(ds.class_names),
         },
     )

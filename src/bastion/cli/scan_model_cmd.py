@@ -8,7 +8,19 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from bastion.cli.app import BoundsOpt, DataArg, JsonOpt, LabelOpt, ModelArg, SplitOpt, WeightsOpt, app
+from bastion.cli.app import (
+    BoundsOpt,
+    DataArg,
+    DeviceOpt,
+    JsonOpt,
+    LabelOpt,
+    MeanOpt,
+    ModelArg,
+    SplitOpt,
+    StdOpt,
+    WeightsOpt,
+    app,
+)
 from bastion.cli.common import err, friendly_errors, load_inputs, out, progress_bar, write_json
 
 METHODS = ("neural-cleanse",)
@@ -51,6 +63,9 @@ def scan_model(
         Path | None,
         typer.Option("--image", help="Write the reversed triggers (mask x pattern per class) as a PNG."),
     ] = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    device: DeviceOpt = "auto",
     json_path: JsonOpt = None,
 ) -> None:
     """Scan MODEL for a backdoor, using clean inputs from DATA.
@@ -73,7 +88,17 @@ def scan_model(
         raise typer.BadParameter(f"unknown --method {method!r}; use one of: {', '.join(METHODS)}")
     scanner = NeuralCleanse(steps=steps, batch_size=batch_size, anomaly_threshold=threshold, seed=seed)
     clf, ds = load_inputs(
-        model, data, weights=weights, split=split, label=label, bounds=bounds, limit=limit, seed=seed
+        model,
+        data,
+        weights=weights,
+        split=split,
+        label=label,
+        bounds=bounds,
+        limit=limit,
+        seed=seed,
+        mean=mean,
+        std=std,
+        device=device,
     )
     with progress_bar() as bar:
         task = bar.add_task("triggers", total=steps)

@@ -82,3 +82,42 @@ def test_a_custom_pipeline_compares_its_own_sections():
     cmp = compare_reports(_report(0.6, 0.5), _report(0.1, 0.5), sections=only_certification)
     assert [m for m, *_ in cmp.metrics] == ["clean accuracy", "certified (ibp) linf ε=0.1"]
     assert not cmp.regressed()  # the robust accuracy fell, but no section of this pipeline compares it
+
+
+def test_regressions_name_the_metric_the_finding_and_the_verdict():
+    old, new = _report(0.6, None), _report(0.5, None)
+    new["findings"] = [{"code": "BA201", "title": "gradient masking", "threat": "linf ε=0.1"}]
+    new["verdict"] = {"passed": False}
+    cmp = compare_reports(old, new)
+    reasons = cmp.regressions()
+    assert reasons[0] == "robust linf ε=0.1 fell 10.0 pts (60.0% -> 50.0%)"
+    assert "new finding BA201 gradient masking (linf ε=0.1)" in reasons
+    assert reasons[-1] == "verdict PASS -> FAIL"
+    assert "clean accuracy" not in " ".join(reasons)  # unchanged metrics are not named
+    assert compare_reports(old, copy.deepcopy(old)).regressions() == []
+    assert cmp.regressions(tolerance=0.2)[0].startswith("new finding")  # within tolerance: not named
+
+
+def test_reports_of_other_models_or_data_are_refused():
+    import pytest
+
+    from bastion.audit.compare import check_comparable, incomparable
+    from bastion.errors import BastionError
+
+    def audited(data: str, shape: list[int], sha: str) -> dict:
+        report = _report(0.6, None)
+        report["model"] = {"name": "model.py:build", "sha256": sha, "input_shape": shape, "num_classes": 10}
+        report["data"] = {"name": data, "sha256": "ab" * 32}
+        return report
+
+    main, branch = audited("digits-test", [1, 8, 8], "1" * 64), audited("digits-test", [1, 8, 8], "2" * 64)
+    assert incomparable(main, branch) == []  # new weights of the same model: what compare is for
+    check_comparable(main, branch)
+    cifar = audited("cifar10-test", [3, 32, 32], "2" * 64)
+    assert incomparable(main, cifar) == [
+        "model input shape [1, 8, 8] -> [3, 32, 32]",
+        "data digits-test -> cifar10-test",
+    ]
+    with pytest.raises(BastionError, match="pass --force"):
+        check_comparable(main, cifar)
+    assert incomparable(_report(0.6, None), _report(0.5, None)) == []  # older reports without the blocks
