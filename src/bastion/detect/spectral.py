@@ -13,12 +13,27 @@ most 3.5 in small classes). The squared score cannot rank a large poison share: 
 half of its class both groups lie equally far from the mean (measured on digits, 47% poison in class
 0: area under the ROC curve 0.6 for the squared projection, 0.95 for the signed one).
 
-Measured (BadNets patch, target 0, 5% / 10% of the other images poisoned): MNIST (mnist-cnn, 20,000
-images), penultimate layer: separation 6.0 / 5.8 against at most 3.8 for clean classes, borderline;
-its convolutional features: 4.7, missed. Digits (digits-cnn): penultimate 4.1 to 4.9, missed (class
-1's writing style reaches 6.0); pooled convolutional features (``layer="5"``): 8.5 to 10.3, every
-poisoned sample flagged and no clean one, clean classes at most 5.1. Activation clustering looks in
-ten directions and is the more sensitive scanner; spectral signatures the more conservative one.
+**Whitening.** The raw top direction is the direction of largest *variance*, and in a max-pooling
+network the class's own variation (writing style) can outweigh what the poison adds, π(1-π)·|shift|²
+(smallest when the poison is a few percent of the class, and never more than |shift|²/4). Measured on
+a LeNet with max-pooling (MNIST, a 5x5 "X" top-left on half of class 3, the groups 59 SD apart along
+Fisher's discriminant in the pooled convolutional features): the top direction mixes the shift with the
+class's style and the best cut along it lies 3.3-3.8 SD apart, within the clean classes' range
+(2.8-3.8): the test never fires, at any layer. So each class is first whitened by the covariance of
+the *other* classes' activations (each centred on its own class mean; a ridge of ``ridge`` times their
+mean variance bounds the gain along directions they never use): the top direction is then the one where
+this class varies most *compared with how the representation varies in data the poison does not touch*
+(the top generalised eigenvector of the pair), and the statistic no longer depends on the features'
+units or their anisotropy (invariant to scaling and rotating them). Same LeNet: 16 to 20 SD on the
+convolutional features (every poisoned sample flagged, none clean), clean classes at most 4.6. The
+test along one unfitted direction keeps its null: a Gaussian class's projection is Gaussian whichever
+direction second moments pick, so the 5.5 threshold is unchanged. ``whiten=False`` restores the raw top
+direction (and one class alone, with nothing to compare with, gets it too).
+
+**Layer.** On that LeNet the penultimate layer (after two fully connected layers) has merged the poison
+into class 3 (Fisher's discriminant with the truth: 9 SD; whitened spectral 4.5, activation clustering
+5.3: both miss); the first fully connected layer's input (``layer="features"``) keeps the trigger as a
+feature of its own. See docs/poisoning.md for the grid over architectures, triggers and poison shares.
 """
 
 from __future__ import annotations
