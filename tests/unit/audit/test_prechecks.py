@@ -187,3 +187,28 @@ def test_bounds_inferred_from_the_data_are_flagged(tmp_path):
     marked = replace(raw, meta={**raw.meta, "bounds_source": "declared"})  # what audit --bounds does
     assert provenance(TorchClassifier(net, bounds=raw.bounds), marked)["bounds_source"] == "declared"
     assert provenance(net, raw)["bounds_source"] == "data"  # a bare module takes the data's bounds
+
+
+READY_FACTORY = """
+from torch import nn
+
+from bastion.model import TorchClassifier
+
+
+def make():
+    return TorchClassifier(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), bounds=(0.0, 255.0), std=255.0)
+"""
+
+
+def test_bounds_a_factory_chose_are_declared(tmp_path):
+    from bastion.audit.prechecks import provenance
+    from bastion.data.dataset import Dataset
+    from bastion.loading import load_model
+
+    (tmp_path / "ready.py").write_text(READY_FACTORY)
+    raw = Dataset(
+        torch.rand(4, 1, 8, 8) * 255, torch.arange(4), 10, (0.0, 255.0), meta={"bounds_source": "data"}
+    )
+    clf = load_model(f"{tmp_path / 'ready.py'}:make")  # its bounds equal the data's range, by choice
+    source = provenance(clf, raw)
+    assert source["bounds_source"] == "declared" and source["weights_loaded"] is False
