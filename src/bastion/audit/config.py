@@ -16,7 +16,8 @@ A TOML file (every key optional)::
     certify_alpha = 0.001        # smoothing: failure probability of each certificate (--certify-alpha)
     scan_model = "neural-cleanse"    # training-time threats: look for a backdoor in the model (BA401)
     training_data = "npz:train.npz"  # the model's training data (train split), for the two keys below
-    scan_data = "ac"                 # scan it: ac | spectral (poison, BA402) | label-noise (BA403)
+    scan_data = "ac"                 # scan it: ac | spectral (poison, BA402) | label-noise (BA403);
+                                     # several ("ac,spectral" or a list) are compared (BA405)
     scan_layer = "penultimate"       # ac/spectral: the layer whose activations are scanned
     training_manifest = "train.json" # verify it against `bastion data manifest` output (BA404)
 
@@ -191,12 +192,21 @@ class AuditConfig:
             value = getattr(self, name)
             if value is None:
                 continue
-            method = value.strip().lower() if isinstance(value, str) else value
-            if method not in valid:
-                raise ConfigError(
-                    f"unknown {name} {value!r}; use one of: {', '.join(valid)} (or leave it unset)"
-                )
-            object.__setattr__(self, name, method)
+            if name == "scan_data" and isinstance(value, list | tuple):  # TOML: scan_data = ["ac", ...]
+                value = ",".join(str(v) for v in value)
+            # scan_data may name several scans ("ac,spectral"); the audit compares them (BA405)
+            parts = value.split(",") if name == "scan_data" and isinstance(value, str) else [value]
+            methods = [p.strip().lower() if isinstance(p, str) else p for p in parts]
+            for method in methods:
+                if method not in valid:
+                    several = " (several, comma-separated)" if name == "scan_data" else ""
+                    raise ConfigError(
+                        f"unknown {name} {value!r}; use one of: {', '.join(valid)}{several} "
+                        "(or leave it unset)"
+                    )
+            if len(set(methods)) != len(methods):
+                raise ConfigError(f"{name} {value!r} names a method twice; name each scan once")
+            object.__setattr__(self, name, ",".join(methods))
         if not isinstance(self.scan_layer, str) or not self.scan_layer.strip():
             raise ConfigError(
                 f"scan_layer must name a layer ('penultimate' or a sub-module name), got {self.scan_layer!r}"
@@ -223,6 +233,11 @@ class AuditConfig:
                 f"training_data = {self.training_data!r} is set but nothing uses it: add scan_data "
                 f"({' | '.join(SCAN_DATA_METHODS)}) or training_manifest (a `bastion data manifest` file)"
             )
+
+    @property
+    def scan_data_methods(self) -> tuple[str, ...]:
+        """The training-data scans to run, in order (empty when ``scan_data`` is unset)."""
+        return tuple(self.scan_data.split(",")) if self.scan_data else ()
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}

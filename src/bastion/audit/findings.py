@@ -366,6 +366,22 @@ _CHECKS = [
         atlas=("AML.T0010.002", "AML.T0020", "AML.T0059"),
         owasp=("ML02", "ML06"),
     ),
+    Check(
+        "BA405",
+        "training-data scanners disagree",
+        Severity.MEDIUM,
+        "Two scans of the same training data through the same model disagree about a class: one sees a "
+        "separated group of samples that the other, having scanned the class, does not (or both see one "
+        "but flag different samples). Either one method is blind to this poison (its layer, its "
+        "direction) or the other reacts to a genuine clean subpopulation: no single scanner's silence "
+        "can be trusted here.",
+        "Inspect the samples the reporting scan flags (report.json lists the first ones; bastion scan-data "
+        "... --clean-out writes the set without them); scan another layer (--scan-layer) and, if the group "
+        "is poison, retrain without it.",
+        holds="the configured training-data scanners agree on every class",
+        atlas=("AML.T0020", "AML.T0043.004"),
+        owasp=("ML02",),
+    ),
 ]
 
 CATALOG: dict[str, Check] = {c.code: c for c in _CHECKS}

@@ -165,10 +165,16 @@ def training_lines(block: dict[str, Any]) -> list[str]:
             )
         if scan["note"]:
             lines[-1] += f"; {scan['note']}"
-    data = block["data_scan"]
-    if data:
+    for data in block.get("data_scans") or ([block["data_scan"]] if block["data_scan"] else []):
         verdict = f"refused: {data['refused']}" if data["refused"] else data["verdict"]
         lines.append(f"- training-data scan ({data['method']}): {verdict}")
+    disagreements = block.get("scan_disagreements")
+    if disagreements is not None:
+        lines.append(
+            "- the data scans **disagree**: " + "; ".join(d["message"] for d in disagreements)
+            if disagreements
+            else "- the data scans agree on every class"
+        )
     prov = block["provenance"]
     if prov:
         head = f"- training data against manifest `{prov['manifest']}`: "

@@ -15,6 +15,7 @@ from bastion.audit.config import AuditConfig
 from bastion.audit.findings import Finding, finding
 from bastion.audit.report import RecoveredTrigger
 from bastion.data.dataset import Dataset
+from bastion.detect.data_scan import DataScanResult
 from bastion.errors import DataError, DetectorError, ModelContractError
 from bastion.model import Classifier
 
@@ -131,11 +132,19 @@ def model_scan(
     return sub, [finding("BA401", detail, **evidence)], ran, triggers
 
 
-def data_scan(network: Classifier, train: Dataset, cfg: AuditConfig, tick: Progress) -> Part:
-    """``cfg.scan_data`` on the whole training set, seen through ``network`` (label-noise retrains it)."""
+def data_scan(
+    network: Classifier,
+    train: Dataset,
+    cfg: AuditConfig,
+    tick: Progress,
+    method: str,
+    results: dict[str, DataScanResult] | None = None,
+) -> Part:
+    """The scan ``method`` (one of ``cfg.scan_data``) on the whole training set, seen through ``network``
+    (label-noise retrains it). The raw result also goes into ``results[method]`` when given (the scans
+    are compared afterwards, ``BA405``); a refused scan leaves nothing there."""
     from bastion.detect import ActivationClustering, LabelNoise, SpectralSignatures
 
-    method = cfg.scan_data or ""
     sub: dict[str, Any] = {"method": method, "refused": None, "note": None, "params": {}}
     if method == "label-noise":
         sub["note"] = (
@@ -160,6 +169,8 @@ def data_scan(network: Classifier, train: Dataset, cfg: AuditConfig, tick: Progr
     except REFUSALS as exc:
         return refused(sub, str(exc))
     tick(task, 1, 1)
+    if results is not None:
+        results[method] = result
     summary = result.to_dict()
     classes = [{**row, "name": _name(train.class_names, row["label"])} for row in summary["classes"]]
     sub.update(

@@ -15,17 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bastion.audit.config import AuditConfig
-from bastion.audit.findings import Finding
+from bastion.audit.findings import Finding, finding
 from bastion.audit.report import RecoveredTrigger
 from bastion.audit.training_manifest import provenance
 from bastion.audit.training_scans import Part, Progress, data_scan, model_scan
 from bastion.data.dataset import Dataset
+from bastion.detect.data_scan import DataScanResult
 from bastion.model import Classifier
 from bastion.provenance import Manifest
 
@@ -65,6 +67,8 @@ def training_block(cfg: AuditConfig, train: Dataset | None) -> dict[str, Any]:
         "model_scan": None,
         "data_scan": None,
         "provenance": None,
+        "data_scans": [],
+        "scan_disagreements": None,
     }
 
 
@@ -90,14 +94,42 @@ def audit_training_threats(
     parts: list[tuple[str, Callable[[], Part]]] = []
     if cfg.scan_model:
         parts.append(("model_scan", lambda: model_scan(network, x, class_names, cfg, tick, differentiable)))
-    if cfg.scan_data and train is not None:
-        parts.append(("data_scan", lambda: data_scan(network, train, cfg, tick)))
+    scans: dict[str, DataScanResult] = {}
+    if train is not None:
+        for method in cfg.scan_data_methods:
+            parts.append(
+                (f"data_scan:{method}", partial(data_scan, network, train, cfg, tick, method, scans))
+            )
     if manifest is not None and train is not None:
         parts.append(("provenance", lambda: provenance(train, manifest, cfg, tick)))
     for key, run in parts:
         sub, findings, checks, triggers = run()
-        out.block[key] = sub
+        if key.startswith("data_scan:"):  # every scan in data_scans; the first also under the 1.2 key
+            out.block["data_scans"].append(sub)
+            key = "data_scan"
+        if out.block[key] is None:
+            out.block[key] = sub
         out.findings.extend(findings)
         out.checks.extend(checks)
         out.triggers.extend(triggers)
+    if len(scans) > 1:
+        _compare_scans(out, scans)
     return out
+
+
+def _compare_scans(out: TrainingThreats, scans: dict[str, DataScanResult]) -> None:
+    """``BA405``: where the data scans that ran (two or more; a refused one did not) disagree about a
+    class (:func:`bastion.detect.scan_disagreement`)."""
+    from bastion.detect import scan_disagreement
+
+    found = scan_disagreement(scans)
+    out.block["scan_disagreements"] = [d.to_dict() for d in found]
+    out.checks.append(
+        {
+            "code": "BA405",
+            "threat": "training data",
+            "passed": not found,
+            "measured": {"scans": list(scans), "disagreements": len(found)},
+        }
+    )
+    out.findings.extend(finding("BA405", d.message, label=d.label, kind=d.kind) for d in found)

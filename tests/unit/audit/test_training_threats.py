@@ -287,3 +287,35 @@ def test_training_keys_are_normalised_and_read_from_toml(tmp_path):
     cfg = load_config(path)
     assert cfg.to_dict()["scan_data"] == "label-noise" and cfg.training_manifest == "train.json"
     assert cfg.training_data == "npz:train.npz" and cfg.scan_model == "neural-cleanse"
+
+
+def test_several_data_scans_are_compared_and_a_disagreement_is_a_finding():
+    # Clean digits hold a real subpopulation in class "1" (with and without a base) that activation
+    # clustering reports and spectral signatures do not: the audit must say the scanners disagree.
+    model = zoo.load("digits-cnn")
+    cfg = replace(QUICK, training_data="digits", scan_data="ac, Spectral")
+    assert cfg.scan_data == "ac,spectral" and cfg.scan_data_methods == ("ac", "spectral")
+    out = scans(model, torch.empty(0), cfg)
+    assert [s["method"] for s in out.block["data_scans"]] == ["ac", "spectral"]
+    assert out.block["data_scan"] is out.block["data_scans"][0]  # the 1.2 key keeps the first scan
+    (d,) = out.block["scan_disagreements"]
+    assert (
+        d["label"] == 1
+        and d["kind"] == "one-sided"
+        and d["flagged_by"] == ["ac"]
+        and d["quiet"] == ["spectral"]
+    )
+    assert [c["code"] for c in out.checks] == ["BA402", "BA402", "BA405"] and not out.checks[-1]["passed"]
+    ba405 = [f for f in out.findings if f.code == "BA405"]
+    assert len(ba405) == 1 and "class 1" in ba405[0].detail
+    jsonschema.validate(out.block, {"$ref": "#/$defs/training_threats", "$defs": SCHEMA["$defs"]})
+    one = scans(model, torch.empty(0), replace(cfg, scan_data="ac"))
+    assert one.block["scan_disagreements"] is None and "BA405" not in {c["code"] for c in one.checks}
+
+
+def test_data_scan_lists_are_validated():
+    assert AuditConfig(training_data="digits", scan_data=["ac", "label-noise"]).scan_data == "ac,label-noise"
+    with pytest.raises(ConfigError, match="names a method twice"):
+        AuditConfig(training_data="digits", scan_data="ac,AC")
+    with pytest.raises(ConfigError, match="unknown scan_data 'ac,kmeans'"):
+        AuditConfig(training_data="digits", scan_data="ac,kmeans")
