@@ -22,6 +22,7 @@ import torch
 from bastion.audit.config import AuditConfig, parse_certify
 from bastion.audit.findings import Finding, finding
 from bastion.certify import IntervalBoundPropagation, RandomizedSmoothing
+from bastion.certify._ibp_check import SELF_CHECK_FAILED
 from bastion.errors import CertificationError
 from bastion.model import Classifier
 from bastion.results import CertificationResult
@@ -41,7 +42,7 @@ _N_SELECT = 100
 def _certifier(cfg: AuditConfig) -> IntervalBoundPropagation | RandomizedSmoothing:
     method, sigma = parse_certify(cfg.certify or "")
     if method == "ibp":
-        return IntervalBoundPropagation(batch_size=cfg.batch_size)
+        return IntervalBoundPropagation(batch_size=cfg.batch_size, seed=cfg.seed)
     return RandomizedSmoothing(
         float(sigma or 0), _N_SELECT, cfg.certify_n, cfg.certify_alpha, batch_size=cfg.batch_size
     )
@@ -105,6 +106,9 @@ def audit_certification(
         except CertificationError as exc:
             block["refused"] = str(exc)
             row.update(status="refused", note=str(exc))
+            if str(exc).startswith(SELF_CHECK_FAILED):  # not a layer IBP lacks: a forward it cannot see
+                ran.append({"code": "BA211", "threat": label, "passed": False, "measured": {}})
+                findings.append(finding("BA211", str(exc), threat=label))
             continue
         if result is not smoothed:
             block["seconds"] += result.seconds
@@ -121,6 +125,7 @@ def audit_certification(
             params=result.params,
         )
         if isinstance(certifier, IntervalBoundPropagation):
+            ran.append({"code": "BA211", "threat": label, "passed": True, "measured": {}})
             broken = int((certified & fooled.to(certified.device)).sum())
             row["certified_broken"] = broken
             measured = {"certified": row["n_certified"], "broken": broken}

@@ -286,6 +286,21 @@ _CHECKS = [
         owasp=_ML01,
     ),
     Check(
+        "BA211",
+        "the network computes something IBP did not bound",
+        Severity.HIGH,
+        "Before certifying, IBP evaluates the network at the centre and at seeded points of every box; "
+        "its real outputs fell outside the bounds IBP computed. The forward pass is not the plain "
+        "composition of its layers (a hook, a patched function, a layer that computes something its "
+        "type does not say), so the network the attacks ran on is not the one the layers describe: no "
+        "certificate is issued, and any code that reads the layers to judge the model is misled too.",
+        "Find what changes the forward pass (hooks, patched torch functions, custom layers) and remove it "
+        "or make it a real layer; for a low-precision network raise IntervalBoundPropagation's tolerance.",
+        holds="the network's outputs lie inside IBP's bounds at the box centres and sampled points",
+        atlas=_WHITE_BOX,
+        owasp=_ML01,
+    ),
+    Check(
         "BA210",
         "cross-entropy gradients vanish",
         Severity.MEDIUM,

@@ -15,7 +15,10 @@ import torch
 from bastion.errors import CertificationError
 from bastion.model import TorchClassifier
 
-__all__ = ["points_in_boxes", "self_check"]
+__all__ = ["SELF_CHECK_FAILED", "points_in_boxes", "self_check"]
+
+SELF_CHECK_FAILED = "the network computes something IBP did not bound"
+"""How the self-check's refusal begins (the audit tells it from IBP's other refusals by it: BA211)."""
 
 Bounds = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """Logit lower and upper bounds (N, K) each and margin lower bounds (N, K), float64."""
@@ -79,7 +82,7 @@ def self_check(
             value, low = float(true_margins[i, p, k]), float(margins[i, k])
             found = f"the margin over class {k} is {value:.6g}, below its bound {low:.6g}"
         raise CertificationError(
-            f"the network computes something IBP did not bound: for input {first + i} at {where}, {found} "
+            f"{SELF_CHECK_FAILED}: for input {first + i} at {where}, {found} "
             f"(tolerance {tolerance:g} × (1 + max |logit|)); look for a patched torch function or layer, "
             "or raise tolerance for a low-precision network"
         )

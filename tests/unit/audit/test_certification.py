@@ -118,7 +118,8 @@ def test_no_matching_threat_and_a_broken_certificate_are_reported(digits_model, 
     )
     broken = block["threats"][0]["certified_broken"]
     assert broken == block["threats"][0]["n_certified"] > 0
-    assert [f.code for f in findings] == ["BA209"] and not ran[0]["passed"]
+    assert [f.code for f in findings] == ["BA209"]
+    assert [(c["code"], c["passed"]) for c in ran] == [("BA211", True), ("BA209", False)]
 
 
 def test_blocked_audit_says_certification_did_not_run(digits_model, digits_test):
@@ -160,3 +161,27 @@ def test_certify_spec_is_normalised_and_read_from_toml(tmp_path):
     cfg = load_config(path)
     assert (cfg.certify, cfg.certify_n, cfg.certify_alpha) == ("smoothing:0.25", 2000, 0.01)
     assert cfg.to_dict()["certify"] == "smoothing:0.25"
+
+
+def test_what_only_the_self_check_catches_is_a_finding(digits_mlp_module, digits_test, monkeypatch):
+    """A forward hook that shifts a logit, with IBP's hook rule switched off: the structure looks
+    plain, the run-time check sees outputs outside the bounds, and the audit raises BA211."""
+    import copy
+
+    from bastion.certify import _ibp_rules as rules
+
+    monkeypatch.setattr(rules, "_check_hooks", lambda module, where: None)
+    net = copy.deepcopy(digits_mlp_module)
+    last = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    last.register_forward_hook(lambda module, inputs, out: out + torch.arange(10.0))
+    model = TorchClassifier(net, num_classes=10)
+    report = run_audit(model, digits_test, replace(QUICK, threats=(("linf", 0.01),), certify="ibp"))
+    (row,) = report.certification["threats"]
+    assert row["status"] == "refused" and row["note"].startswith("the network computes something")
+    assert [f["code"] for f in report.findings] == ["BA211"] and not report.passed
+    assert {"code": "BA211", "threat": "linf ε=0.01", "passed": False, "measured": {}} in report.checks
+
+
+def test_a_sound_network_passes_the_self_check(digits_model, digits_test):
+    report = run_audit(digits_model, digits_test, replace(QUICK, threats=(("linf", 0.01),), certify="ibp"))
+    assert [c["passed"] for c in report.checks if c["code"] == "BA211"] == [True]
