@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from bastion.attacks.poisoning import make_poison
-    from bastion.certify import IntervalBoundPropagation, RandomizedSmoothing
+    from bastion.certify import IntervalBoundPropagation, Normalize, RandomizedSmoothing
     from bastion.data import load_dataset
     from bastion.data.dataset import Dataset
     from bastion.defenses import DefendedClassifier
@@ -67,6 +67,7 @@ _EXPORTS = {
     "ModelContractError": "bastion.errors",
     "NeuralCleanse": "bastion.detect",
     "Norm": "bastion.threat",
+    "Normalize": "bastion.certify",
     "ProbabilityOutputWarning": "bastion.model",
     "RandomizedSmoothing": "bastion.certify",
     "STRIP": "bastion.detect",
@@ -108,6 +109,7 @@ __all__ = [
     "ModelContractError",
     "NeuralCleanse",
     "Norm",
+    "Normalize",
     "ProbabilityOutputWarning",
     "RandomizedSmoothing",
     "STRIP",
