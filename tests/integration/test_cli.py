@@ -95,7 +95,12 @@ def test_evaluate_json_and_determinism(tmp_path):
     for key in ("clean_accuracy", "robust_accuracy", "n_samples", "threat", "stages", "seconds"):
         assert key in a
     assert {"attack", "robust_accuracy", "queries", "gradient_evals", "seconds"} <= set(a["stages"][0])
-    assert a["n_samples"] == 60 and a["threat"] == {"norm": "linf", "epsilon": 0.1, "bounds": [0.0, 1.0]}
+    assert a["n_samples"] == 60 and a["threat"] == {
+        "norm": "linf",
+        "epsilon": 0.1,
+        "epsilon_label": "0.1",
+        "bounds": [0.0, 1.0],
+    }
     assert a["robust_accuracy"] <= a["clean_accuracy"]
     assert second.returncode == 0
     assert (a["clean_accuracy"], a["robust_accuracy"]) == (b["clean_accuracy"], b["robust_accuracy"])
