@@ -38,13 +38,11 @@ feature of its own. See docs/poisoning.md for the grid over architectures, trigg
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from bastion.detect.activations import PENULTIMATE
 from bastion.detect.data_scan import check_count
-from bastion.detect.split_scan import Reference, SplitScanner, principal_axes
+from bastion.detect.split_scan import Reference, SplitScanner, check_ridge, principal_axes, whitened
 from bastion.errors import DetectorError
 
 __all__ = ["SpectralSignatures", "best_cut"]
@@ -110,36 +108,24 @@ class SpectralSignatures(SplitScanner):
             persistence_ratio=persistence_ratio,
         )
         self.dims = check_count("dims", dims, 1)
-        ok = isinstance(ridge, int | float) and not isinstance(ridge, bool)
-        if not ok or not 0.0 < float(ridge) < math.inf:
-            raise DetectorError(
-                f"ridge is a share of the reference's mean variance (> 0, e.g. 0.01), got {ridge!r}"
-            )
         if not isinstance(whiten, bool):
             raise DetectorError(f"whiten must be True or False, got {whiten!r}")
-        self.ridge = float(ridge)
+        self.ridge = check_ridge(ridge)
         self.whiten = whiten
 
     def _split(
         self, x: torch.Tensor, generator: torch.Generator, reference: Reference
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n = x.shape[0]
-        k = 1 if not self.whiten else min(self.dims, max(1, n // 10))
-        axes = principal_axes(x, k, generator)
+        if self.whiten:
+            # Top direction of the class covariance S relative to the reference R (S v = λ R v): the top
+            # principal direction once the class is whitened by R.
+            w = whitened(x, reference, min(self.dims, max(1, n // 10)), self.ridge, generator)
+        else:
+            w = x
+        axes = principal_axes(w, 1, generator) if w.shape[1] else w.new_zeros(0, 0)
         if axes.shape[1] == 0:  # every sample has the same activations: nothing to split
             none = torch.zeros(n, dtype=torch.bool, device=x.device)
             return torch.zeros(n, dtype=x.dtype, device=x.device), none
-        z = x @ axes
-        spread = reference(axes) if self.whiten else None
-        if spread is None or not float(spread.trace()) > 0:  # no other class to compare with
-            p = z[:, 0]
-        else:
-            # Top direction of the class covariance S relative to the reference R: S v = λ R v, solved as
-            # an ordinary eigenproblem after whitening by R's Cholesky factor L.
-            spread = spread + self.ridge * float(spread.trace()) / spread.shape[0] * torch.eye(
-                spread.shape[0], dtype=z.dtype, device=z.device
-            )
-            inv = torch.linalg.inv(torch.linalg.cholesky(spread))
-            w = z @ inv.T
-            p = w @ principal_axes(w, 1, generator)[:, 0]
+        p = w @ axes[:, 0]
         return p, best_cut(p)

@@ -25,7 +25,7 @@ from bastion.detect.persistence import label_persistence
 from bastion.errors import DataError, DetectorError
 from bastion.model import Classifier
 
-__all__ = ["Orient", "Reference", "SplitScanner", "principal_axes"]
+__all__ = ["Orient", "Reference", "SplitScanner", "principal_axes", "whitened"]
 
 Orient = Callable[[int, torch.Tensor, torch.Tensor], tuple[bool, str]]
 """``orient(label, index (n,), minority (n,) bool) -> (majority is the poison, note)``."""
@@ -60,6 +60,37 @@ def principal_axes(x: torch.Tensor, k: int, generator: torch.Generator | None = 
             vectors = (x.T @ vectors) / values.clamp(min=1e-300).sqrt()
     keep = values > values[:1].clamp(min=1e-300) * 1e-10
     return vectors[:, keep]
+
+
+def check_ridge(ridge: object) -> float:
+    """``ridge`` (a share of the reference's mean variance) as a float > 0; DetectorError otherwise."""
+    ok = isinstance(ridge, int | float) and not isinstance(ridge, bool)
+    if not ok or not 0.0 < float(ridge) < math.inf:  # type: ignore[arg-type]
+        raise DetectorError(
+            f"ridge is a share of the reference's mean variance (> 0, e.g. 0.01), got {ridge!r}"
+        )
+    return float(ridge)  # type: ignore[arg-type]
+
+
+def whitened(
+    x: torch.Tensor, reference: Reference, dims: int, ridge: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Centred class activations ``x`` (n, D) in the class's top ``dims`` principal directions, whitened
+    by the other classes' covariance there (``reference``) plus ``ridge`` times its mean variance: (n, k).
+
+    A direction is then measured against how the representation varies in data the class's poison does
+    not touch, so a shift that adds little *variance* but where the rest of the data is quiet stands out
+    (docs/poisoning.md). Without another class (``reference`` gives None, or zero spread) the principal
+    coordinates come back unwhitened; (n, 0) when ``x`` has no variance at all.
+    """
+    axes = principal_axes(x, dims, generator)
+    z = x @ axes
+    spread = reference(axes) if axes.shape[1] else None
+    if spread is None or not float(spread.trace()) > 0:
+        return z
+    eye = torch.eye(spread.shape[0], dtype=z.dtype, device=z.device)
+    factor = torch.linalg.cholesky(spread + ridge * float(spread.trace()) / spread.shape[0] * eye)
+    return torch.linalg.solve_triangular(factor, z.T, upper=False).T
 
 
 class SplitScanner(DataScanner):

@@ -121,3 +121,25 @@ def test_bad_inputs_and_hyperparameters_raise_typed_errors() -> None:
             ActivationClustering(**kwargs)  # type: ignore[arg-type]
     with pytest.raises(DetectorError, match="min_class_size"):
         ActivationClustering(min_class_size=2)
+
+
+def test_whitening_keeps_a_poison_the_top_components_miss() -> None:
+    from test_spectral import _hidden_shift
+
+    # The shift (12 SD along a direction the classes barely use) adds less variance than the classes'
+    # own five strong directions plus noise: the top 2 principal components of the class do not hold it.
+    x, y, truth = _hidden_shift(0.3, 12.0, seed=42)
+    assert not ActivationClustering(dims=2, whiten=False).scan_features(x, y, 3).suspected
+    result = ActivationClustering(dims=2).scan_features(x, y, 3)
+    assert result.suspicious_classes == (2,), result.verdict
+    precision, recall = result.precision_recall(truth)
+    assert precision >= 0.98 and recall >= 0.98, (precision, recall)
+
+
+def test_whitening_options_are_validated() -> None:
+    with pytest.raises(DetectorError, match="ridge"):
+        ActivationClustering(ridge=0)
+    with pytest.raises(DetectorError, match="whiten"):
+        ActivationClustering(whiten=1)  # type: ignore[arg-type]
+    with pytest.raises(DetectorError, match="whiten_dims"):
+        ActivationClustering(whiten_dims=0)
