@@ -10,7 +10,7 @@ the median excess over the minimum and the share of samples more than 5% above i
 above), seconds, and the nominal budget (binary-search steps x iterations).
 
     OMP_NUM_THREADS=1 benchmarks/.bench-venv/bin/python benchmarks/bench_cw.py [--n 50] \\
-        [--models digits-cnn] [--skip-slow]
+        [--models digits-cnn] [--skip-slow] [--no-linear]
 
 ``--skip-slow`` leaves out foolbox's default (9 x 10,000 steps with early abort) and CleverHans' default
 (5 x 1,000 steps, a Python loop over samples per step) on the CNNs.
@@ -166,10 +166,12 @@ def main() -> None:
     p.add_argument("--n", type=int, default=50)
     p.add_argument("--models", nargs="*", default=["digits-cnn"])
     p.add_argument("--skip-slow", action="store_true")
+    p.add_argument("--linear", action=argparse.BooleanOptionalAction, default=True, help="the linear models")
     args = p.parse_args()
     headers = ["library", "success", "median l2", "median excess", "> 5% above", "seconds", "budget"]
     cases: list[tuple[str, TorchClassifier, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
-    for classes, dim, seed, bounds in [(10, 784, 2, (0.0, 1.0)), (10, 64, 1, (-10.0, 10.0))]:
+    linear = [(10, 784, 2, (0.0, 1.0)), (10, 64, 1, (-10.0, 10.0))] if args.linear else []
+    for classes, dim, seed, bounds in linear:
         clf, x, y, d_min = linear_case(classes, dim, seed, bounds, args.n)
         cases.append(
             (f"linear, {classes} classes, {dim}-d, bounds [{bounds[0]:g}, {bounds[1]:g}]", clf, x, y, d_min)
