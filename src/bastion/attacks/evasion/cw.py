@@ -7,7 +7,7 @@ is the margin objective f6:
 A per-sample binary search picks the trade-off constant ``c``; the smallest adversarial seen is kept.
 
 Deviations from the paper, each because fixed settings do not converge on every model (measured on linear
-models, where the minimum is known: with bounds [-10, 10], the previous defaults left 26-54% of the samples
+models, where the minimum is known: with bounds [-10, 10], the previous defaults left 12-54% of the samples
 more than 5% above it):
 
 - Adam's step is relative to the problem, not to the bounds: per sample it is ``learning_rate`` times the
