@@ -3,9 +3,9 @@
 A LeNet-style CNN with max-pooling and a three-layer MLP (neither in the zoo), trained briefly on an MNIST
 subset where an "X" or an "L" patch in a corner the defaults never use is relabelled to class 3. The
 benchmark ``benchmarks/bench_scanners_generalise.py`` measures the full grid; these runs pin its main
-claims: the whitened spectral scanner at the ``features`` layer finds the poison (1% of the class is
-below what any scanner sees), clean models of both architectures come back untouched, and
-:func:`scan_disagreement` reports the classes where the scanners part ways.
+claims: the whitened scanners at the ``features`` layer find the poison where the unwhitened ones do
+not (1% of the class is below what any scanner sees), clean models of both architectures come back
+untouched, and :func:`scan_disagreement` reports the classes where the scanners part ways.
 """
 
 from __future__ import annotations
@@ -103,14 +103,16 @@ def test_clean_models_of_other_architectures_stay_quiet(arch: str) -> None:
     ("arch", "trigger", "share"),
     [("lenet", "x", 0.5), ("lenet", "l", 0.2), ("mlp", "x", 0.2), ("mlp", "l", 0.5)],
 )
-def test_whitened_spectral_finds_unfamiliar_triggers(arch: str, trigger: str, share: float) -> None:
+def test_whitened_scanners_find_unfamiliar_triggers(arch: str, trigger: str, share: float) -> None:
     model, data, truth = _run(arch, trigger, share)
-    result = SpectralSignatures(layer="features").scan(model, data)
-    assert result.suspicious_classes == (TARGET,), result.verdict
-    precision, recall = result.precision_recall(truth)
-    assert recall >= 0.9 and result.false_positive_rate(truth) <= 0.01, (precision, recall)
-    # Tran et al.'s raw top direction on the same features: the class's own spread hides the poison.
+    for scanner in (SpectralSignatures(layer="features"), ActivationClustering(layer="features")):
+        result = scanner.scan(model, data)
+        assert result.suspicious_classes == (TARGET,), (scanner, result.verdict)
+        precision, recall = result.precision_recall(truth)
+        assert recall >= 0.9 and result.false_positive_rate(truth) <= 0.01, (scanner, precision, recall)
+    # The raw top direction / components on the same features: the class's own spread hides the poison.
     assert not SpectralSignatures(layer="features", whiten=False).scan(model, data).suspected
+    assert not ActivationClustering(layer="features", whiten=False).scan(model, data).suspected
 
 
 def test_strip_catches_the_x_trigger_on_lenet() -> None:
