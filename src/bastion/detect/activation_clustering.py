@@ -25,8 +25,9 @@ Two choices differ here, both for clean data's sake:
   clusters' discriminant (default 10 SD), not the relative cluster size: clean classes split into
   uneven clusters too, and a poison share near half a class is not small.
 
-Measured (BadNets patch, target 0, 5% / 10% of the other images poisoned, i.e. 31% / 48% of class 0;
-models trained on the poisoned data): MNIST (mnist-cnn, 20,000 images, 2 epochs), penultimate layer:
+Measured before the whitening (BadNets patch, target 0, 5% / 10% of the other images poisoned, i.e.
+31% / 48% of class 0; models trained on the poisoned data; with it, digits' penultimate layer finds all
+of the poison too, benchmarks/RESULTS.md): MNIST (mnist-cnn, 20,000 images, 2 epochs), penultimate layer:
 separation 13.2 / 11.5, every poisoned sample flagged and no clean one; clean classes at most 4.6
 (4.4 on a clean model). Digits (digits-cnn): the 128-unit penultimate layer separates the poison only
 7.3 to 7.9 SD, while the clean class 1 holds a real subpopulation ("1" with a base, 18% of the class)
