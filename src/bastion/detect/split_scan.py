@@ -198,11 +198,11 @@ class SplitScanner(DataScanner):
         scores = torch.zeros(features.shape[0], dtype=torch.float64, device=features.device)
         flagged = torch.zeros(features.shape[0], dtype=torch.bool, device=features.device)
         generator = torch.Generator().manual_seed(self.seed)
-        # Each sample minus its class mean (in the features' dtype: one copy of them, not a float64 one).
-        sums = torch.zeros(k, features.shape[1], dtype=torch.float64, device=features.device)
-        sums.index_add_(0, y, features.to(torch.float64))
-        counts = torch.bincount(y, minlength=k).clamp(min=1).to(torch.float64)
-        residuals = features - (sums / counts[:, None]).to(features.dtype)[y]
+        # Class means (K, D), one class at a time: no full-size copy of the features.
+        means = torch.zeros(k, features.shape[1], dtype=torch.float64, device=features.device)
+        for c in range(k):
+            if bool((y == c).any()):
+                means[c] = features[y == c].to(torch.float64).mean(0)
         classes = []
         for c in range(k):
             index = (y == c).nonzero().flatten()
@@ -210,7 +210,7 @@ class SplitScanner(DataScanner):
                 classes.append(skipped(c, index.numel(), self.min_class_size))
                 continue
             x = features[index].to(torch.float64)
-            s, minority = self._split(x - x.mean(0), generator, _reference(residuals, y, c))
+            s, minority = self._split(x - x.mean(0), generator, _reference(features, means, y, c))
             separation, z = _separation(s, minority)
             suspicious = separation >= self.min_separation
             note = ""
@@ -242,15 +242,16 @@ class SplitScanner(DataScanner):
         """
 
 
-def _reference(residuals: torch.Tensor, y: torch.Tensor, label: int) -> Reference:
-    """The :data:`Reference` of class ``label``: covariance of the other classes' ``residuals`` (N, D)."""
+def _reference(features: torch.Tensor, means: torch.Tensor, y: torch.Tensor, label: int) -> Reference:
+    """The :data:`Reference` of class ``label``: covariance of the other classes' ``features`` (N, D), each
+    centred on its class mean (``means`` (K, D)), projected first so that only (N, k) values are made."""
     others = y != label
     m = int(others.sum())
 
     def covariance(axes: torch.Tensor) -> torch.Tensor | None:
         if m < 2:
             return None
-        z = (residuals @ axes.to(residuals.dtype))[others].to(torch.float64)
+        z = (features @ axes.to(features.dtype))[others].to(torch.float64) - (means @ axes)[y[others]]
         return z.T @ z / (m - 1)
 
     return covariance
