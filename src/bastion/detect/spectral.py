@@ -32,8 +32,9 @@ direction (and one class alone, with nothing to compare with, gets it too).
 
 **Layer.** On that LeNet the penultimate layer (after two fully connected layers) has merged the poison
 into class 3 (Fisher's discriminant with the truth: 9 SD; whitened spectral 4.5, activation clustering
-5.3: both miss); the first fully connected layer's input (``layer="features"``) keeps the trigger as a
-feature of its own. See docs/poisoning.md for the grid over architectures, triggers and poison shares.
+6.3, whitened too: both miss); the first fully connected layer's input (``layer="features"``) keeps
+the trigger as a feature of its own. See docs/poisoning.md for the grid over architectures, triggers
+and poison shares.
 """
 
 from __future__ import annotations
