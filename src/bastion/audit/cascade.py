@@ -24,13 +24,14 @@ from bastion.audit.probes import Clock, ProbeResult, run_attack, stronger
 from bastion.audit.sections.base import CheckRun, Progress, check
 from bastion.evaluation import preset_attacks, with_eot
 from bastion.model import Classifier
-from bastion.threat import Norm, ThreatModel
+from bastion.threat import Norm, ThreatModel, format_epsilon
 
 __all__ = ["ThreatOutcome", "audit_threat", "threat_label"]
 
 
 def threat_label(threat: ThreatModel) -> str:
-    return f"{threat.norm.value} ε={threat.epsilon:g}"
+    """``linf ε=8/255``: the budget as the user wrote it when it is a simple fraction (format_epsilon)."""
+    return f"{threat.norm.value} ε={format_epsilon(threat.epsilon)}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import torch
 
+from bastion.audit.cascade import threat_label
 from bastion.audit.config import AuditConfig, parse_certify
 from bastion.audit.findings import Finding, finding
 from bastion.certify import IntervalBoundPropagation, RandomizedSmoothing
@@ -85,7 +86,7 @@ def audit_certification(
     ran: list[dict[str, Any]] = []
     smoothed: CertificationResult | None = None
     for threat, robust_accuracy, fooled in audited:
-        label = f"{threat.norm.value} ε={threat.epsilon:g}"
+        label = threat_label(threat)
         row: dict[str, Any] = {
             "label": label,
             "norm": threat.norm.value,
@@ -155,7 +156,7 @@ def _certify(
 ) -> CertificationResult:
     n = int(x.shape[0])
     if isinstance(certifier, IntervalBoundPropagation):
-        task = f"{threat.norm.value} ε={threat.epsilon:g}: certify ibp"
+        task = f"{threat_label(threat)}: certify ibp"
         tick(task, 0, n)
         result = certifier.certify(cast(Any, clf), x, threat)  # refuses, saying why, what is no network
     else:

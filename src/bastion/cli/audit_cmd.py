@@ -50,6 +50,7 @@ def audit(
             "--out",
             "-o",
             metavar="DIR",
+            rich_help_panel="Reports",
             help="Folder for report.html, report.json, summary.md.",
         ),
     ],
@@ -273,6 +274,7 @@ def audit(
         Path | None,
         typer.Option(
             "--sarif",
+            rich_help_panel="Reports",
             help="Also write the findings as SARIF 2.1.0 to FILE, for code-scanning dashboards: one rule per "
             "finding code (with its MITRE ATLAS and OWASP ML Top 10 IDs), one result per finding.",
             show_default=False,
@@ -282,6 +284,7 @@ def audit(
         Path | None,
         typer.Option(
             "--junit",
+            rich_help_panel="Reports",
             help="Also write a JUnit XML report to FILE, for CI test reports: one test case per check run, "
             "a failure for each failed check.",
             show_default=False,
