@@ -92,11 +92,15 @@ def run_method(method: str, model_name: str, eps: float, n: int) -> dict[str, ob
     return {"n": int(y.numel()), "robust": robust.int().tolist(), "seconds": seconds, "env": environment()}
 
 
-def cached(cache: str | None, method: str, model_name: str, eps: float, n: int) -> dict[str, object]:
+def cached(
+    cache: str | None, method: str, model_name: str, eps: float, n: int, run: bool = True
+) -> dict[str, object] | None:
     path = None if cache is None else os.path.join(cache, f"{model_name}_{eps:g}_{n}_{method}.json")
     if path is not None and os.path.exists(path):
         with open(path) as f:
             return json.load(f)  # type: ignore[no-any-return]
+    if not run:
+        return None
     out = run_method(method, model_name, eps, n)
     if path is not None:
         os.makedirs(cache or ".", exist_ok=True)
@@ -106,12 +110,14 @@ def cached(cache: str | None, method: str, model_name: str, eps: float, n: int) 
     return out
 
 
-def strength_row(model_name: str, eps: float, res: dict[str, dict[str, object]]) -> list[object]:
+def strength_row(
+    model_name: str, eps: float, res: dict[str, dict[str, object]], methods: list[str]
+) -> list[object]:
     """Robust accuracy per method, standard's gap to the published AutoAttack (and the inputs that AA
     broke but standard did not), and standard's time as a fraction of AA's."""
     acc = {m: sum(r["robust"]) / max(len(r["robust"]), 1) for m, r in res.items()}  # type: ignore[arg-type]
     row: list[object] = [model_name, eps, next(iter(res.values()))["n"]]
-    row += [f"{acc[m]:.2%}" if m in acc else "–" for m in METHODS]
+    row += [f"{acc[m]:.2%}" if m in acc else "–" for m in methods]
     ref = res.get("aa-published")
     for m in ("standard", "autoattack"):
         if m in res and ref is not None:
@@ -119,7 +125,7 @@ def strength_row(model_name: str, eps: float, res: dict[str, dict[str, object]])
             row.append(f"{100 * (acc[m] - acc['aa-published']):+.1f} ({missed})")
         else:
             row.append("–")
-    row += [res[m]["seconds"] if m in res else "–" for m in METHODS]
+    row += [res[m]["seconds"] if m in res else "–" for m in methods]
     if "standard" in res and ref is not None:
         row.append(float(res["standard"]["seconds"]) / float(ref["seconds"]))  # type: ignore[arg-type]
     else:
@@ -163,16 +169,21 @@ def main() -> None:
     p.add_argument("--n", type=int, default=500, help="correctly classified test samples per case")
     p.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     p.add_argument("--cache", default=None, help="folder that keeps and reuses each method's result")
+    p.add_argument("--cached-only", action="store_true", help="print what --cache holds, run nothing")
     p.add_argument("--square-queries", type=int, default=5000)
     p.add_argument("--no-square", action="store_true", help="skip the Square vs torchattacks comparison")
     args = p.parse_args()
     cases = args.cases or (HARDENED_CASES if args.hardened else DEFAULT_CASES)
+    shown = [m for m in METHODS if m in args.methods]
     strength, square = [], []
     for case in cases:
         name, eps_s = case.split(":")
         eps = float(eps_s)
-        res = {m: cached(args.cache, m, name, eps, args.n) for m in METHODS if m in args.methods}
-        strength.append(strength_row(name, eps, res))
+        found = {m: cached(args.cache, m, name, eps, args.n, not args.cached_only) for m in args.methods}
+        res = {m: r for m in METHODS if (r := found.get(m)) is not None}
+        if not res:
+            continue
+        strength.append(strength_row(name, eps, res, shown))
         print(f"done {case}: {strength[-1]}", flush=True)
         if not args.no_square:
             square.append(square_row(name, eps, args.n, args.square_queries))
@@ -180,9 +191,9 @@ def main() -> None:
     print(
         markdown(
             ["model", "epsilon", "n"]
-            + [f"{LABELS[m]} robust acc" for m in METHODS]
+            + [f"{LABELS[m]} robust acc" for m in shown]
             + ["standard Δ points (inputs AA broke, standard not)", "autoattack Δ points (same)"]
-            + [f"{LABELS[m]} s" for m in METHODS]
+            + [f"{LABELS[m]} s" for m in shown]
             + ["standard / AA published time"],
             strength,
         )
