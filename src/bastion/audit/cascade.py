@@ -9,6 +9,7 @@ no attack of any kind fooled it; a probe that fools what white-box attacks could
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,8 @@ from bastion.audit.findings import Finding
 from bastion.audit.prechecks import ModelFacts
 from bastion.audit.probes import Clock, ProbeResult, run_attack, stronger
 from bastion.audit.sections.base import CheckRun, Progress, check
-from bastion.evaluation import preset_attacks, with_eot
-from bastion.model import Classifier
+from bastion.evaluation import Focused, boundary_margin, preset_attacks, with_eot
+from bastion.model import Classifier, predict
 from bastion.threat import Norm, ThreatModel, format_epsilon
 
 __all__ = ["ThreatOutcome", "audit_threat", "threat_label"]
@@ -104,24 +105,52 @@ def audit_threat(
         robust[res.index[new]] = False
         stage_rows.append({**res.to_dict(), "kind": kind, "robust_accuracy": float(robust.float().mean())})
 
+    # Focused stages (the preset's extra effort) attack only the survivors that came closest to the
+    # boundary: each input's largest normalised margin after any stage ranks them, as in evaluate().
+    focused_ahead = any(isinstance(a, Focused) for _, a in (*white, *black))
+    margin = torch.full((n,), -math.inf, device=x.device)
+
+    def nearest(idx: torch.Tensor, atk: Attack) -> tuple[torch.Tensor, Attack]:
+        if not isinstance(atk, Focused):
+            return idx, atk
+        return idx[margin[idx].argsort(descending=True)[: atk.size(idx.numel())]].sort().values, atk.attack
+
+    def reached(res: ProbeResult) -> None:
+        if focused_ahead and res.index.numel():
+            with torch.no_grad():
+                m = predict(clf, res.x_adv, batch_size=cfg.batch_size)
+            margin[res.index] = torch.maximum(margin[res.index], boundary_margin(m, y[res.index]))
+
     for k, (name, atk) in enumerate(white):
-        record(attack(name, atk, robust.nonzero().flatten(), seed + k, "white-box cascade"), "white-box")
+        idx, runner = nearest(robust.nonzero().flatten(), atk)
+        res = attack(name, runner, idx, seed + k, "white-box cascade")
+        record(res, "white-box")
+        reached(res)
     naive = float(robust.float().mean())
     survivors = robust.nonzero().flatten()
     probes: list[tuple[str, Attack]] = list(black)
     if cfg.checks or not white:
-        if x.dim() == 4 and not any(a.name == "square" for _, a in probes):
-            probes.insert(0, ("square", get("square", n_queries=1000)))  # BA205 needs one
+        whole = [a for _, a in probes if not isinstance(a, Focused)]
+        if x.dim() == 4 and not any(a.name == "square" for a in whole):
+            probes.insert(0, ("square", get("square", n_queries=1000)))  # BA205 needs one on every survivor
+            whole.append(probes[0][1])
+        # a focused probe with the same settings as a whole one only repeats it on fewer inputs
+        probes = [(s, a) for s, a in probes if not _subsumed(a, whole)]
         if cfg.transfer:
             probes.append(("transfer", get("transfer")))
         probes.append(("noise", get("noise", draws=cfg.noise_draws)))
+    probe_hits: dict[str, torch.Tensor] = {}  # per kind of probe, the survivors any probe of it fooled
     for k, (name, atk) in enumerate(probes):
-        res = attack(name, atk, survivors, seed + 50 + k, "black-box probe")
+        idx, runner = nearest(survivors, atk)
+        res = attack(name, runner, idx, seed + 50 + k, "black-box probe")
         record(res, "black-box")
-        if white and cfg.checks:
-            kind = "square" if name == "square" else name
-            f = checks.beats_white_box(kind, int(res.success.sum()), int(survivors.numel()), n, threat=label)
-            ran.append(check(checks._BEATS[kind], label, f is None, fooled=int(res.success.sum())))
+        if atk.name in checks._BEATS:
+            hit = probe_hits.setdefault(atk.name, torch.zeros(n, dtype=torch.bool, device=x.device))
+            hit[res.index[res.success]] = True
+    if white and cfg.checks:
+        for kind, hit in probe_hits.items():
+            f = checks.beats_white_box(kind, int(hit.sum()), int(survivors.numel()), n, threat=label)
+            ran.append(check(checks._BEATS[kind], label, f is None, fooled=int(hit.sum())))
             findings += [f] if f else []
     if bpda is not None:
         # The defense's adaptive evaluation: the same white-box attacks, back-propagating through the
@@ -134,7 +163,12 @@ def audit_threat(
                 continue
             idx = survivors[~newly[survivors]]  # like the probes: the naive survivors, independently
             res = attack(
-                f"{name} BPDA", with_eot(atk, eot), idx, seed + 70 + k, "adaptive (BPDA + EOT)", target
+                f"{name} BPDA",
+                with_eot(_whole(atk), eot),
+                idx,
+                seed + 70 + k,
+                "adaptive (BPDA + EOT)",
+                target,
             )
             newly[res.index[res.success]] = True
             record(res, "adaptive")
@@ -153,7 +187,7 @@ def audit_threat(
         subset = survivors[: cfg.check_samples]
         newly = torch.zeros(subset.numel(), dtype=torch.bool, device=x.device)
         for k, (name, atk) in enumerate(white):
-            res = attack(f"{name} ×2", stronger(atk), subset[~newly], seed + 90 + k, "check BA204")
+            res = attack(f"{name} ×2", stronger(_whole(atk)), subset[~newly], seed + 90 + k, "check BA204")
             newly[~newly] = res.success
             record(res, "check")
         f = checks.beats_white_box("stronger", int(newly.sum()), int(subset.numel()), n, threat=label)
@@ -175,7 +209,6 @@ def audit_threat(
         "fooled_by": {name: fooled_by.count(name) for name in dict.fromkeys(f for f in fooled_by if f)},
     }
     return ThreatOutcome(row, x_adv, correct & ~robust, findings, ran)
-
 
 
 def _white_fooled(fooled_by: list[str | None], index: torch.Tensor, names: set[str]) -> torch.Tensor:
@@ -219,6 +252,17 @@ def _unbounded(
     return f, check("BA201", f"{norm.value} unbounded", f is None, success=success, attacked=int(idx.numel()))
 
 
+def _whole(attack: Attack) -> Attack:
+    """A focused stage's attack on every input it is given (the checks and BPDA attack them all)."""
+    return attack.attack if isinstance(attack, Focused) else attack
+
+
+def _subsumed(attack: Attack, whole: list[Attack]) -> bool:
+    return isinstance(attack, Focused) and any(
+        type(attack.attack) is type(w) and attack.attack.params() == w.params() for w in whole
+    )
+
+
 def _fits(attack: Attack, x: torch.Tensor) -> bool:
     return attack.name != "square" or x.dim() == 4  # Square's windows need (C, H, W) images
 
@@ -238,5 +282,3 @@ def _per_class(
             }
         )
     return out
-
-

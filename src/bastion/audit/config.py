@@ -2,7 +2,7 @@
 
 A TOML file (every key optional)::
 
-    preset = "standard"          # fast | standard | thorough
+    preset = "standard"          # fast | standard | thorough | autoattack
     limit = 500                  # audit the first N samples of the data
     seed = 0
     fail_on = "high"             # low | medium | high: the severity that fails the audit

@@ -20,7 +20,9 @@ from bastion.audit.sections.base import CheckRun, check
 __all__ = ["CE_STAGES", "SCALE_INVARIANT_STAGES", "vanishing_gradients_check"]
 
 CE_STAGES = frozenset({"apgd-ce"})
-SCALE_INVARIANT_STAGES = frozenset({"apgd-t", "apgd-dlr", "fmn", "fab", "fab-t", "deepfool", "cw", "square"})
+SCALE_INVARIANT_STAGES = frozenset(
+    {"apgd-t", "apgd-t-9", "apgd-dlr", "fmn", "fab", "fab-t", "deepfool", "cw", "square", "square-5000"}
+)
 _SHARE = 0.1  # the cross-entropy stages fooled at most this share of what the others broke after them
 
 

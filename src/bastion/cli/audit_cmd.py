@@ -201,7 +201,8 @@ def audit(
         typer.Option(
             rich_help_panel="Threats and attacks",
             metavar="NAME",
-            help="Attack preset per threat: fast, standard (default) or thorough.",
+            help="Attack preset per threat: fast, standard (default), thorough, or autoattack (the published "
+            "AutoAttack protocol stage for stage, for numbers comparable with RobustBench's).",
         ),
     ] = None,
     fail_on: Annotated[

@@ -172,3 +172,22 @@ def test_vanishing_cross_entropy_is_a_finding(digits_mlp_module, digits_test, sc
         assert stages["apgd-ce"] <= 0.1 * stages["apgd-t"] and stages["apgd-t"] > 0
         # The headline stays right: the scale-invariant stages break what cross-entropy cannot.
         assert report.threats[0]["robust_accuracy"] < 0.5
+
+
+def test_the_standard_presets_focused_stages_run_in_the_audit(digits_model, digits_test):
+    """`standard`'s later stages attack only the survivors nearest the boundary; in the audit they run
+    ranked by the margin earlier stages reached, BA205 keeps a Square on every survivor, and a focused
+    Square with the same settings is not run twice."""
+    cfg = replace(FAST, preset="standard", limit=30, threats=(("linf", 0.15),))
+    report = run_audit(digits_model, digits_test, cfg)
+    rows = report.threats[0]["stages"]
+    white = [s for s in rows if s["kind"] == "white-box"]
+    probes = [s for s in rows if s["kind"] == "black-box"]
+    assert [s["attack"] for s in white] == ["apgd-ce", "apgd-t", "apgd-t-9"]
+    survivors = white[1]["n_attacked"] - white[1]["n_fooled"]
+    assert white[2]["n_attacked"] == min(survivors, max(-(-survivors // 5), 10))  # its fifth, at least 10
+    names = [s["attack"] for s in probes]
+    assert names.count("square") == 1 and "square-5000" in names
+    square = next(s for s in probes if s["attack"] == "square")
+    assert square["n_attacked"] == survivors - white[2]["n_fooled"]  # every white-box survivor
+    assert [c["code"] for c in report.checks].count("BA205") == 1

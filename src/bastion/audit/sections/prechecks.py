@@ -27,15 +27,17 @@ class PrechecksSection(Section):
     def run(self, ctx: AuditContext) -> SectionResult:
         cfg = ctx.config
         epsilons = [eps for _, eps in cfg.threats]
-        chance = check_clean_accuracy(ctx.correct, ctx.y)
-        findings = [*([chance] if chance else []), *check_provenance(ctx.source, ctx.model.bounds, epsilons)]
-        findings += check_data(ctx.x, ctx.model.bounds)
+        findings = check_provenance(ctx.source, ctx.model.bounds, epsilons) + check_data(
+            ctx.x, ctx.model.bounds
+        )
         codes = {f.code for f in findings}
-        ran = [check("BA108", "model", chance is None, clean_accuracy=float(ctx.correct.float().mean()))]
-        ran += [check(c, "model", c not in codes) for c in ("BA109",)]
+        ran = [check(c, "model", c not in codes) for c in ("BA109",)]
         ran += [check(c, "data", c not in codes) for c in ("BA110", "BA106", "BA107")]
-        if "BA106" in codes:
+        if "BA106" in codes:  # inputs outside the bounds: their clean accuracy says nothing of the model
             return SectionResult({}, tuple(findings), tuple(ran), {"facts": None, "blocked": True})
+        chance = check_clean_accuracy(ctx.correct, ctx.y)
+        findings += [chance] if chance else []
+        ran.append(check("BA108", "model", chance is None, clean_accuracy=float(ctx.correct.float().mean())))
         ctx.progress("pre-checks", 0, 1)
         n = cfg.check_samples
         facts, model_findings = check_model(ctx.model, ctx.x[:n], ctx.y[:n])
