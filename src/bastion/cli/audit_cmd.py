@@ -169,7 +169,8 @@ def audit(
             rich_help_panel="Training-time threats",
             metavar="LAYER",
             help="--scan-data ac|spectral: the layer scanned (default: penultimate, the input of the last "
-            "Linear; or a sub-module name such as 5, often better on small networks).",
+            "Linear; features, the input of the first Linear: a CNN's flattened conv features, where a "
+            "max-pooling net's poison separates; or a sub-module name such as 5).",
             show_default=False,
         ),
     ] = None,
