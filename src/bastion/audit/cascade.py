@@ -187,7 +187,9 @@ def audit_threat(
         subset = survivors[: cfg.check_samples]
         newly = torch.zeros(subset.numel(), dtype=torch.bool, device=x.device)
         for k, (name, atk) in enumerate(white):
-            res = attack(f"{name} ×2", stronger(_whole(atk)), subset[~newly], seed + 90 + k, "check BA204")
+            if isinstance(atk, Focused):  # already the extra effort on the nearest survivors: not doubled
+                continue
+            res = attack(f"{name} ×2", stronger(atk), subset[~newly], seed + 90 + k, "check BA204")
             newly[~newly] = res.success
             record(res, "check")
         f = checks.beats_white_box("stronger", int(newly.sum()), int(subset.numel()), n, threat=label)

@@ -191,3 +191,5 @@ def test_the_standard_presets_focused_stages_run_in_the_audit(digits_model, digi
     square = next(s for s in probes if s["attack"] == "square")
     assert square["n_attacked"] == survivors - white[2]["n_fooled"]  # every white-box survivor
     assert [c["code"] for c in report.checks].count("BA205") == 1
+    doubled = [s["attack"] for s in rows if s["kind"] == "check" and s["attack"].endswith("×2")]
+    assert doubled == ["apgd-ce ×2", "apgd-t ×2"]  # the focused stage is the extra effort already
