@@ -304,8 +304,8 @@ _CHECKS = [
         "BA210",
         "cross-entropy gradients vanish",
         Severity.MEDIUM,
-        "The cross-entropy stages fooled almost none of the inputs that the scale-invariant stages (DLR, "
-        "targeted, minimum-norm, black-box) broke. The logits are so large (a saturated softmax, or a "
+        "The cross-entropy stages fooled almost none of the inputs that the scale-invariant white-box "
+        "stages (DLR, targeted, minimum-norm) broke. The logits are so large (a saturated softmax, or a "
         "temperature folded into the last layer) that the cross-entropy loss is flat at confidently "
         "classified inputs. The headline here is right, but every cross-entropy attack (most tools' PGD "
         "and FGSM) and adversarial training with a cross-entropy inner attack are fooled by it.",
