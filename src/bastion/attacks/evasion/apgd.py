@@ -14,6 +14,7 @@ import math
 import torch
 
 from bastion.attacks.base import Attack, check_positive, is_success
+from bastion.attacks.evasion._targets import target_rounds
 from bastion.attacks.evasion.pgd import ascent_direction, effective_epsilon, random_start
 from bastion.attacks.gradients import loss_and_grad
 from bastion.attacks.losses import get_loss
@@ -91,13 +92,7 @@ class APGD(Attack):
         targets: torch.Tensor | None,
         generator: torch.Generator,
     ) -> torch.Tensor:
-        rounds: list[tuple[torch.Tensor | None, torch.Tensor | None]] = [(targets, targets)]
-        if self.targeted and targets is None:
-            with torch.no_grad():
-                order = model(x).argsort(dim=1, descending=True)
-            rounds = [
-                (order[:, i], None) for i in range(1, min(self.n_target_classes, order.shape[1] - 1) + 1)
-            ]
+        rounds = target_rounds(model, x, targets, self.targeted, self.n_target_classes)
         eps = effective_epsilon(threat, x)
         x_adv = x.clone()
         best = torch.full((x.shape[0],), -math.inf, device=x.device, dtype=x.dtype)

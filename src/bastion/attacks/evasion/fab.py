@@ -24,6 +24,7 @@ import math
 import torch
 
 from bastion.attacks.base import Attack, check_positive, differentiable, is_success
+from bastion.attacks.evasion._targets import target_rounds
 from bastion.errors import AttackError
 from bastion.model import Classifier
 from bastion.threat import Norm, ThreatModel
@@ -126,13 +127,7 @@ class FAB(Attack):
         generator: torch.Generator,
     ) -> torch.Tensor:
         # rounds of (class whose hyperplane to cross or None = the closest one, success target)
-        rounds: list[tuple[torch.Tensor | None, torch.Tensor | None]] = [(targets, targets)]
-        if self.targeted and targets is None:
-            with torch.no_grad():
-                order = model(x).argsort(dim=1, descending=True)
-            rounds = [
-                (order[:, i], None) for i in range(1, min(self.n_target_classes, order.shape[1] - 1) + 1)
-            ]
+        rounds = target_rounds(model, x, targets, self.targeted, self.n_target_classes)
         best = x.clone()
         best_norm = torch.full((x.shape[0],), math.inf, device=x.device, dtype=x.dtype)
         for cross, success_target in rounds:
