@@ -103,6 +103,10 @@ class Focused(Attack):
         """How many of ``n`` inputs this stage attacks."""
         return min(n, max(math.ceil(self.focus * n), self.min_inputs))
 
+    def nearest(self, idx: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+        """The indices ``idx`` this stage attacks, in order: those with the largest ``margin`` (N,)."""
+        return idx[margin[idx].argsort(descending=True)[: self.size(idx.numel())]].sort().values
+
     def _run(
         self,
         model: Classifier,
@@ -351,7 +355,7 @@ def evaluate(
     for i, (stage_name, attack) in enumerate(stages_to_run):
         idx, runner = robust.nonzero().flatten(), attack
         if isinstance(attack, Focused):
-            idx = idx[margin[idx].argsort(descending=True)[: attack.size(idx.numel())]].sort().values
+            idx = attack.nearest(idx, margin)
             runner = attack.attack
         t0 = time.perf_counter()
         queries = grads = fooled = done = 0

@@ -113,7 +113,7 @@ def audit_threat(
     def nearest(idx: torch.Tensor, atk: Attack) -> tuple[torch.Tensor, Attack]:
         if not isinstance(atk, Focused):
             return idx, atk
-        return idx[margin[idx].argsort(descending=True)[: atk.size(idx.numel())]].sort().values, atk.attack
+        return atk.nearest(idx, margin), atk.attack
 
     def reached(res: ProbeResult) -> None:
         if focused_ahead and res.index.numel():
