@@ -10,6 +10,8 @@ __all__ = [
     "DefenseError",
     "DetectorError",
     "ModelContractError",
+    "QueryBudgetError",
+    "RemoteModelError",
     "ThreatModelError",
     "UnsafeArtifactError",
 ]
@@ -49,3 +51,11 @@ class DetectorError(BastionError, ValueError):
 
 class CertificationError(BastionError, ValueError):
     """A certifier was configured or called incorrectly, or cannot bound the model (an unsupported layer)."""
+
+
+class QueryBudgetError(BastionError):
+    """A black-box attack asked a victim for more queries than its budget allows."""
+
+
+class RemoteModelError(BastionError):
+    """A remote model (an HTTP endpoint) could not be reached, refused the request or answered malformed."""
