@@ -1,0 +1,1 @@
+"""Inference attacks: what a deployed model leaks about its training data (membership, inversion)."""
