@@ -1,0 +1,250 @@
+"""Shared machinery of the extraction attacks: the counted victim, clone training and the budget curve.
+
+The victim is seen only through ``torch.softmax(victim(x), 1)`` under ``no_grad`` (what an API — or an
+output policy wrapping it — releases), and every row sent is counted against a hard budget.
+
+Clones are trained by the project's one training loop (:func:`bastion.defenses.training.loop.train`)
+with :class:`SoftTargets`, an objective that looks each sample's released probability vector up by its
+position in the training set (``Batch.index``): the loop's datasets carry integer labels only, and the
+objective is how soft labels reach it without a second loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bastion.attacks.base import check_positive
+from bastion.defenses.training.objective import Batch, Forward, Objective
+from bastion.errors import AttackError, QueryBudgetError
+from bastion.model import Classifier, TorchClassifier
+from bastion.threat import Bounds
+
+__all__ = ["CloneTraining", "Oracle", "SoftTargets", "checkpoints", "fit_clone", "targets_for"]
+
+OUTPUTS = ("probs", "labels")
+Factory = Callable[[], nn.Module]
+
+
+class Oracle:
+    """The victim as the attacker sees it: released probabilities (N, K), rows counted, a hard budget.
+
+    ``queries`` counts input rows sent; a request that would pass ``budget`` raises
+    :class:`QueryBudgetError` before anything is sent. (A private counter: ``bastion.blackbox`` did not
+    exist when this was written; its ``QueryCounter`` has the same contract.)
+    """
+
+    def __init__(self, victim: Classifier, budget: int, batch_size: int = 512) -> None:
+        self.victim, self.budget, self.batch_size = victim, int(budget), int(batch_size)
+        self.queries = 0
+
+    @property
+    def left(self) -> int:
+        return self.budget - self.queries
+
+    @torch.no_grad()
+    def released(self, x: torch.Tensor) -> torch.Tensor:
+        n = int(x.shape[0])
+        if self.queries + n > self.budget:
+            raise QueryBudgetError(
+                f"{n} more queries would exceed the budget of {self.budget} ({self.queries} used)"
+            )
+        parts = []
+        for lo in range(0, n, self.batch_size):
+            chunk = x[lo : lo + self.batch_size]
+            self.queries += int(chunk.shape[0])
+            parts.append(torch.softmax(self.victim(chunk).float(), dim=1))
+        return torch.cat(parts).to(x.device)
+
+
+def targets_for(released: torch.Tensor, output: str) -> torch.Tensor:
+    """Training targets (N, K) from released probabilities: as released (``probs``) or the one-hot of
+    their argmax (``labels``: what a label-only API gives, and all a top-1 answer is worth)."""
+    if output == "labels":
+        return F.one_hot(released.argmax(1), released.shape[1]).to(released.dtype)
+    return released
+
+
+def check_output(output: str) -> str:
+    if output not in OUTPUTS:
+        raise AttackError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    return output
+
+
+def checkpoints(budget: int, budgets: tuple[int, ...]) -> list[int]:
+    """The curve's budgets: every one of ``budgets`` below ``budget``, then ``budget`` itself."""
+    return sorted({int(b) for b in budgets if 0 < b < budget} | {int(budget)})
+
+
+class SoftTargets(Objective):
+    """Cross-entropy against soft targets (N, K) looked up by ``Batch.index``, at ``temperature`` T:
+    the targets are sharpened/softened as p^(1/T) (renormalised) and the loss scaled by T² (Hinton et
+    al. 2015). One-hot targets make it plain cross-entropy."""
+
+    name = "soft-targets"
+
+    def __init__(self, targets: torch.Tensor, temperature: float = 1.0) -> None:
+        check_positive("temperature", temperature)
+        self.temperature = float(temperature)
+        t = targets.clamp_min(0) ** (1.0 / self.temperature)
+        self._targets = t / t.sum(1, keepdim=True).clamp_min(1e-12)
+
+    def loss(
+        self, forward: Forward, attack_forward: Forward, batch: Batch
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if batch.index is None:
+            raise AttackError("soft-target training needs the batch's sample positions")
+        logits = forward(batch.x)
+        target = self._targets[batch.index.to(self._targets.device)].to(logits.device)
+        log_p = F.log_softmax(logits / self.temperature, dim=1)
+        return -(target * log_p).sum(1).mean() * self.temperature**2, logits
+
+    def params(self) -> dict[str, Any]:
+        return {"temperature": self.temperature}
+
+
+@dataclass(frozen=True)
+class CloneTraining:
+    """How every clone is trained: Adam with a one-cycle schedule, ``batch_size``, peak ``lr``.
+
+    ``epochs`` None trains for about ``steps`` optimiser steps whatever the number of queries
+    (``ceil(steps / batches per epoch)`` epochs, at least ``min_epochs``): a 250-query clone needs many
+    passes, a 5k one few. ``temperature`` > 1 softens released probabilities (distillation).
+    """
+
+    epochs: int | None = None
+    steps: int = 1200
+    min_epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "min_epochs", "batch_size"):
+            check_positive(name, getattr(self, name), integer=True)
+        if self.epochs is not None:
+            check_positive("epochs", self.epochs, integer=True)
+        check_positive("lr", self.lr)
+        check_positive("temperature", self.temperature)
+        check_positive("weight_decay", self.weight_decay, allow_zero=True)
+
+    def epochs_for(self, n: int) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return max(self.min_epochs, math.ceil(self.steps / math.ceil(n / self.batch_size)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_clone(
+    factory: Factory,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    bounds: Bounds,
+    training: CloneTraining,
+    seed: int,
+    name: str = "clone",
+) -> TorchClassifier:
+    """A fresh ``factory()`` module (initialised under ``seed``) trained on inputs ``x`` (N, ...) and
+    targets (N, K) through the one training loop; returned as a classifier in input space."""
+    from bastion.data.dataset import Dataset
+    from bastion.defenses.training.config import TrainingConfig
+    from bastion.defenses.training.loop import train
+
+    k = int(targets.shape[1])
+    cfg = TrainingConfig(
+        epochs=training.epochs_for(int(x.shape[0])),
+        batch_size=training.batch_size,
+        lr=training.lr,
+        weight_decay=training.weight_decay,
+        seed=seed,
+        validation=0.0,
+        guard=False,
+    )
+    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # the caller's global RNG stays untouched
+        torch.manual_seed(seed)
+        module = factory().to(x.device)
+        data = Dataset(x, targets.argmax(1), num_classes=k, bounds=bounds, name="queries")
+        run = train(module, lambda v: v, data, SoftTargets(targets, training.temperature), cfg)
+    return TorchClassifier(run.module, bounds=bounds, num_classes=k, name=name)
+
+
+def as_inputs(pool: Any) -> tuple[torch.Tensor, str]:
+    """The pool's inputs (N, ...) and a name for the card, from a Dataset or a tensor."""
+    from bastion.data.dataset import Dataset
+
+    if isinstance(pool, Dataset):
+        return pool.x, pool.name
+    if isinstance(pool, torch.Tensor) and pool.is_floating_point() and pool.dim() >= 2:
+        return pool, "tensor"
+    raise AttackError(
+        f"the pool must be a bastion Dataset or a float tensor (N, ...), got {type(pool).__name__}"
+    )
+
+
+def finish(
+    *,
+    attack: str,
+    params: dict[str, Any],
+    victim: Classifier,
+    x_q: torch.Tensor,
+    released: torch.Tensor,
+    output: str,
+    budgets: tuple[int, ...],
+    factory: Factory | None,
+    training: CloneTraining,
+    test: Any,
+    reference: Classifier | None,
+    seed: int,
+    pool_name: str,
+    progress: Callable[[int, int], None] | None,
+) -> Any:
+    """Train a clone from scratch on the first b queries for every budget checkpoint b (the queries are
+    reused: the total is the largest budget), measure each on ``test``, and build the result."""
+    from bastion.attacks.extraction.clone import CurvePoint, ExtractionResult, small_cnn
+    from bastion.model import predict
+
+    k = int(released.shape[1])
+    shape = tuple(int(d) for d in x_q.shape[1:])
+    build: Factory = factory if factory is not None else (lambda: small_cnn(shape, k))
+    targets = targets_for(released, output)
+    truth = None
+    evaluation_queries = 0
+    if test is not None:
+        judge = reference if reference is not None else victim
+        truth = predict(judge, test.x).argmax(1)
+        evaluation_queries = 0 if reference is not None else len(test)
+    points: list[int] = checkpoints(int(x_q.shape[0]), budgets)
+    curve = []
+    clone = None
+    for i, b in enumerate(points):
+        clone = fit_clone(build, x_q[:b], targets[:b], victim.bounds, training, seed, name=f"{attack}-clone")
+        acc = fid = None
+        if test is not None and truth is not None:
+            pred = predict(clone, test.x).argmax(1)
+            acc = float((pred == test.y.to(pred.device)).float().mean())
+            fid = float((pred == truth.to(pred.device)).float().mean())
+        curve.append(CurvePoint(b, acc, fid))
+        if progress is not None:
+            progress(i + 1, len(points))
+    if clone is None:
+        raise AttackError("no queries to train a clone on: the budget must be at least 1")
+    info = {
+        "attack": attack,
+        "victim": getattr(victim, "name", type(victim).__name__),
+        "pool": pool_name,
+        "test_data": None if test is None else getattr(test, "name", "test"),
+        "architecture": "small_cnn" if factory is None else getattr(factory, "__name__", repr(factory)),
+        "input_shape": list(shape),
+        "training": training.to_dict(),
+    }
+    return ExtractionResult(clone, int(x_q.shape[0]), curve, output, params, seed, evaluation_queries, info)
