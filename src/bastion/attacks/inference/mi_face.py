@@ -26,6 +26,7 @@ flagged in the result, meaningless on a policy wrapper (its outputs are piecewis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,21 @@ class MIFaceResult:
     white_box: bool
     params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the images, JSON-ready."""
+        return {
+            "classes": self.classes.tolist(),
+            "confidence": self.confidence.tolist(),
+            "cost": self.cost.tolist(),
+            "steps": self.steps.tolist(),
+            "stop_reason": list(self.stop_reason),
+            "queries": self.queries,
+            "gradient_evals": self.gradient_evals,
+            "white_box": self.white_box,
+            "params": self.params,
+            "seed": self.seed,
+        }
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
@@ -188,9 +204,11 @@ class MIFace:
         shape: tuple[int, ...] | None = None,
         start: torch.Tensor | None = None,
         seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
     ) -> MIFaceResult:
         """Invert ``classes`` (K,) of ``model``, all at once, from one ``start`` input (C, H, W), or
-        from the paper's zero start (clipped into the bounds) of ``shape``. Same seed, same result."""
+        from the paper's zero start (clipped into the bounds) of ``shape``. Same seed, same result.
+        ``progress(step, steps)`` is called after every evaluation."""
         k = torch.as_tensor(classes, dtype=torch.long).flatten()
         if k.numel() == 0:
             raise AttackError("no classes to invert")
@@ -244,6 +262,8 @@ class MIFace:
             x[ia_keep] = (x[ia_keep] - self.step_size * grad[keep.to(x.device)]).clamp(low, high)
             done[active[keep]] += 1
             active = active[keep]
+            if progress is not None:
+                progress(i + 1, self.steps + 1)
         recon = _postprocess(best_x, self.postprocess).clamp(low, high)
         return MIFaceResult(
             reconstructions=recon,
