@@ -47,7 +47,9 @@ _METHOD_HELP = (
     "trades (Zhang et al.), label-smoothing, distillation (defensive distillation; "
     "masks gradients, the audit shows it), noise (Gaussian augmentation for randomized smoothing), "
     "ibp (interval bound propagation, Gowal et al.: linf, makes the model certifiable with "
-    "`bastion certify --method ibp`; use --epsilon-ramp), standard (plain training, the baseline)."
+    "`bastion certify --method ibp`; use --epsilon-ramp), dp-sgd (differentially private training "
+    "through Opacus: --target-epsilon, --delta; needs pip install 'bastion[privacy]'), "
+    "standard (plain training, the baseline)."
 )
 
 
@@ -87,7 +89,41 @@ def harden(
     beta: Annotated[float | None, typer.Option("--beta", help="TRADES robustness weight (6).")] = None,
     sigma: Annotated[float | None, typer.Option("--sigma", help="Noise level for --method noise.")] = None,
     temperature: Annotated[float | None, typer.Option("--temperature", help="Distillation T (20).")] = None,
-    smoothing: Annotated[float | None, typer.Option("--smoothing", help="Label smoothing (0.1).")] = None,
+    smoothing: Annotated[
+        float | None,
+        typer.Option(
+            "--smoothing",
+            help="Label smoothing factor in (-1, 1) (0.1); negative (e.g. --smoothing=-0.05) is Struppek "
+            "et al.'s defense against model inversion.",
+        ),
+    ] = None,
+    target_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            "--target-epsilon",
+            help="dp-sgd: the privacy budget epsilon to spend over all epochs (e.g. 3); Opacus picks the "
+            "noise. The card records the epsilon its accountant computes.",
+        ),
+    ] = None,
+    delta: Annotated[
+        float | None,
+        typer.Option("--delta", help="dp-sgd: delta of (epsilon, delta)-DP (1e-5); must be below 1/N."),
+    ] = None,
+    max_grad_norm: Annotated[
+        float | None,
+        typer.Option("--max-grad-norm", help="dp-sgd: per-sample gradient clipping norm C (1.0)."),
+    ] = None,
+    accountant: Annotated[
+        str | None, typer.Option("--accountant", help="dp-sgd: privacy accountant, prv (default) or rdp.")
+    ] = None,
+    fix_model: Annotated[
+        bool,
+        typer.Option(
+            "--fix-model",
+            help="dp-sgd: replace BatchNorm with GroupNorm (opacus ModuleValidator.fix) before training; the "
+            "card lists what changed, and the weights then load into the fixed architecture only.",
+        ),
+    ] = False,
     noise_magnitude: Annotated[
         float | None,
         typer.Option("--noise-magnitude", help="n-fgsm: noise drawn from U(-k*eps, k*eps); k (2)."),
@@ -102,6 +138,24 @@ def harden(
         bool | None,
         typer.Option("--from-scratch/--fine-tune", help="Re-initialise, or start from MODEL's weights."),
     ] = None,
+    weight_decay: Annotated[
+        float, typer.Option("--weight-decay", min=0.0, help="L2 weight decay in the optimiser.")
+    ] = 0.0,
+    momentum: Annotated[
+        float, typer.Option("--momentum", min=0.0, max=0.999, help="sgd momentum (Nesterov); 0: plain SGD.")
+    ] = 0.9,
+    patience: Annotated[
+        int,
+        typer.Option(
+            "--patience",
+            min=0,
+            help="Early stopping: stop after N held-out checks without improvement and keep the best "
+            "checkpoint (0: off).",
+        ),
+    ] = 0,
+    schedule: Annotated[
+        str, typer.Option("--schedule", help="onecycle (warm-up then cosine) or constant.")
+    ] = "onecycle",
     guard: Annotated[
         bool,
         typer.Option("--guard/--no-guard", help="Keep the best held-out PGD checkpoint; stop on collapse."),
@@ -181,6 +235,11 @@ def harden(
             "smoothing": smoothing,
             "kappa": kappa,
             "noise_magnitude": noise_magnitude,
+            "target_epsilon": target_epsilon,
+            "delta": delta,
+            "max_grad_norm": max_grad_norm,
+            "accountant": accountant,
+            "fix_model": fix_model or None,
         }.items()
         if v is not None
     }
@@ -189,6 +248,10 @@ def harden(
         batch_size=batch_size,
         optimizer=optimizer,
         lr=lr,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        schedule=schedule,
+        patience=patience,
         epsilon_ramp=epsilon_ramp,
         seed=seed,
         validation=validation,
@@ -334,3 +397,12 @@ def _print_summary(model: str, method: str, card: dict[str, Any]) -> None:
         ),
     )
     out.print(table)
+    privacy = card.get("privacy")
+    if privacy:
+        out.print(
+            f"privacy: ({privacy['epsilon']:.4g}, {privacy['delta']:g})-DP by the {privacy['accountant']} "
+            f"accountant (target {privacy['target_epsilon']:g}); noise multiplier "
+            f"{privacy['noise_multiplier']:.3g}, max grad norm {privacy['max_grad_norm']:g}, sample rate "
+            f"{privacy['sample_rate']:.3g}, {privacy['steps']} steps",
+            highlight=False,
+        )

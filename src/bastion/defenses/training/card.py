@@ -60,8 +60,12 @@ def model_card(
     best: float | None,
     notes: list[str],
     history: list[dict[str, Any]],
+    privacy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """The card's fields. ``privacy`` (DP-SGD only) holds the accountant's record: ``epsilon`` is what
+    the accountant computes for the steps really taken (``noise_multiplier``, ``sample_rate``,
+    ``steps``) at ``delta``, not the target."""
+    card: dict[str, Any] = {
         "method": method,
         "method_options": objective.params(),
         "base_model": base.name,
@@ -84,3 +88,6 @@ def model_card(
         "device": str(clf.device),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
     }
+    if privacy is not None:
+        card["privacy"] = privacy
+    return card

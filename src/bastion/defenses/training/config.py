@@ -27,6 +27,8 @@ class TrainingConfig:
       and stop as soon as that accuracy falls more than ``guard_drop`` below its best — catastrophic
       overfitting (Wong et al. 2020). ``guard_steps``/``guard_samples`` size that PGD check, run
       ``checks_per_epoch`` times per epoch.
+    - ``patience`` (early stopping; 0 disables it): stop once the held-out accuracy (PGD with the
+      guard, clean otherwise) has not improved for that many checks, and keep the best checkpoint.
     """
 
     epochs: int = 10
@@ -34,6 +36,7 @@ class TrainingConfig:
     optimizer: str = "adam"
     lr: float = 2e-3
     weight_decay: float = 0.0
+    momentum: float = 0.9
     schedule: str = "onecycle"
     epsilon_ramp: float = 0.0
     seed: int = 0
@@ -43,6 +46,7 @@ class TrainingConfig:
     guard_steps: int = 10
     guard_samples: int = 500
     checks_per_epoch: int = 1
+    patience: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "guard_steps", "guard_samples", "checks_per_epoch"):
@@ -57,6 +61,12 @@ class TrainingConfig:
             raise DefenseError(f"lr must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.epsilon_ramp < 0:
             raise DefenseError("weight_decay and epsilon_ramp must be >= 0")
+        if not 0.0 <= self.momentum < 1.0:
+            raise DefenseError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise DefenseError(f"patience must be a non-negative integer, got {self.patience!r}")
+        if self.patience and self.validation == 0:
+            raise DefenseError("early stopping (patience) needs held-out data: set validation > 0 (e.g. 0.1)")
         if not 0.0 <= self.validation < 1.0:
             raise DefenseError(f"validation must lie in [0, 1), got {self.validation}")
         if not 0.0 < self.guard_drop <= 1.0:

@@ -22,6 +22,7 @@ from bastion.data.dataset import Dataset
 from bastion.defenses.training.card import measure, model_card
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.distillation import Distillation
+from bastion.defenses.training.dp_sgd import DPSGD, check_module, fix_module
 from bastion.defenses.training.inner_check import check_inner_gradients
 from bastion.defenses.training.loop import train
 from bastion.defenses.training.methods import make_objective
@@ -115,6 +116,8 @@ def harden(
 
     - ``method``: one of :data:`METHODS`; ``options`` go to it (``steps``, ``beta``, ``step_size``,
       ``smoothing``, ``temperature``, ``sigma``...). Adversarial methods need ``threat``.
+      ``dp-sgd`` (Opacus) takes ``target_epsilon``, ``delta`` (< 1/N), ``max_grad_norm``,
+      ``accountant`` and ``fix_model``; its card's ``privacy`` block records the epsilon spent.
     - ``config`` sets optimiser, schedule, epsilon ramp, validation share, guard and seed; ``epochs``
       (when given) overrides its epoch count (default 10). Same seed, same weights (on the same
       device and torch build).
@@ -141,6 +144,11 @@ def harden(
         raise DefenseError(f"threat bounds {threat.bounds} differ from the model's {base.bounds}")
     objective = make_objective(method, options)
     scratch = method == "distillation" if from_scratch is None else from_scratch
+    fit, val = _split(train_data, cfg.validation, cfg.seed)
+    if isinstance(objective, DPSGD):  # refuse before training: a model Opacus can't train, a loose delta
+        objective.check_size(len(fit))
+        if not objective.fix_model:
+            check_module(base.module)
     if not scratch:  # a fresh initialisation has small logits; a trained model may saturate
         check_inner_gradients(objective, base, train_data, method)
     devices = [base.device.index or 0] if base.device.type == "cuda" else []
@@ -149,10 +157,17 @@ def harden(
         module = copy.deepcopy(base.module)
         for p in module.parameters():
             p.requires_grad_(True)
+        notes: list[str] = []
+        replaced: list[str] = []
+        if isinstance(objective, DPSGD) and objective.fix_model:
+            module, replaced = fix_module(module)
+            if replaced:
+                notes.append(
+                    f"--fix-model replaced {'; '.join(replaced)} (opacus ModuleValidator.fix, fresh "
+                    "parameters): load these weights into ModuleValidator.fix(model)"
+                )
         if scratch:
             _reset(module)
-        fit, val = _split(train_data, cfg.validation, cfg.seed)
-        notes: list[str] = []
         if isinstance(objective, Distillation):
             # Stage 1 (Papernot et al.): a teacher trained at temperature T from the same start.
             teacher_run = train(
@@ -198,6 +213,7 @@ def harden(
         run.best_epoch,
         run.notes,
         run.history_dicts(),
+        privacy=None if run.privacy is None else {**run.privacy, "fixed_model": replaced},
     )
     if eval_data is not None:
         card["evaluation"] = measure(

@@ -8,6 +8,7 @@ from typing import Any
 
 from bastion.defenses.training.atta import ATTA
 from bastion.defenses.training.distillation import Distillation
+from bastion.defenses.training.dp_sgd import DPSGD
 from bastion.defenses.training.fgsm_rs import FastFGSM
 from bastion.defenses.training.ibp import IBPTraining
 from bastion.defenses.training.label_smoothing import LabelSmoothing
@@ -31,7 +32,10 @@ METHODS: dict[str, type[Objective]] = {
     "distillation": Distillation,
     "noise": GaussianNoise,
     "ibp": IBPTraining,
+    "dp-sgd": DPSGD,
 }
+
+_PRIVACY_OPTIONS = {"target_epsilon", "delta", "max_grad_norm", "accountant", "fix_model"}
 
 
 def make_objective(
@@ -41,6 +45,14 @@ def make_objective(
     if method not in METHODS:
         raise DefenseError(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
     cls = METHODS[method]
+    privacy = sorted(_PRIVACY_OPTIONS & set(options))
+    if cls is not DPSGD and privacy:
+        if cls.needs_threat:
+            raise DefenseError(
+                f"dp-sgd cannot be combined with adversarial training ({method}): its accounting covers "
+                f"plain cross-entropy steps only; train with --method dp-sgd or --method {method}"
+            )
+        raise DefenseError(f"{', '.join(privacy)} belong to --method dp-sgd, not {method!r}")
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "teacher")]
     unknown = sorted(set(options) - set(accepted))
     if unknown:

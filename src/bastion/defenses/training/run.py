@@ -34,7 +34,8 @@ class EpochStats:
 
 @dataclass(frozen=True)
 class TrainingRun:
-    """The trained ``module`` (the guard's best checkpoint when it ran), per-check ``history``."""
+    """The trained ``module`` (the guard's best checkpoint when it ran), per-check ``history``, and for
+    DP-SGD the ``privacy`` record (accountant, epsilon spent, noise multiplier, sample rate, steps)."""
 
     module: nn.Module
     history: list[EpochStats]
@@ -42,6 +43,7 @@ class TrainingRun:
     stopped_early: bool = False
     best_epoch: float | None = None
     notes: list[str] = field(default_factory=list)
+    privacy: dict[str, Any] | None = None
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(h) for h in self.history]
