@@ -32,7 +32,7 @@ CFG = TrainingConfig(epochs=100, batch_size=32, lr=1e-2)
 
 
 def _factory() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10))
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
 class Counter:
@@ -72,7 +72,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     target = train_reference(_factory, pop, member, seed=100, config=CFG).classifier
     assert float((target(pop.x[member]).argmax(1) == pop.y[member]).float().mean()) == 1.0  # memorised
     independent = train_reference(
-        _factory, load_dataset("digits", split="test"), torch.ones(450, dtype=torch.bool), seed=7, config=CFG
+        _factory,
+        load_dataset("digits", split="test"),
+        torch.ones(450, dtype=torch.bool),
+        seed=7,
+        config=replace(CFG, epochs=20),
     ).classifier
     root = tmp_path_factory.mktemp("refs")
     refs = train_references(_factory, pop, 8, root / "online", seed=1, config=CFG)
@@ -172,3 +176,35 @@ def test_label_only_release_gives_finite_scores(setup: Setup) -> None:
     clf = TorchClassifier(OneHot(setup.target.module))
     r = LossThreshold().run(clf, setup.pop.x, setup.pop.y, setup.member)
     assert bool(torch.isfinite(r.scores).all()) and r.auc > 0.9
+
+
+class NoGradOnly(Counter):
+    """A victim that refuses any call made with autograd on: black-box attacks never need gradients."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            raise AssertionError("the attack queried the victim with gradients enabled")
+        return super().__call__(x)
+
+
+def test_attacks_query_without_gradients(setup: Setup) -> None:
+    n = 40
+    x, y, m = setup.pop.x[:n], setup.pop.y[:n], setup.member[:n]
+    online = {"references": setup.refs, "ref_in": setup.refs.assignment.keep[:, :n]}
+    for name, attack, kw in _attacks(setup):
+        kw = online if name in ("lira", "lira-offline", "rmia") else kw
+        victim = NoGradOnly(setup.target)
+        r = attack.run(victim, x, y, m, **kw)  # type: ignore[attr-defined]
+        assert r.queries == victim.queries > 0, name
+
+
+def test_label_oracle_releases_only_labels() -> None:
+    from bastion.attacks.inference.label_only import LabelOracle
+
+    torch.manual_seed(0)
+    clf = TorchClassifier(nn.Linear(5, 3), bounds=(-10.0, 10.0))
+    oracle = LabelOracle(clf)
+    x = torch.randn(7, 5)
+    out = oracle(x)
+    assert torch.equal(out, nn.functional.one_hot(clf(x).argmax(1), 3).float())
+    assert oracle.queries == 7 and oracle.bounds == clf.bounds
