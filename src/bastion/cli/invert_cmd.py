@@ -182,6 +182,7 @@ def invert(
             shape=input_shape,
             start=begin,
             seed=seed,
+            device=where,
             progress=lambda i, n: bar.update(task, completed=i),
         )
         bar.update(task, completed=steps + 1)

@@ -204,10 +204,12 @@ class MIFace:
         shape: tuple[int, ...] | None = None,
         start: torch.Tensor | None = None,
         seed: int = 0,
+        device: torch.device | str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> MIFaceResult:
         """Invert ``classes`` (K,) of ``model``, all at once, from one ``start`` input (C, H, W), or
-        from the paper's zero start (clipped into the bounds) of ``shape``. Same seed, same result.
+        from the paper's zero start (clipped into the bounds) of ``shape`` on ``device`` (the model's;
+        a given ``start`` keeps its own device). Same seed, same result.
         ``progress(step, steps)`` is called after every evaluation."""
         k = torch.as_tensor(classes, dtype=torch.long).flatten()
         if k.numel() == 0:
@@ -216,7 +218,7 @@ class MIFace:
         if start is None:
             if shape is None:
                 raise AttackError("pass shape=(C, H, W) (the model's input shape) or a start image")
-            start = torch.zeros(shape)
+            start = torch.zeros(shape, device=device)
         n_cls = model.num_classes
         if n_cls is not None and (int(k.min()) < 0 or int(k.max()) >= n_cls):
             raise AttackError(f"classes must lie in [0, {n_cls}), got {k.tolist()}")
