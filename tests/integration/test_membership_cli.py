@@ -124,3 +124,22 @@ def test_offline_attack_without_population_is_one_line_error(files: dict[str, Pa
 def test_unknown_attack(files: dict[str, Path]) -> None:
     res = CliRunner().invoke(app, _args(files, "--attack", "nope"))
     assert res.exit_code == 2 and "threshold" in res.output
+
+
+def test_population_overlapping_targets_warns(files: dict[str, Path], tmp_path: Path) -> None:
+    args = _args(
+        files,
+        "--attack",
+        "rmia",
+        "--references",
+        "1",
+        "--epochs",
+        "1",
+        "--population",
+        f"npz:{files['members']}",
+        "--references-dir",
+        str(tmp_path / "refs"),
+    )
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "100 example(s) of --population are also targets" in res.output

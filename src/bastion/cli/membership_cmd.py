@@ -203,6 +203,8 @@ def membership(
     with progress_bar() as bar, tempfile.TemporaryDirectory() as scratch:
         if needs_refs:
             pop = load_dataset(population, split=population_split, label=label) if population else None
+            if pop is not None:
+                _warn_overlap(targets, pop)
             pool = (
                 _concat("targets+population", targets, pop) if attack == "lira" and pop else (pop or targets)
             )
@@ -246,6 +248,22 @@ def membership(
             **result.to_dict(),
         }
         write_json(json_path, payload)
+
+
+def _warn_overlap(targets: Dataset, pop: Dataset) -> None:
+    """The population must be disjoint from the targets: shared examples are IN references that the
+    offline attacks assume are OUT (and counted twice in lira's pool)."""
+    import warnings
+
+    from bastion.provenance.hashing import input_hashes
+
+    shared = set(input_hashes(targets.x)) & set(input_hashes(pop.x))
+    if shared:
+        warnings.warn(
+            f"{len(shared)} example(s) of --population are also targets (--members/--non-members): the "
+            "references should not train on the targets; pass disjoint population data",
+            stacklevel=2,
+        )
 
 
 def _run(
