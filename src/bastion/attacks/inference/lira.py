@@ -12,15 +12,18 @@ Gaussian to each set, and asks how much likelier the target's own phi is under I
 - ``fixed_variance``: one variance per side shared by all examples (the pooled within-example variance),
   which the paper recommends with few references; the default (None) fixes it below 64 references.
 
-The target is queried once per example (N rows); each reference scores every example (R x N rows, the
-attacker's own models, counted as ``reference_queries`` in ``params``). Data augmentation (the paper's
-multi-query variant) is not implemented.
+The target is queried once per example and view (N x A rows); each reference scores every view (R x N x A
+rows, the attacker's own models, counted as ``reference_queries`` in ``params``). ``augmentations`` add
+views (the paper's multi-query variant: e.g. flips and shifts the models were trained with; each must keep
+inputs inside the bounds): phi is fitted per view, and the online log-ratios are summed over views (a
+diagonal Gaussian), the offline standardised distances averaged.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -75,10 +78,15 @@ class LiRA:
     """LiRA with ``online`` (IN and OUT Gaussians) or offline (OUT only) statistics."""
 
     def __init__(
-        self, online: bool = True, fixed_variance: bool | None = None, batch_size: int = 512
+        self,
+        online: bool = True,
+        fixed_variance: bool | None = None,
+        augmentations: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+        batch_size: int = 512,
     ) -> None:
         self.online = bool(online)
         self.fixed_variance = fixed_variance
+        self.augmentations = tuple(augmentations)
         self.batch_size = int(batch_size)
 
     @property
@@ -86,7 +94,12 @@ class LiRA:
         return "lira" if self.online else "lira-offline"
 
     def params(self) -> dict[str, object]:
-        return {"online": self.online, "fixed_variance": self.fixed_variance, "batch_size": self.batch_size}
+        return {
+            "online": self.online,
+            "fixed_variance": self.fixed_variance,
+            "views": 1 + len(self.augmentations),
+            "batch_size": self.batch_size,
+        }
 
     def scores(
         self,
@@ -114,15 +127,21 @@ class LiRA:
                 "train the references on a population containing the targets, or use the offline attack"
             )
         victim = Victim(model, self.batch_size)
-        phi = logit_confidence(victim.log_probs(x), y)
-        ref_phi, ref_queries = reference_confidences(references, x, y, self.batch_size)
         fixed = self.fixed_variance if self.fixed_variance is not None else r < FIXED_VARIANCE_BELOW
-        mu_out, sd_out = _masked_stats(ref_phi, ~ref_in, fixed)
-        if self.online:
-            mu_in, sd_in = _masked_stats(ref_phi, ref_in, fixed)
-            score = _log_normal(phi, mu_in, sd_in) - _log_normal(phi, mu_out, sd_out)
-        else:
-            score = -torch.special.log_ndtr(-(phi - mu_out) / sd_out)
+        ratio = torch.zeros(n, dtype=torch.float64)
+        z = torch.zeros(n, dtype=torch.float64)
+        ref_queries = 0
+        views = [x, *(aug(x) for aug in self.augmentations)]
+        for view in views:
+            phi = logit_confidence(victim.log_probs(view), y)
+            ref_phi, q = reference_confidences(references, view, y, self.batch_size)
+            ref_queries += q
+            mu_out, sd_out = _masked_stats(ref_phi, ~ref_in, fixed)
+            z += (phi - mu_out) / sd_out / len(views)
+            if self.online:
+                mu_in, sd_in = _masked_stats(ref_phi, ref_in, fixed)
+                ratio += _log_normal(phi, mu_in, sd_in) - _log_normal(phi, mu_out, sd_out)
+        score = ratio if self.online else -torch.special.log_ndtr(-z)
         return score, victim.queries, ref_queries
 
     def run(

@@ -208,3 +208,17 @@ def test_label_oracle_releases_only_labels() -> None:
     out = oracle(x)
     assert torch.equal(out, nn.functional.one_hot(clf(x).argmax(1), 3).float())
     assert oracle.queries == 7 and oracle.bounds == clf.bounds
+
+
+def test_lira_augmented_views(setup: Setup) -> None:
+    x, y, m = setup.pop.x, setup.pop.y, setup.member
+    kw = {"references": setup.refs, "ref_in": setup.refs.assignment.keep}
+    one = LiRA().run(setup.target, x, y, m, **kw)  # type: ignore[arg-type]
+    same = LiRA(augmentations=[lambda t: t.clone()]).run(setup.target, x, y, m, **kw)  # type: ignore[arg-type]
+    assert torch.allclose(same.scores, 2 * one.scores)  # a repeated view doubles the log-ratio
+    assert same.queries == 2 * N and same.params["reference_queries"] == 2 * one.params["reference_queries"]
+    off = LiRA(online=False).run(setup.target, x, y, m, **kw)  # type: ignore[arg-type]
+    off2 = LiRA(online=False, augmentations=[lambda t: t.clone()]).run(setup.target, x, y, m, **kw)  # type: ignore[arg-type]
+    assert torch.allclose(off.scores, off2.scores)
+    shifted = LiRA(augmentations=[lambda t: torch.roll(t, 1, dims=-1)]).run(setup.target, x, y, m, **kw)  # type: ignore[arg-type]
+    assert shifted.auc > 0.9 and shifted.params["views"] == 2
