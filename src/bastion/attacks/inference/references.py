@@ -195,14 +195,15 @@ def train_references(
     """Train ``n_models`` references on a seeded assignment over ``population``, saved in ``folder``.
 
     Reference ``i`` trains with seed ``config.seed + i`` (``config`` defaults to ``TrainingConfig()``).
-    A folder that already holds an assignment for the same population, model count and seed is resumed:
-    saved references are loaded, not retrained. One that holds a different assignment raises DataError.
+    A folder that already holds an assignment for the same population, model count, seed and training
+    settings is resumed: saved references are loaded, not retrained. Anything else raises DataError.
     ``progress(done, total)`` is called after each model.
     """
     cfg = config or TrainingConfig()
     root = Path(folder).expanduser()
     assignment = Assignment.random(n_models, len(population), seed)
     population_hash = fingerprint(population)
+    training = json.loads(json.dumps(cfg.to_dict()))  # as stored (tuples become lists)
     existing = _read_assignment(root)
     if existing is not None:
         old, meta = existing
@@ -211,8 +212,18 @@ def train_references(
                 f"{root} holds references for another assignment (seed {old.seed}, {old.n_models} models, "
                 "population differs or not); use another folder or delete it"
             )
+        if meta.get("training") != training:
+            raise DataError(
+                f"{root} holds references trained with other settings ({meta.get('training')}); "
+                "use another folder or delete it"
+            )
     else:
-        payload = {**assignment.to_dict(), "population": population_hash, "population_name": population.name}
+        payload = {
+            **assignment.to_dict(),
+            "population": population_hash,
+            "population_name": population.name,
+            "training": training,
+        }
         text = json.dumps(payload) + "\n"
         atomic_write(root / ASSIGNMENT_FILE, lambda fh: fh.write(text))
     models = []

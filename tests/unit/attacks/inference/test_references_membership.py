@@ -99,3 +99,5 @@ def test_other_assignment_in_folder_refused(tmp_path: Path) -> None:
         train_references(_factory, other, 1, tmp_path, seed=0, config=CFG)
     with pytest.raises(DataError, match="another population"):
         load_references(tmp_path, _factory, other)
+    with pytest.raises(DataError, match="other settings"):
+        train_references(_factory, pop, 1, tmp_path, seed=0, config=replace(CFG, epochs=4))
