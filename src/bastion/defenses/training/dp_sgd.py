@@ -214,6 +214,19 @@ class DPSGD(Objective):
                 "the privacy accounting would not hold; install opacus>=1.5"
             )
         sampler.generator = torch.Generator().manual_seed(seed + 3)  # seeded Poisson draws
+        steps = len(sampler) * epochs
+        if steps != int(epochs / sampler.sample_rate):
+            # Opacus plans int(epochs / q) steps but its sampler takes int(1 / q) per epoch; float rounding
+            # makes them differ (q = 1/75, 3 epochs: 224 planned, 225 taken): plan the steps really taken.
+            from opacus.accountants.utils import get_noise_multiplier
+
+            dp_optimizer.noise_multiplier = get_noise_multiplier(
+                target_epsilon=self.target_epsilon,
+                target_delta=self.delta,
+                sample_rate=sampler.sample_rate,
+                steps=steps,
+                accountant=self.accountant,
+            )
         record = {
             "mechanism": "DP-SGD (Abadi et al. 2016) with Opacus",
             "opacus_version": opacus.__version__,
@@ -228,7 +241,7 @@ class DPSGD(Objective):
             "clipping": "flat",
             "secure_rng": False,
             "n_records": n,
-            "planned_steps": len(sampler) * epochs,
+            "planned_steps": steps,
         }
         return PrivateSession(dp_optimizer, dp_loader, len(sampler), record, engine, wrapped)
 

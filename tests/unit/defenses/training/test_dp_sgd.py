@@ -119,6 +119,28 @@ def test_empty_poisson_batches_still_step_and_count():
     assert all(torch.isfinite(v).all() for v in result.module.state_dict().values())
 
 
+def test_noise_is_planned_for_the_steps_really_taken():
+    pytest.importorskip("opacus")
+    from opacus.accountants.utils import get_noise_multiplier
+
+    # 154 records in batches of 2: q = 1/77, and Opacus plans int(3 / q) = 230 steps for 3 epochs while
+    # its sampler takes 3 x 77 = 231; with noise planned for 230 the spend would be 4.0015 > 4.
+    assert int(3 / (1 / 77)) == 230
+    data = load_dataset("digits", split="train").take(154, seed=0)
+    cfg = TrainingConfig(epochs=3, batch_size=2, validation=0.0, optimizer="sgd", lr=0.05)
+    result = harden(_mlp(), data, "dp-sgd", config=cfg, target_epsilon=4.0, delta=1e-3, accountant="rdp")
+    p = result.card["privacy"]
+    assert p["steps"] == p["planned_steps"] == 231
+    assert 4.0 - 0.011 <= p["epsilon"] <= 4.0
+
+    def sigma(**steps):
+        return get_noise_multiplier(
+            target_epsilon=4.0, target_delta=1e-3, sample_rate=1 / 77, accountant="rdp", **steps
+        )
+
+    assert p["noise_multiplier"] == pytest.approx(sigma(steps=231)) != pytest.approx(sigma(epochs=3))
+
+
 def test_same_seed_same_weights(digits):
     pytest.importorskip("opacus")
     train, _ = digits
