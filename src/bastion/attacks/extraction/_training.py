@@ -33,34 +33,32 @@ Factory = Callable[[], nn.Module]
 
 
 class Oracle:
-    """The victim as the attacker sees it: released probabilities (N, K), rows counted, a hard budget.
-
-    ``queries`` counts input rows sent; a request that would pass ``budget`` raises
-    :class:`QueryBudgetError` before anything is sent. (A private counter: ``bastion.blackbox`` did not
-    exist when this was written; its ``QueryCounter`` has the same contract.)
-    """
+    """The victim as the attacker sees it: released probabilities (N, K) sent in batches through a
+    :class:`bastion.blackbox.QueryCounter` with a hard ``budget`` (rows; a request that would pass it
+    raises :class:`QueryBudgetError` before anything is sent)."""
 
     def __init__(self, victim: Classifier, budget: int, batch_size: int = 512) -> None:
+        from bastion.blackbox import QueryCounter
+
         self.victim, self.budget, self.batch_size = victim, int(budget), int(batch_size)
-        self.queries = 0
+        self.counter = QueryCounter(victim, budget=self.budget)
+
+    @property
+    def queries(self) -> int:
+        return self.counter.queries
 
     @property
     def left(self) -> int:
-        return self.budget - self.queries
+        return self.budget - self.counter.queries
 
-    @torch.no_grad()
     def released(self, x: torch.Tensor) -> torch.Tensor:
         n = int(x.shape[0])
-        if self.queries + n > self.budget:
+        if self.queries + n > self.budget:  # refuse the whole request, not its last batches
             raise QueryBudgetError(
                 f"{n} more queries would exceed the budget of {self.budget} ({self.queries} used)"
             )
-        parts = []
-        for lo in range(0, n, self.batch_size):
-            chunk = x[lo : lo + self.batch_size]
-            self.queries += int(chunk.shape[0])
-            parts.append(torch.softmax(self.victim(chunk).float(), dim=1))
-        return torch.cat(parts).to(x.device)
+        parts = [self.counter.released(x[lo : lo + self.batch_size]) for lo in range(0, n, self.batch_size)]
+        return torch.cat(parts).float().to(x.device)
 
 
 def targets_for(released: torch.Tensor, output: str) -> torch.Tensor:
@@ -115,7 +113,11 @@ class CloneTraining:
 
     ``epochs`` None trains for about ``steps`` optimiser steps whatever the number of queries
     (``ceil(steps / batches per epoch)`` epochs, at least ``min_epochs``): a 250-query clone needs many
-    passes, a 5k one few. ``temperature`` > 1 softens released probabilities (distillation).
+    passes, a 5k one few. ``temperature`` T softens released probabilities (distillation: p^(1/T),
+    loss scaled by T²); it applies to probability targets only (``labels`` trains at T = 1). The
+    default 4 was chosen on MNIST *training* images (Fashion-MNIST pool, 5k queries: fidelity 88.3% at
+    T = 1, 93.9% at T = 4, 94.2% at T = 10): a confident victim's probabilities are nearly one-hot at
+    T = 1 and their small entries carry most of what the clone can learn.
     """
 
     epochs: int | None = None
@@ -124,7 +126,7 @@ class CloneTraining:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
-    temperature: float = 1.0
+    temperature: float = 4.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "min_epochs", "batch_size"):
@@ -174,7 +176,9 @@ def fit_clone(
         torch.manual_seed(seed)
         module = factory().to(x.device)
         data = Dataset(x, targets.argmax(1), num_classes=k, bounds=bounds, name="queries")
-        run = train(module, lambda v: v, data, SoftTargets(targets, training.temperature), cfg)
+        hard = bool(((targets == 0) | (targets == 1)).all())
+        objective = SoftTargets(targets, 1.0 if hard else training.temperature)
+        run = train(module, lambda v: v, data, objective, cfg)
     return TorchClassifier(run.module, bounds=bounds, num_classes=k, name=name)
 
 

@@ -23,7 +23,13 @@ from bastion.errors import AttackError, QueryBudgetError
 from bastion.model import TorchClassifier
 from bastion.threat import ThreatModel
 
-FAST = CloneTraining(steps=120, min_epochs=5, batch_size=32, lr=5e-3)
+
+def mlp() -> nn.Module:
+    """A clone cheap enough for unit tests on the 8x8 digits."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+FAST = CloneTraining(steps=200, min_epochs=5, batch_size=32, lr=5e-3)
 
 
 class Counting:
@@ -78,7 +84,7 @@ def linear_victim(digits):
 def test_queries_are_exactly_the_budget(linear_victim, digits, strategy):
     train, test = digits
     victim = Counting(linear_victim)
-    atk = KnockoffNets(strategy, budgets=(50, 120), training=FAST, round_size=7)
+    atk = KnockoffNets(strategy, budgets=(50, 120), training=FAST, clone=mlp, round_size=7)
     result = atk.run(victim, train, 200, test=test, reference=linear_victim, seed=0)
     # The curve's checkpoints reuse the 200 queries: 50 + 120 + 200 would be 370.
     assert victim.queries == result.queries == 200
@@ -89,7 +95,7 @@ def test_queries_are_exactly_the_budget(linear_victim, digits, strategy):
 def test_fidelity_queries_are_counted_apart(linear_victim, digits):
     train, test = digits
     victim = Counting(linear_victim)
-    result = KnockoffNets(budgets=(), training=FAST).run(victim, train, 100, test=test, seed=0)
+    result = KnockoffNets(budgets=(), training=FAST, clone=mlp).run(victim, train, 100, test=test, seed=0)
     assert result.queries == 100 and result.evaluation_queries == len(test)
     assert victim.queries == 100 + len(test)
 
@@ -111,7 +117,7 @@ def test_a_clone_equal_to_its_victim_has_full_fidelity(linear_victim, digits):
 
 def test_probabilities_clone_a_linear_victim(linear_victim, digits):
     train, test = digits
-    result = KnockoffNets(budgets=(), training=FAST).run(
+    result = KnockoffNets(budgets=(), training=FAST, clone=mlp).run(
         linear_victim, train, 400, test=test, reference=linear_victim, seed=0
     )
     assert result.fidelity is not None and result.fidelity >= 0.9
@@ -122,7 +128,7 @@ def test_probabilities_clone_a_linear_victim(linear_victim, digits):
 def test_label_only_victim(linear_victim, digits):
     train, test = digits
     victim = LabelOnly(linear_victim)
-    result = KnockoffNets(output="labels", budgets=(), training=FAST).run(
+    result = KnockoffNets(output="labels", budgets=(), training=FAST, clone=mlp).run(
         victim, train, 400, test=test, reference=linear_victim, seed=0
     )
     seen = torch.cat(victim.seen)
@@ -134,8 +140,8 @@ def test_curve_reuses_the_queries_of_a_smaller_budget(linear_victim, digits):
     """The 200-query run's 100-query point is the clone a 100-query run trains: same first 100 queries."""
     train, test = digits
     kw = {"test": test, "reference": linear_victim, "seed": 3}
-    big = KnockoffNets(budgets=(100,), training=FAST).run(linear_victim, train, 200, **kw)
-    small = KnockoffNets(budgets=(), training=FAST).run(linear_victim, train, 100, **kw)
+    big = KnockoffNets(budgets=(100,), training=FAST, clone=mlp).run(linear_victim, train, 200, **kw)
+    small = KnockoffNets(budgets=(), training=FAST, clone=mlp).run(linear_victim, train, 100, **kw)
     assert big.curve[0] == small.curve[0]
     budgets = [p.budget for p in big.curve]
     assert budgets == sorted(budgets) and budgets[-1] == big.queries
@@ -143,7 +149,7 @@ def test_curve_reuses_the_queries_of_a_smaller_budget(linear_victim, digits):
 
 def test_same_seed_same_clone(linear_victim, digits):
     train, _ = digits
-    atk = KnockoffNets("adaptive", budgets=(), training=FAST)
+    atk = KnockoffNets("adaptive", budgets=(), training=FAST, clone=mlp)
     a, b = (atk.run(linear_victim, train, 120, seed=5) for _ in range(2))
     c = atk.run(linear_victim, train, 120, seed=6)
     sa, sb, sc = (r.module.state_dict() for r in (a, b, c))
@@ -153,7 +159,7 @@ def test_same_seed_same_clone(linear_victim, digits):
 
 def test_saved_clone_reloads_with_its_card(linear_victim, digits, tmp_path):
     train, test = digits
-    result = KnockoffNets(output="labels", budgets=(60,), training=FAST).run(
+    result = KnockoffNets(output="labels", budgets=(60,), training=FAST, clone=mlp).run(
         linear_victim, train, 150, test=test, reference=linear_victim, seed=1
     )
     weights, card_path = result.save(tmp_path / "clone.safetensors")
@@ -162,7 +168,8 @@ def test_saved_clone_reloads_with_its_card(linear_victim, digits, tmp_path):
     assert card["victim"] == "linear" and card["pool"] == train.name and card["output"] == "labels"
     assert card["budget"] == card["queries"] == 150 and card["seed"] == 1
     assert card["fidelity"] == result.fidelity and [p["budget"] for p in card["curve"]] == [60, 150]
-    again = load_clone(weights)
+    assert card["architecture"] == "mlp" and card["input_shape"] == [1, 8, 8]
+    again = load_clone(weights, mlp)
     assert torch.equal(again(test.x).argmax(1), result.classifier(test.x).argmax(1))
     with pytest.raises(AttackError, match="safetensors"):
         result.save(tmp_path / "clone.pt")
@@ -188,4 +195,4 @@ def test_bad_configuration_is_refused(linear_victim, digits):
     with pytest.raises(AttackError, match="output"):
         KnockoffNets(output="top3")
     with pytest.raises(AttackError, match="pool holds"):
-        KnockoffNets(training=FAST).run(linear_victim, digits[1].x[:10], 20)
+        KnockoffNets(training=FAST, clone=mlp).run(linear_victim, digits[1].x[:10], 20)
