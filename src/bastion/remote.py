@@ -207,9 +207,11 @@ class RemoteClassifier:
         for name, value, low in (("retries", retries, 0), ("batch_size", batch_size, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise RemoteModelError(f"{name} must be a whole number >= {low}, got {value!r}")
-        for name, number in (("timeout", timeout), ("backoff", backoff)):
+        for name, number, zero in (("timeout", timeout, False), ("backoff", backoff, True)):
             if not (isinstance(number, int | float) and math.isfinite(number) and number >= 0):
                 raise RemoteModelError(f"{name} must be a number of seconds >= 0, got {number!r}")
+            if number == 0 and not zero:
+                raise RemoteModelError(f"{name} must be a number of seconds > 0, got {number!r}")
         if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
             raise RemoteModelError(f"num_classes must be an integer >= 2 or None, got {num_classes!r}")
         self.outputs: Outputs = outputs
@@ -230,7 +232,11 @@ class RemoteClassifier:
             ) from None
         self._client = httpx.Client(timeout=self.timeout, headers=dict(headers or {}), trust_env=trust_env)
         if probe:
-            self._read_metadata()
+            try:
+                self._read_metadata()
+            except BaseException:
+                self._client.close()
+                raise
 
     # -- the Classifier contract -------------------------------------------------------------------
     @property

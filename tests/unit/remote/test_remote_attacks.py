@@ -13,6 +13,8 @@ from bastion.defenses.output_policy import PolicyClassifier
 from bastion.remote import RemoteClassifier
 from bastion.threat import ThreatModel
 
+pytest.importorskip("httpx")  # the remote extra: pip install 'bastion[remote]'
+
 FAST = {"max_rps": None, "trust_env": False, "batch_size": 1024}
 
 
