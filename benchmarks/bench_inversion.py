@@ -106,7 +106,9 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=100)
     ap.add_argument("--step-size", type=float, default=0.1, help="lambda (the paper's 0.1)")
     ap.add_argument("--threshold", type=float, default=0.01, help="gamma in cost units (confidence 0.99)")
-    ap.add_argument("--black-step-size", type=float, default=0.3)
+    ap.add_argument(
+        "--normalized-step", type=float, default=0.02, help="RMS pixel change per normalised step"
+    )
     ap.add_argument("--samples", type=int, default=50)
     ap.add_argument("--sigma", type=float, default=0.01)
     ap.add_argument("--policies", default="probs,round3,round2,labels")
@@ -151,26 +153,34 @@ def main() -> None:
     # The attacker's auxiliary knowledge for the "average face" start: the mean of the held-out test
     # images (other photos, not the training ones). The paper starts at zero.
     average = test_set.x.mean(0)
+    grey = torch.full(shape, 0.5)  # the centre of the bounds [0, 1]
     record("class means (reference)", class_means(train_set, classes), "-", 0.0)
     record("zero start (no attack)", torch.zeros(40, *shape), "-", 0.0)
+    record("mid-grey start (no attack)", grey.expand(40, *shape).clone(), "-", 0.0)
     record("average-face start (no attack)", average.expand(40, *shape).clone(), "-", 0.0)
 
     def stops(res) -> str:
         counts = {s: res.stop_reason.count(s) for s in sorted(set(res.stop_reason))}
         return f"mean p_k {float(res.confidence.mean()):.3f}; stops {counts}"
 
-    for start_name, start in (("zero", None), ("average face", average)):
+    white_runs = [
+        ("zero start, raw step (the paper)", None, False, args.step_size),
+        ("average-face start, raw step", average, False, args.step_size),
+        ("mid-grey start, normalised step", grey, True, args.normalized_step),
+    ]
+    for label, start, normalize, step_size in white_runs:
         white = MIFace(
             steps=args.white_steps,
             patience=args.patience,
-            step_size=args.step_size,
+            step_size=step_size,
             threshold=args.threshold,
             gradient="white-box",
+            normalize=normalize,
         )
         t = time.perf_counter()
         res = white.run(victim, classes, shape=shape, start=start, seed=args.seed)
         record(
-            f"MI-Face white-box, {start_name} start",
+            f"MI-Face white-box, {label}",
             res.reconstructions,
             res.queries,
             time.perf_counter() - t,
@@ -183,7 +193,7 @@ def main() -> None:
             recon,
             "-",
             seconds,
-            "ART 1.20.1: ascends the class output's gradient, returns the last iterate",
+            "ART 1.20.1: ascends the class output's gradient (the logit here), returns the last iterate",
         )
     runs = [(p, args.sigma) for p in args.policies.split(",")]
     runs += [(p, args.sigma * 10) for p in args.wide_sigma.split(",") if p]
@@ -193,14 +203,15 @@ def main() -> None:
             steps=args.black_steps,
             patience=args.patience,
             threshold=args.threshold,
-            step_size=args.black_step_size,
+            step_size=args.normalized_step,
             samples=args.samples,
             sigma=sigma,
+            normalize=True,
         )
         t = time.perf_counter()
-        res = black.run(released, classes, start=average, seed=args.seed)
+        res = black.run(released, classes, start=grey, seed=args.seed)
         record(
-            f"MI-Face NES, {policy}, sigma {sigma:g}, average-face start",
+            f"MI-Face NES, {policy}, sigma {sigma:g}, mid-grey, normalised",
             res.reconstructions,
             res.queries,
             time.perf_counter() - t,

@@ -58,3 +58,12 @@ def test_one_line_errors():
         res = invert("zoo:digits-cnn", *args, "--steps", "1")
         assert res.exit_code == 2, (args, res.output)
         assert message in res.output and res.output.count("error:") == 1
+
+
+def test_center_start_and_normalised_steps(tmp_path):
+    report = tmp_path / "c.json"
+    res = invert("zoo:digits-cnn", "--data", "digits", "-k", "2", "--white-box", "--start", "center",
+                 "--normalize", "--step-size", "0.05", "--steps", "30", "--json", str(report))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    payload = json.loads(report.read_text())
+    assert payload["params"]["normalize"] is True and payload["confidence"][0] > 0.9

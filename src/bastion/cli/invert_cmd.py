@@ -87,8 +87,19 @@ def invert(
     sigma: Annotated[float, typer.Option("--sigma", help="NES probe radius in input units.")] = 0.01,
     tv: Annotated[float, typer.Option("--tv", help="Weight of a total-variation prior (0: off).")] = 0.0,
     start: Annotated[
-        str, typer.Option("--start", help="zero (the paper) or mean (the mean image of --data).")
+        str,
+        typer.Option(
+            "--start",
+            help="zero (the paper), center (middle of the bounds: mid-grey) or mean (mean image of --data).",
+        ),
     ] = "zero",
+    normalize: Annotated[
+        bool,
+        typer.Option(
+            "--normalize",
+            help="Steps of RMS pixel change --step-size (try 0.02); far faster than the raw step.",
+        ),
+    ] = False,
     weights: WeightsOpt = None,
     split: Annotated[
         str, typer.Option("--split", help="Which split of --data (class means, shape).")
@@ -116,8 +127,8 @@ def invert(
         raise AttackError(
             f"--white-box differentiates the model itself; --output {output} is for black-box runs: drop one"
         )
-    if start not in ("zero", "mean"):
-        raise AttackError(f"--start takes zero or mean, got {start!r}")
+    if start not in ("zero", "center", "mean"):
+        raise AttackError(f"--start takes zero, center or mean, got {start!r}")
     if data is None and shape is None:
         raise DataError("pass --data (the task's data) or --shape C,H,W so the attack knows the input shape")
     dataset: Dataset | None = None
@@ -158,6 +169,9 @@ def invert(
     if start == "mean" and dataset is None:
         raise AttackError("--start mean needs --data")
     begin = dataset.x.mean(0) if start == "mean" and dataset is not None else None
+    if start == "center":
+        low, high = clf.bounds
+        begin = torch.full(input_shape, (low + high) / 2, device=where)
     attack = MIFace(
         steps=steps,
         patience=patience,
@@ -168,6 +182,7 @@ def invert(
         sigma=sigma,
         tv_weight=tv,
         max_queries=queries,
+        normalize=normalize,
     )
     victim: Any = clf
     if not white_box:

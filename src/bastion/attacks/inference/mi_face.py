@@ -108,7 +108,10 @@ class MIFace:
     """MI-Face (Fredrikson et al. 2015, Algorithm 1); see the module docstring.
 
     ``sigma`` is the NES probe radius in input units; ``max_queries`` caps the rows sent per class
-    (None: no cap); ``batch_size`` caps the rows per model call.
+    (None: no cap); ``batch_size`` caps the rows per model call. ``normalize`` (not in the paper)
+    rescales each step so its root-mean-square pixel change is ``step_size``: ``p_k``'s gradient
+    vanishes where ``p_k`` is tiny or near one (and NES estimates have an arbitrary scale), so the
+    paper's raw step crawls from a start the model gives no confidence to.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class MIFace:
         tv_weight: float = 0.0,
         postprocess: str = "none",
         max_queries: int | None = None,
+        normalize: bool = False,
         batch_size: int = 4096,
     ) -> None:
         if gradient not in GRADIENTS:
@@ -141,6 +145,7 @@ class MIFace:
         self.steps, self.patience, self.threshold = steps, patience, threshold
         self.step_size, self.gradient, self.samples, self.sigma = step_size, gradient, samples, sigma
         self.tv_weight, self.postprocess, self.max_queries = tv_weight, postprocess, max_queries
+        self.normalize = normalize
         self.batch_size = batch_size
 
     @property
@@ -149,7 +154,7 @@ class MIFace:
 
     def params(self) -> dict[str, Any]:
         keys = ("steps", "patience", "threshold", "step_size", "gradient", "samples", "sigma")
-        extra = ("tv_weight", "postprocess", "max_queries")
+        extra = ("tv_weight", "postprocess", "max_queries", "normalize")
         return {k: getattr(self, k) for k in (*keys, *extra)}
 
     def _confidence(self, model: Classifier, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -261,7 +266,11 @@ class MIFace:
                 reason[int(active[j])] = why
             keep = ~stop
             ia_keep = ia[keep.to(x.device)]
-            x[ia_keep] = (x[ia_keep] - self.step_size * grad[keep.to(x.device)]).clamp(low, high)
+            step = grad[keep.to(x.device)]
+            if self.normalize:  # root-mean-square pixel change = step_size, whatever the gradient's scale
+                rms = step.flatten(1).norm(dim=1).div(x[0].numel() ** 0.5).clamp_min(1e-30)
+                step = step / rms.view(-1, *([1] * (step.dim() - 1)))
+            x[ia_keep] = (x[ia_keep] - self.step_size * step).clamp(low, high)
             done[active[keep]] += 1
             active = active[keep]
             if progress is not None:

@@ -158,6 +158,22 @@ def test_total_variation_and_postprocess():
     assert float(total_variation(smooth.reconstructions)) < float(total_variation(rough.reconstructions))
 
 
+def test_normalised_step_has_the_requested_rms_and_reaches_the_class_faster():
+    model, w = linear()
+    start = torch.zeros(SHAPE)
+    one = MIFace(steps=1, threshold=0.0, step_size=0.01, gradient="white-box", normalize=True).run(
+        model, [0, 1], start=start
+    )
+    # best iterate after one step is the stepped one (cost fell); nothing clipped in (-1, 1)
+    moved = one.reconstructions.flatten(1)
+    torch.testing.assert_close(moved.norm(dim=1) / 36**0.5, torch.full((2,), 0.01))
+    cos = torch.nn.functional.cosine_similarity(moved, (w - w.mean(0))[:2])
+    assert bool((cos > 0.999).all())
+    raw = MIFace(steps=30, step_size=0.01, gradient="white-box").run(model, [0], start=start)
+    fast = MIFace(steps=30, step_size=0.01, gradient="white-box", normalize=True).run(model, [0], start=start)
+    assert float(fast.confidence[0]) > float(raw.confidence[0])
+
+
 def test_errors():
     with pytest.raises(AttackError, match="gradient"):
         MIFace(gradient="finite")
