@@ -34,6 +34,7 @@ from typing import ClassVar
 import torch
 
 from bastion.attacks.base import Attack, check_positive, differentiable
+from bastion.attacks.evasion._nearest import nearest_boundary
 from bastion.attacks.losses import margin_loss
 from bastion.model import Classifier
 from bastion.threat import Norm, ThreatModel
@@ -116,7 +117,7 @@ class CarliniWagner(Attack):
         upper = torch.full_like(const, _NO_UPPER)
         best_l2 = torch.full_like(const, float("inf"))
         best_adv = x.clone()
-        dist0, nearest = self._nearest_boundary(model, x, y, targets)
+        dist0, nearest = nearest_boundary(model, x, y, targets, candidates=_CANDIDATES)
         first_scale = _FIRST_SCALE * dist0
         aim = targets if targets is not None else nearest
         # Per-coordinate size in w: an l2 length d spread over dim coordinates, through tanh's slope at 0.
@@ -203,29 +204,6 @@ class CarliniWagner(Attack):
                     previous[sel] = total
                     active[idx[stalled]] = False
         return last_adv >= last_step - window
-
-    @torch.no_grad()
-    def _nearest_boundary(
-        self, model: Classifier, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Distance ``|Z_j - Z_y| / ||grad (Z_j - Z_y)||_2`` to the linearised boundary of each candidate
-        class ``j`` at ``x`` (the target only, when given); returns the smallest and its class, (N,) each."""
-        with torch.enable_grad():
-            xr = x.clone().requires_grad_(True)
-            logits = differentiable(model(xr))
-            true = logits.gather(1, y[:, None])
-            if targets is not None:
-                classes = targets[:, None]
-            else:
-                k = min(_CANDIDATES, logits.shape[1] - 1)
-                classes = logits.detach().scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices
-            gaps = logits.gather(1, classes) - true
-            dists = []
-            for j in range(classes.shape[1]):
-                (grad,) = torch.autograd.grad(gaps[:, j].sum(), xr, retain_graph=j < classes.shape[1] - 1)
-                dists.append(gaps[:, j].detach().abs() / grad.flatten(1).norm(dim=1).clamp_min(1e-12))
-        best, column = torch.stack(dists, dim=1).min(dim=1)
-        return best, classes.gather(1, column[:, None]).squeeze(1)
 
     @torch.no_grad()
     def _refine(

@@ -1,12 +1,21 @@
 """Fast Minimum-Norm attack (Pintor, Roli, Brendel & Biggio, "Fast Minimum-norm Adversarial Attacks
 through Adaptive Norm Constraints", NeurIPS 2021), for linf and l2.
 
-Normalised gradient ascent on the logit margin, projected onto an epsilon-ball whose radius adapts per
+Normalised gradient ascent on a logit margin, projected onto an epsilon-ball whose radius adapts per
 sample: it shrinks by ``1 - gamma`` (and never exceeds the best norm found) while the iterate is adversarial,
 and grows by ``1 + gamma`` while it is not. Before the first adversarial the radius is a linear
 extrapolation to the boundary, ``||delta|| + |margin| / ||grad||_dual`` (here: never shrinking, see
 below). Step size ``alpha`` and factor ``gamma`` follow cosine annealing. The smallest adversarial iterate
 is returned.
+
+Deviation from the paper, untargeted: the ascent follows ``Z_j - Z_y`` for the class ``j`` whose
+*linearised* boundary is nearest to ``x`` (``|Z_j - Z_y| / ||grad (Z_j - Z_y)||_dual``, of the 10
+highest-scoring others; ``_nearest.py``, shared with C&W), not the margin to the highest-scoring other
+class. That class's boundary is often farther, and the shrinking ball keeps the iterate in its basin: on
+linear models, where the minimum is known, 3-8% of the samples on 4 of 11 models ended more than 5% above
+it (some 16%). Half-way, the choice is made again with the model linearised at the iterate (the distance
+still measured from ``x``, as in DeepFool), which matters on curved models (adversarially trained CNNs).
+Any misclassification counts as adversarial. Cost: twice one forward and up to 10 backward passes.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from typing import ClassVar
 import torch
 
 from bastion.attacks.base import Attack, check_positive
+from bastion.attacks.evasion._nearest import nearest_boundary
 from bastion.attacks.losses import margin_loss
 from bastion.errors import AttackError
 from bastion.model import Classifier
@@ -86,22 +96,30 @@ class FMN(Attack):
         best_adv = x.clone()
         found = torch.zeros_like(worst, dtype=torch.bool)
         delta = torch.zeros_like(x)
+        # Targeted: the paper's margin to the target. Untargeted: Z_aim - Z_y (see the module docstring).
+        aim = None if targets is not None else nearest_boundary(model, x, y, dual=dual)[1]
         for i in range(self.steps):
+            if aim is not None and i > 0 and i == self.steps // 2:
+                aim = nearest_boundary(model, x, y, at=x + delta, dual=dual)[1]
             cosine = (1 + math.cos(math.pi * i / self.steps)) / 2
             alpha = (self.alpha_final + (self.alpha_init - self.alpha_final) * cosine) * (high - low)
             gamma = self.gamma_final + (self.gamma_init - self.gamma_final) * cosine
             delta.requires_grad_(True)
-            margin = margin_loss(model(x + delta), y, targets)
-            (grad,) = torch.autograd.grad(margin.sum(), delta)
-            delta = delta.detach()
-            margin = margin.detach()
+            logits = model(x + delta)
+            margin = margin_loss(logits, y, targets)
+            if aim is not None:
+                margin_aim = (logits.gather(1, aim[:, None]) - logits.gather(1, y[:, None])).squeeze(1)
+            else:
+                margin_aim = margin
+            (grad,) = torch.autograd.grad(margin_aim.sum(), delta)
+            delta, margin, margin_aim = delta.detach(), margin.detach(), margin_aim.detach()
             norm = delta.flatten(1).norm(p=p, dim=1)
             adv = margin > 0
             improved = adv & (norm < best_norm)
             best_norm = torch.where(improved, norm, best_norm)
             best_adv = torch.where(_view(improved, x), x + delta, best_adv)
             found |= adv
-            to_boundary = margin.abs() / grad.flatten(1).norm(p=dual, dim=1).clamp_min(1e-12)
+            to_boundary = margin_aim.abs() / grad.flatten(1).norm(p=dual, dim=1).clamp_min(1e-12)
             # Deviation: the paper sets epsilon to the extrapolation alone before the first adversarial. That
             # can stall: on a linear model it lands exactly on the boundary (margin ~ -1e-8), and when the
             # bounds block the gradient, ||delta|| stops growing. Never shrinking and always growing by
