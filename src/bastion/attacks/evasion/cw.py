@@ -220,9 +220,23 @@ class CarliniWagner(Attack):
         delta = x_adv - x
         for _ in range(self.refine_steps):
             mid = (lo + hi) / 2
-            adv = margin_loss(model(x + _view(mid, x) * delta), y, targets) > self.confidence
+            logits = model(x + _view(mid, x) * delta)
+            # A point a float's rounding away from the boundary can flip when the model sees it in another
+            # batch (the base class re-checks success that way): stop a hair inside the adversarial side.
+            tol = 1e-5 * (1 + logits.abs().amax(1))
+            adv = margin_loss(logits, y, targets) > self.confidence + tol
             hi = torch.where(adv, mid, hi)
             lo = torch.where(adv, lo, mid)
         # Samples without an adversarial have delta = 0, so they stay at x whatever t is.
         # hi = 1 keeps x_adv itself rather than x + (x_adv - x), which may round differently.
-        return torch.where(_view(hi < 1, x), x + _view(hi, x) * delta, x_adv)
+        out = torch.where(_view(hi < 1, x), x + _view(hi, x) * delta, x_adv)
+        # An x_adv that no bisection point beat may itself sit within rounding of the boundary: go 0.1%
+        # further along its own direction (inside the bounds) so that it stays adversarial in any batch.
+        logits = model(out)
+        marginal = (hi >= 1) & (
+            margin_loss(logits, y, targets) <= self.confidence + 1e-5 * (1 + logits.abs().amax(1))
+        )
+        if bool(marginal.any()):
+            low, high = model.bounds
+            out = torch.where(_view(marginal, x), (x + 1.001 * delta).clamp(low, high), out)
+        return out
