@@ -534,6 +534,8 @@ def run() -> None:
         certify_cmd,  # noqa: F401  (registers `certify`)
         data_cmd,  # noqa: F401  (registers `data`)
         harden_cmd,  # noqa: F401  (registers `harden`)
+        invert_cmd,  # noqa: F401  (registers `invert`)
+        membership_cmd,  # noqa: F401  (registers `membership`)
         poison_cmd,  # noqa: F401  (registers `poison`)
         scan_data_cmd,  # noqa: F401  (registers `scan-data`)
         scan_model_cmd,  # noqa: F401  (registers `scan-model`)
