@@ -20,6 +20,17 @@ A TOML file (every key optional)::
                                      # several ("ac,spectral" or a list) are compared (BA405)
     scan_layer = "penultimate"       # ac/spectral: the layer whose activations are scanned
     training_manifest = "train.json" # verify it against `bastion data manifest` output (BA404)
+    privacy = ["extraction", "membership", "inversion"]   # what a deployed model leaks (BA501-BA503);
+                                     # membership needs training_data (its members)
+    output_policy = "probs"          # what the deployed API releases: probs | labels | topK | roundD
+    privacy_pool = "fashion-mnist"   # extraction's query pool (default: the audited data, worst case)
+    privacy_budget = [500, 2000]     # extraction's query budgets
+    privacy_references = 2           # membership: RMIA reference models (0: loss threshold only)
+    privacy_samples = 500            # membership: at most this many members and as many non-members
+    privacy_evaluator = "zoo:NAME"   # inversion: an independent classifier that judges reconstructions
+    privacy_evaluator_weights = "evaluator.safetensors"
+    privacy_clone_steps = 400        # extraction: optimiser steps per clone
+    privacy_inversion_queries = 2000 # inversion: queries per inverted class
 
     [[threat]]
     norm = "linf"
@@ -48,6 +59,7 @@ from bastion.threat import Norm
 
 __all__ = [
     "SCAN_DATA_METHODS",
+    "PRIVACY_METHODS",
     "SCAN_MODEL_METHODS",
     "AuditConfig",
     "ConfigError",
@@ -62,6 +74,7 @@ class ConfigError(BastionError):
 
 SCAN_MODEL_METHODS = ("neural-cleanse",)
 SCAN_DATA_METHODS = ("ac", "spectral", "label-noise")
+PRIVACY_METHODS = ("extraction", "membership", "inversion")
 
 _CERTIFY_HELP = "use ibp (linf threats) or smoothing:SIGMA (l2 threats), e.g. smoothing:0.25"
 
@@ -124,6 +137,16 @@ class AuditConfig:
     scan_data: str | None = None
     scan_layer: str = "penultimate"
     training_manifest: str | None = None
+    privacy: tuple[str, ...] = ()
+    output_policy: str = "probs"
+    privacy_pool: str | None = None
+    privacy_budget: tuple[int, ...] = (500, 2000)
+    privacy_references: int = 2
+    privacy_samples: int = 500
+    privacy_evaluator: str | None = None
+    privacy_evaluator_weights: str | None = None
+    privacy_clone_steps: int = 400
+    privacy_inversion_queries: int = 2000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -184,7 +207,59 @@ class AuditConfig:
             )
         if not isinstance(self.examples, int) or self.examples < 0:
             raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
+        self._check_privacy()
         self._check_training()
+
+    def _check_privacy(self) -> None:
+        """The privacy keys: known methods, budgets, an output policy the wrapper understands, and the
+        training data membership inference needs (its members)."""
+        methods = _names(self.privacy, "privacy", PRIVACY_METHODS)
+        object.__setattr__(self, "privacy", methods)
+        budgets = self.privacy_budget
+        if isinstance(budgets, str):  # "500,2000"
+            try:
+                budgets = tuple(int(b) for b in budgets.replace(" ", "").split(",") if b)
+            except ValueError:
+                raise ConfigError(
+                    f"privacy_budget must be whole numbers of queries, e.g. 500,2000; "
+                    f"got {self.privacy_budget!r}"
+                ) from None
+        elif isinstance(budgets, int | float) and not isinstance(budgets, bool):
+            budgets = (budgets,)
+        if (
+            not isinstance(budgets, tuple | list)
+            or not budgets
+            or any(not isinstance(b, int) or isinstance(b, bool) or b < 1 for b in budgets)
+        ):
+            raise ConfigError(f"privacy_budget must be positive whole numbers of queries, got {budgets!r}")
+        object.__setattr__(self, "privacy_budget", tuple(sorted(set(budgets))))
+        from bastion.defenses.output_policy import OutputPolicy
+        from bastion.errors import DefenseError
+
+        try:
+            policy = OutputPolicy.parse(self.output_policy)
+        except DefenseError as exc:
+            raise ConfigError(f"output_policy: {exc}") from None
+        object.__setattr__(self, "output_policy", str(policy))
+        for name in ("privacy_samples", "privacy_clone_steps", "privacy_inversion_queries"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        refs = self.privacy_references
+        if not isinstance(refs, int) or isinstance(refs, bool) or refs < 0:
+            raise ConfigError(f"privacy_references must be an integer >= 0 (0: no RMIA), got {refs!r}")
+        for name in ("privacy_pool", "privacy_evaluator", "privacy_evaluator_weights"):
+            value = getattr(self, name)
+            if isinstance(value, Path):
+                value = str(value)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+            object.__setattr__(self, name, value.strip() if value is not None else None)
+        if "membership" in methods and self.training_data is None:
+            raise ConfigError(
+                "privacy membership needs the model's training data (its members): pass --training-data "
+                "SPEC (e.g. digits or npz:train.npz; its train split is used)"
+            )
 
     def _check_training(self) -> None:
         """The training-time keys: known methods, and the training data wherever something needs it."""
@@ -228,10 +303,11 @@ class AuditConfig:
                         f"{name} needs {what}: set training_data (--training-data SPEC, e.g. npz:train.npz "
                         "or digits; its train split is used)"
                     )
-        elif self.scan_data is None and self.training_manifest is None:
+        elif self.scan_data is None and self.training_manifest is None and not self.privacy:
             raise ConfigError(
                 f"training_data = {self.training_data!r} is set but nothing uses it: add scan_data "
-                f"({' | '.join(SCAN_DATA_METHODS)}) or training_manifest (a `bastion data manifest` file)"
+                f"({' | '.join(SCAN_DATA_METHODS)}), training_manifest (a `bastion data manifest` file) "
+                "or privacy (membership, inversion)"
             )
 
     @property
@@ -242,6 +318,8 @@ class AuditConfig:
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         out["threats"] = [{"norm": n.value, "epsilon": e} for n, e in self.threats]
+        out["privacy"] = list(self.privacy)
+        out["privacy_budget"] = list(self.privacy_budget)
         out["fail_on"] = str(self.fail_on)
         return out
 
@@ -266,6 +344,16 @@ _TOP = {
     "scan_data",
     "scan_layer",
     "training_manifest",
+    "privacy",
+    "output_policy",
+    "privacy_pool",
+    "privacy_budget",
+    "privacy_references",
+    "privacy_samples",
+    "privacy_evaluator",
+    "privacy_evaluator_weights",
+    "privacy_clone_steps",
+    "privacy_inversion_queries",
 }
 _CHECKS = {
     "enabled": "checks",
@@ -274,6 +362,30 @@ _CHECKS = {
     "samples": "check_samples",
     "noise_draws": "noise_draws",
 }
+
+
+def _names(value: Any, key: str, valid: tuple[str, ...]) -> tuple[str, ...]:
+    """``"a,b"``, ``["a", "b"]`` or ``()`` as a tuple of known, distinct, lower-case names."""
+    if value is None or value == "":
+        return ()
+    parts = (
+        value.split(",")
+        if isinstance(value, str)
+        else list(value)
+        if isinstance(value, list | tuple)
+        else None
+    )
+    if parts is None or not all(isinstance(p, str) for p in parts):
+        raise ConfigError(
+            f"{key} must be a comma-separated string or a list, e.g. {','.join(valid)}; got {value!r}"
+        )
+    names = [p.strip().lower() for p in parts if p.strip()]
+    for name in names:
+        if name not in valid:
+            raise ConfigError(f"unknown {key} {name!r}; use any of: {', '.join(valid)} (comma-separated)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{key} {value!r} names something twice; name each once")
+    return tuple(names)
 
 
 def load_config(path: str | Path, base: AuditConfig | None = None) -> AuditConfig:

@@ -7,7 +7,9 @@ place that mapping lives, and report.json, the HTML report, SARIF and docs/check
 Codes are stable (reports are compared across versions): ``BA1xx`` are model and data pre-checks,
 ``BA2xx`` attack-quality checks (is the evaluation itself trustworthy?), ``BA3xx`` gates, ``BA4xx``
 training-time threats (a backdoor in the model, poison or noisy labels in the training data, training
-data that no longer matches its manifest; only when configured).
+data that no longer matches its manifest; only when configured), ``BA5xx`` privacy: what the deployed
+model's answers leak (its function, who was in its training set, what its classes look like; only with
+``--privacy``).
 """
 
 from __future__ import annotations
@@ -396,6 +398,54 @@ _CHECKS = [
         holds="the configured training-data scanners agree on every class",
         atlas=("AML.T0020", "AML.T0043.004"),
         owasp=("ML02",),
+    ),
+    Check(
+        "BA501",
+        "the model can be extracted through its API",
+        Severity.HIGH,
+        "A clone trained only on the model's answers to a few thousand queries (Knockoff Nets, Orekondy et "
+        "al. 2019) agrees with it on at least 90% of held-out inputs: anyone with query access can rebuild "
+        "a working copy, use it without paying, and craft adversarials on it that transfer to the model "
+        "(extraction is the first step of a black-box evasion attack). When label-only extraction gets "
+        "there too, hiding the confidence scores does not help.",
+        "Rate-limit queries per client and monitor for extraction patterns (many queries, unusual or "
+        "out-of-distribution inputs); release labels rather than probabilities where that slows the clone; "
+        "if the model is a trade secret, do not expose it to untrusted clients at this query volume.",
+        holds="no clone reaches 90% fidelity within the largest query budget",
+        atlas=("AML.T0024.002", "AML.T0048.004"),
+        owasp=("ML05",),
+    ),
+    Check(
+        "BA502",
+        "the model leaks who was in its training set",
+        Severity.HIGH,
+        "A membership-inference attack tells training members from non-members better than chance: the "
+        "model behaves measurably differently on the examples it was trained on (lower loss, higher "
+        "confidence). High: it identifies members with confidence (TPR at 0.1% false positives at least "
+        "10x the FPR) or its AUC reaches 0.6; medium: the leak is small but above noise. For a model "
+        "trained on personal data, membership itself can be the secret (a patient in a disease data set).",
+        "Train with differential privacy (bastion harden --method dp-sgd --target-epsilon 3: the only "
+        "defense with a bound on this leak), or at least regularise (weight decay, label smoothing) and stop "
+        "early (--patience); hiding confidence scores reduces but does not remove the leak.",
+        holds="no membership attack does better than chance beyond noise",
+        atlas=("AML.T0024.000",),
+        owasp=("ML04",),
+    ),
+    Check(
+        "BA503",
+        "the model's answers reconstruct its classes",
+        Severity.MEDIUM,
+        "Model inversion (MI-Face, Fredrikson et al. 2015) climbed the model's released confidence to "
+        "reconstruct a representative input of each class, and the reconstructions are recognised as their "
+        "class (by an independent evaluator, or as nearest to their class's mean training image) far more "
+        "often than chance: the answers reveal what the training data of a class looks like (a face, for "
+        "a recognition model).",
+        "Release labels or rounded scores instead of full probabilities (--output-policy labels|round2 "
+        "shows the effect), train with differential privacy or stronger regularisation, and rate-limit "
+        "queries: inversion needs thousands per class.",
+        holds="MI-Face reconstructions are not recognised above chance",
+        atlas=("AML.T0024.001",),
+        owasp=("ML03",),
     ),
 ]
 

@@ -14,7 +14,7 @@ import torch
 
 __all__ = ["SCHEMA_VERSION", "AuditReport", "Example", "RecoveredTrigger"]
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 
 @dataclass(frozen=True)

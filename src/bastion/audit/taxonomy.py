@@ -22,11 +22,17 @@ ATLAS: dict[str, str] = {
     "AML.T0018": "Manipulate AI Model",
     "AML.T0018.000": "Manipulate AI Model: Poison AI Model",
     "AML.T0020": "Poison Training Data",
+    "AML.T0024": "Exfiltration via AI Inference API",
+    "AML.T0024.000": "Exfiltration via AI Inference API: Infer Training Data Membership",
+    "AML.T0024.001": "Exfiltration via AI Inference API: Invert AI Model",
+    "AML.T0024.002": "Exfiltration via AI Inference API: Extract AI Model",
     "AML.T0043": "Craft Adversarial Data",
     "AML.T0043.000": "Craft Adversarial Data: White-Box Optimization",
     "AML.T0043.001": "Craft Adversarial Data: Black-Box Optimization",
     "AML.T0043.002": "Craft Adversarial Data: Black-Box Transfer",
     "AML.T0043.004": "Craft Adversarial Data: Insert Backdoor Trigger",
+    "AML.T0048": "External Harms",
+    "AML.T0048.004": "External Harms: AI Intellectual Property Theft",
     "AML.T0059": "Erode Dataset Integrity",
 }
 """The ATLAS techniques the catalogue uses (a sub-technique's name is prefixed with its parent's)."""

@@ -181,8 +181,8 @@ def audit(
             rich_help_panel="Training-time threats",
             metavar="SPEC",
             help="The data MODEL was trained on, as a data spec (e.g. npz:train.npz, digits; its train split "
-            "where the format has splits), for --scan-data and --training-manifest. It is loaded before any "
-            "attack, so a wrong path fails at once.",
+            "where the format has splits), for --scan-data, --training-manifest and --privacy membership "
+            "(its members; required there). It is loaded before any attack, so a wrong path fails at once.",
             show_default=False,
         ),
     ] = None,
@@ -194,6 +194,85 @@ def audit(
             metavar="FILE",
             help="Verify the training data against this manifest (`bastion data manifest SPEC --out FILE`): "
             "any changed, added or removed sample or source file is finding BA404 (high).",
+            show_default=False,
+        ),
+    ] = None,
+    privacy: Annotated[
+        str | None,
+        typer.Option(
+            "--privacy",
+            rich_help_panel="Privacy",
+            metavar="PARTS",
+            help="Also measure what the deployed model leaks, any of (comma-separated): extraction (Knockoff "
+            "clone fidelity per --privacy-budget, under --output-policy and label-only; BA501), membership "
+            "(who was in --training-data: loss threshold and RMIA; BA502), inversion (MI-Face "
+            "reconstructions of image classes; BA503). See docs/audit.md.",
+            show_default=False,
+        ),
+    ] = None,
+    output_policy: Annotated[
+        str | None,
+        typer.Option(
+            "--output-policy",
+            rich_help_panel="Privacy",
+            metavar="POLICY",
+            help="What the deployed API releases, for the privacy attacks: probs (default), labels, topK "
+            "(e.g. top3), roundD (e.g. round2).",
+            show_default=False,
+        ),
+    ] = None,
+    privacy_pool: Annotated[
+        str | None,
+        typer.Option(
+            "--privacy-pool",
+            rich_help_panel="Privacy",
+            metavar="DATA",
+            help="extraction: the attacker's query pool, a data spec of MODEL's input shape (its train "
+            "split; e.g. a public data set). Default: two thirds of the audited data (in-distribution "
+            "pool, the worst case), the rest held out.",
+            show_default=False,
+        ),
+    ] = None,
+    privacy_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--privacy-budget",
+            rich_help_panel="Privacy",
+            metavar="N[,N...]",
+            help="extraction: query budgets of the fidelity curve (default 500,2000; capped to the pool's "
+            "size).",
+            show_default=False,
+        ),
+    ] = None,
+    privacy_references: Annotated[
+        int | None,
+        typer.Option(
+            "--privacy-references",
+            min=0,
+            rich_help_panel="Privacy",
+            metavar="N",
+            help="membership: reference models RMIA trains (default 2; 0: the loss threshold only).",
+            show_default=False,
+        ),
+    ] = None,
+    privacy_evaluator: Annotated[
+        str | None,
+        typer.Option(
+            "--privacy-evaluator",
+            rich_help_panel="Privacy",
+            metavar="MODEL",
+            help="inversion: an independent classifier of the same task that judges the reconstructions "
+            "(zoo:NAME, FILE.py:factory with --privacy-evaluator-weights, TorchScript).",
+            show_default=False,
+        ),
+    ] = None,
+    privacy_evaluator_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--privacy-evaluator-weights",
+            rich_help_panel="Privacy",
+            metavar="FILE",
+            help="Weights for a FILE.py:factory --privacy-evaluator.",
             show_default=False,
         ),
     ] = None,
@@ -309,7 +388,8 @@ def audit(
     Runs model pre-checks, the attack cascade per threat, black-box, transfer and noise probes, and the
     checks that tell whether the evaluation itself can be trusted (gradient masking); with --scan-model,
     --scan-data or --training-manifest, also the training-time threats (backdoor, poisoned or mislabeled
-    training data, tampering; findings BA4xx). Writes
+    training data, tampering; findings BA4xx); with --privacy, what the deployed model leaks (extraction,
+    membership, inversion; findings BA5xx). Writes
     [bold]report.html[/] (self-contained), [bold]report.json[/] (versioned schema) and [bold]summary.md[/].
 
     Exit code: 0 when the audit passes, 1 when a finding reaches --fail-on or robust accuracy is below
@@ -332,6 +412,13 @@ def audit(
         "scan_layer": scan_layer,
         "training_data": training_data,
         "training_manifest": str(training_manifest) if training_manifest is not None else None,
+        "privacy": privacy,
+        "output_policy": output_policy,
+        "privacy_pool": privacy_pool,
+        "privacy_budget": privacy_budget,
+        "privacy_references": privacy_references,
+        "privacy_evaluator": privacy_evaluator,
+        "privacy_evaluator_weights": privacy_evaluator_weights,
         "fail_on": fail_on,
         "min_robust_accuracy": min_robust_accuracy,
         "limit": limit,
@@ -416,6 +503,7 @@ def _print_summary(d: dict[str, Any]) -> None:
 
         for line in training_lines(d["training_threats"])[2:-1]:
             out.print(line.removeprefix("- ").replace("**", "").replace("`", ""), highlight=False)
+    _print_privacy(d.get("privacy"))
     for f in d["findings"]:
         style = _SEVERITY_STYLE[f["severity"]]
         where = f" ({f['threat']})" if f["threat"] else ""
@@ -428,6 +516,43 @@ def _print_summary(d: dict[str, Any]) -> None:
     word, _, gates = headline(d).partition(" — ")
     style = "bold green" if d["verdict"]["passed"] else "bold red"
     out.print(f"verdict: [{style}]{word}[/] — {gates}", highlight=False, soft_wrap=True)
+
+
+def _print_privacy(block: dict[str, Any] | None) -> None:
+    if not block:
+        return
+    policy = block["output_policy"]
+    ex = block.get("extraction")
+    if ex:
+        if ex["refused"]:
+            out.print(f"extraction: [yellow]refused[/]: {ex['refused']}", highlight=False)
+        for run in ex.get("runs", []):
+            out.print(
+                f"extraction ({run['output']}): clone fidelity [bold]{_pct(run['fidelity'])}[/] after "
+                f"{run['queries']:,} queries ({ex['pool_kind']})",
+                highlight=False,
+            )
+    mi = block.get("membership")
+    if mi:
+        if mi["refused"]:
+            out.print(f"membership: [yellow]refused[/]: {mi['refused']}", highlight=False)
+        for a in mi.get("attacks", []):
+            out.print(
+                f"membership ({a['attack']}, {policy}): AUC [bold]{a['auc']:.3f}[/], TPR@0.1% FPR "
+                f"{_pct(a['tpr_at_0.1%_fpr'])}, TPR@1% FPR {_pct(a['tpr_at_1%_fpr'])}",
+                highlight=False,
+            )
+    inv = block.get("inversion")
+    if inv:
+        if inv["refused"]:
+            out.print(f"inversion: [yellow]refused[/]: {inv['refused']}", highlight=False)
+        else:
+            rate = inv["evaluator_accuracy"] if inv["evaluator_accuracy"] is not None else inv["identified"]
+            out.print(
+                f"inversion (MI-Face, {policy}): {_pct(rate)} of {len(inv['classes'])} classes identified "
+                f"(chance {_pct(inv['chance'])})",
+                highlight=False,
+            )
 
 
 def _print_certification(cert: dict[str, Any] | None) -> None:

@@ -20,6 +20,7 @@ from bastion.audit.sections.curves import CurveSection
 from bastion.audit.sections.detector import DetectorSection
 from bastion.audit.sections.evasion import AuditedThreat, EvasionSection
 from bastion.audit.sections.prechecks import PrechecksSection
+from bastion.audit.sections.privacy import PrivacySection
 from bastion.audit.sections.training import TrainingSection
 
 __all__ = [
@@ -41,4 +42,5 @@ SECTIONS: tuple[Section, ...] = (
     CertificationSection(),
     CurveSection(),
     TrainingSection(),
+    PrivacySection(),
 )
