@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from bastion.errors import DataError, ModelContractError, UnsafeArtifactError
-from bastion.model import TorchClassifier
+from bastion.model import Classifier, TorchClassifier
 from bastion.threat import Bounds
 
-__all__ = ["ModelSource", "load_model", "model_source", "read_state_dict", "sha256_file"]
+__all__ = ["ModelSource", "load_model", "load_victim", "model_source", "read_state_dict", "sha256_file"]
 
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin"})
 SAFE_ALTERNATIVES = (
@@ -316,6 +316,25 @@ def _load_weights(module: nn.Module, weights: str | Path) -> None:
         raise ModelContractError(f"{weights} does not match the architecture: {exc}") from exc
 
 
+def load_victim(
+    spec: str,
+    *,
+    weights: str | Path | None = None,
+    bounds: Bounds = (0.0, 1.0),
+    num_classes: int | None = None,
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
+) -> Classifier:
+    """What a black-box attack needs: a remote model for ``oip:http://host:port/models/NAME`` (an Open
+    Inference Protocol endpoint, see :mod:`bastion.remote`; ``weights``, ``mean`` and ``std`` are refused
+    there), otherwise :func:`load_model`'s classifier."""
+    if spec.startswith("oip:"):
+        from bastion.remote import load_remote
+
+        return load_remote(spec, bounds=bounds, num_classes=num_classes, weights=weights, mean=mean, std=std)
+    return load_model(spec, weights=weights, bounds=bounds, num_classes=num_classes, mean=mean, std=std)
+
+
 def load_model(
     spec: str,
     *,
@@ -337,6 +356,12 @@ def load_model(
     weights it loads itself; :func:`model_source` returns what was found.
     """
     weights_file = None if weights is None else str(weights)
+    if spec.startswith("oip:"):
+        raise ModelContractError(
+            f"{spec} is a remote model: it answers outputs only, and this command needs the network itself "
+            "(gradients, weights); remote models serve the black-box commands (extract, membership, invert, "
+            "attack with a black-box attack such as square or hopskipjump)"
+        )
     if spec.startswith("zoo:"):
         if mean is not None or std is not None:
             raise ModelContractError(

@@ -22,6 +22,7 @@ from bastion.cli.common import (
     err,
     friendly_errors,
     load_inputs,
+    load_victim_inputs,
     out,
     parse_epsilon,
     progress_bar,
@@ -169,7 +170,9 @@ def attack(
     chosen_norm = Norm.parse(norm)
     if chosen_norm.value not in info(attack).norms:
         raise AttackError(f"{attack} supports {', '.join(info(attack).norms)}, not --norm {chosen_norm}")
-    clf, ds = load_inputs(
+    # a black-box attack needs outputs only: it may attack a remote model (oip:http://...)
+    loader = load_inputs if info(attack).access == "gradient" else load_victim_inputs
+    clf, ds = loader(
         model,
         data,
         weights=weights,

@@ -24,7 +24,7 @@ from bastion.errors import BastionError, DataError, ModelContractError, ThreatMo
 
 if TYPE_CHECKING:
     from bastion.data import Dataset
-    from bastion.model import TorchClassifier
+    from bastion.model import Classifier, TorchClassifier
 
 out = Console()
 # Errors must stay one line whatever the terminal width: scripts grep them.
@@ -183,12 +183,84 @@ def load_inputs(
     """Load data then model, and check they fit together (bounds, shapes, number of classes); both
     end up on ``device`` (see :func:`resolve_device`). ``check_bounds=False`` leaves data outside the
     model's bounds to the caller (the audit reports it as finding BA106, in a report)."""
-    from bastion.data import load_dataset
     from bastion.loading import load_model
+
+    return _load_and_check(
+        load_model,
+        model_spec,
+        data_spec,
+        weights=weights,
+        split=split,
+        label=label,
+        bounds=bounds,
+        limit=limit,
+        seed=seed,
+        mean=mean,
+        std=std,
+        device=device,
+        check_bounds=check_bounds,
+    )
+
+
+def load_victim_inputs(
+    model_spec: str,
+    data_spec: str,
+    *,
+    weights: str | None,
+    split: str,
+    label: str | None,
+    bounds: str | None,
+    limit: int | None,
+    seed: int,
+    mean: str | None = None,
+    std: str | None = None,
+    device: str | None = None,
+) -> tuple[Classifier, Dataset]:
+    """:func:`load_inputs` for black-box commands: ``model_spec`` may also be a remote model
+    (``oip:http://host:port/models/NAME``); what comes back answers outputs only."""
+    from bastion.loading import load_victim
+
+    return _load_and_check(
+        load_victim,
+        model_spec,
+        data_spec,
+        weights=weights,
+        split=split,
+        label=label,
+        bounds=bounds,
+        limit=limit,
+        seed=seed,
+        mean=mean,
+        std=std,
+        device=device,
+        check_bounds=True,
+    )
+
+
+_M = TypeVar("_M", bound="Classifier")
+
+
+def _load_and_check(
+    loader: Callable[..., _M],
+    model_spec: str,
+    data_spec: str,
+    *,
+    weights: str | None,
+    split: str,
+    label: str | None,
+    bounds: str | None,
+    limit: int | None,
+    seed: int,
+    mean: str | None,
+    std: str | None,
+    device: str | None,
+    check_bounds: bool,
+) -> tuple[_M, Dataset]:
+    from bastion.data import load_dataset
 
     where = resolve_device(device)
     data = load_dataset(data_spec, split=split, label=label).take(limit, seed=seed)
-    model = load_model(
+    model = loader(
         model_spec,
         weights=weights,
         bounds=parse_bounds(bounds) or data.bounds,
@@ -196,7 +268,9 @@ def load_inputs(
         mean=parse_stats(mean, "--mean"),
         std=parse_stats(std, "--std"),
     )
-    model.to(where)
+    move = getattr(model, "to", None)
+    if callable(move):
+        move(where)
     if where.type != "cpu":
         from dataclasses import replace
 

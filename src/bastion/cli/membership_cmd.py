@@ -21,14 +21,14 @@ from bastion.cli.app import (
     WeightsOpt,
     app,
 )
-from bastion.cli.common import err, friendly_errors, load_inputs, out, progress_bar, write_json
-from bastion.errors import AttackError, DataError
+from bastion.cli.common import err, friendly_errors, load_victim_inputs, out, progress_bar, write_json
+from bastion.errors import AttackError, DataError, ModelContractError
 
 if TYPE_CHECKING:
     from bastion.attacks.inference.metrics import MembershipResult
     from bastion.attacks.inference.references import Factory
     from bastion.data import Dataset
-    from bastion.model import TorchClassifier
+    from bastion.model import Classifier, TorchClassifier
 
 ATTACKS = ("threshold", "shadow", "lira", "lira-offline", "rmia", "label-only")
 _ATTACK_HELP = (
@@ -181,7 +181,12 @@ def membership(
             f"--attack {attack} trains its references on data disjoint from the targets: "
             "pass --population DATA"
         )
-    clf, mem = load_inputs(
+    if needs_refs and model.startswith("oip:") and factory is None:
+        raise ModelContractError(
+            f"--attack {attack} trains reference models like MODEL, and a remote model's architecture is "
+            "not known here: pass --factory FILE.py:fn"
+        )
+    clf, mem = load_victim_inputs(
         model,
         members,
         weights=weights,
@@ -268,7 +273,7 @@ def _warn_overlap(targets: Dataset, pop: Dataset) -> None:
 
 def _run(
     attack: str,
-    clf: TorchClassifier,
+    clf: Classifier,
     x: torch.Tensor,
     y: torch.Tensor,
     is_member: torch.Tensor,

@@ -1,0 +1,60 @@
+"""Remote models through the loaders and the CLI: ``oip:`` specs reach black-box commands only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from _oip_server import serve
+from typer.testing import CliRunner
+
+from bastion import zoo
+from bastion.cli.app import app
+from bastion.errors import ModelContractError
+from bastion.loading import load_model, load_victim
+
+pytest.importorskip("httpx")  # the remote extra: pip install 'bastion[remote]'
+
+
+def test_white_box_loader_refuses_a_remote_model():
+    with pytest.raises(ModelContractError, match="remote model.*black-box commands"):
+        load_model("oip:http://127.0.0.1:9/models/m")
+
+
+def test_load_victim_answers_like_the_local_model(digits_model, digits_batch):
+    from bastion.remote import RemoteClassifier
+
+    x = digits_batch[0][:20]
+    with serve(digits_model) as server:
+        remote = load_victim(server.spec() + "?max_rps=none")
+        assert isinstance(remote, RemoteClassifier)
+        with torch.no_grad():
+            assert torch.allclose(remote(x), digits_model(x), atol=1e-5)
+    with pytest.raises(Exception, match="weights"):
+        load_victim("oip:http://127.0.0.1:9/models/m", weights="w.safetensors")
+
+
+def _attack(runner: CliRunner, model: str, out: Path, *extra: str) -> dict[str, object]:
+    args = ["attack", model, "digits", "--norm", "linf", "--epsilon", "0.1", "--limit", "24", "--seed", "1"]
+    result = runner.invoke(app, [*args, *extra, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+def test_cli_black_box_attack_on_a_remote_model_matches_local(tmp_path):
+    runner = CliRunner()
+    local_model = zoo.load("digits-cnn")
+    local = _attack(runner, "zoo:digits-cnn", tmp_path / "local.json", "--attack", "square", "--queries", "60")
+    with serve(local_model) as server:
+        remote = _attack(
+            runner, server.spec() + "?max_rps=none", tmp_path / "r.json", "--attack", "square", "--queries", "60"
+        )
+        # a gradient attack cannot use a remote model: one line, exit 2
+        refused = runner.invoke(
+            app, ["attack", server.spec(), "digits", "--attack", "pgd", "--epsilon", "0.1", "--limit", "4"]
+        )
+    for key in ("clean_accuracy", "success_rate", "queries"):
+        assert remote[key] == local[key], key
+    assert refused.exit_code == 2 and "black-box" in refused.output
