@@ -106,6 +106,8 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=100)
     ap.add_argument("--step-size", type=float, default=0.1, help="lambda (the paper's 0.1)")
     ap.add_argument("--threshold", type=float, default=0.01, help="gamma in cost units (confidence 0.99)")
+    ap.add_argument("--black-start", choices=("grey", "average"), default="grey")
+    ap.add_argument("--black-raw-step", type=float, default=None, help="NES runs with the paper's raw step")
     ap.add_argument(
         "--normalized-step", type=float, default=0.02, help="RMS pixel change per normalised step"
     )
@@ -199,19 +201,22 @@ def main() -> None:
     runs += [(p, args.sigma * 10) for p in args.wide_sigma.split(",") if p]
     for policy, sigma in runs:
         released = PolicyClassifier(victim, policy)
+        raw = args.black_raw_step is not None
         black = MIFace(
             steps=args.black_steps,
             patience=args.patience,
             threshold=args.threshold,
-            step_size=args.normalized_step,
+            step_size=args.black_raw_step if raw else args.normalized_step,
             samples=args.samples,
             sigma=sigma,
-            normalize=True,
+            normalize=not raw,
         )
         t = time.perf_counter()
-        res = black.run(released, classes, start=grey, seed=args.seed)
+        begin = average if args.black_start == "average" else grey
+        res = black.run(released, classes, start=begin, seed=args.seed)
+        how = f"{args.black_start} start, " + (f"raw step {args.black_raw_step:g}" if raw else "normalised")
         record(
-            f"MI-Face NES, {policy}, sigma {sigma:g}, mid-grey, normalised",
+            f"MI-Face NES, {policy}, sigma {sigma:g}, {how}",
             res.reconstructions,
             res.queries,
             time.perf_counter() - t,
