@@ -99,6 +99,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="train on the first N training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="write the rows here too")
+    parser.add_argument(
+        "--overhead", type=int, default=0, metavar="R",
+        help="only time: R alternating one-epoch runs, non-private then private (ε 3), on --limit images",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from bastion.data import load_dataset
@@ -107,6 +111,9 @@ def main() -> None:
     train, test = load_dataset(spec, split="train"), load_dataset(spec, split="test")
     if args.limit:
         train = train.subset(slice(0, args.limit))
+    if args.overhead:
+        _overhead(train, test.subset(slice(0, 1000)), args)
+        return
     rows = []
     if args.baseline_epochs:
         rows.append(_run(train, test, "standard", args.baseline_epochs, BASELINE[1], args.seed))
@@ -122,6 +129,21 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     _table(rows, len(train), args)
+
+
+def _overhead(train: Any, test: Any, args: argparse.Namespace) -> None:
+    """Epoch time of the same model and batch, non-private against private, alternated so that a shared
+    machine's changing load falls on both alike; medians over the repeats."""
+    times: dict[str, list[float]] = {"standard": [], "dp-sgd": []}
+    for _ in range(args.overhead):
+        times["standard"].append(_run(train, test, "standard", 1, 0.1, args.seed)["epoch_seconds"])
+        dp = _run(train, test, "dp-sgd", 1, 0.15, args.seed, target_epsilon=3.0, delta=args.delta)
+        times["dp-sgd"].append(dp["epoch_seconds"])
+        print(json.dumps({k: v[-1] for k, v in times.items()}), flush=True)
+    plain, private = (statistics.median(times[k]) for k in ("standard", "dp-sgd"))
+    print(f"\n{len(train)} images, batch {BATCH}, {torch.get_num_threads()} thread(s), {args.overhead} "
+          f"repeats: non-private {plain:.2f} s/epoch, dp-sgd {private:.2f} s/epoch: "
+          f"{private / plain:.2f}x")  # fmt: skip
 
 
 def _table(rows: list[dict[str, Any]], n: int, args: argparse.Namespace) -> None:
