@@ -37,7 +37,8 @@ MODEL_HELP = (
     "with --weights FILE.safetensors, or a TorchScript file."
 )
 DATA_HELP = (
-    "Data: 'digits', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:PATH', 'npz:FILE' (keys x, y), "
+    "Data: 'digits', 'mnist:DIR', 'fashion-mnist:DIR', 'cifar10:PATH', 'faces:DIR' (Olivetti/AT&T), "
+    "'npz:FILE' (keys x, y), "
     "'folder:DIR' (a sub-folder per class), or 'csv:FILE' with --label COLUMN."
 )
 

@@ -6,6 +6,7 @@ from bastion.data._util import check_split
 from bastion.data.cifar10 import load_cifar10
 from bastion.data.dataset import Dataset
 from bastion.data.digits import load_digits
+from bastion.data.faces import load_faces
 from bastion.data.folder import load_folder
 from bastion.data.idx import load_fashion_mnist, load_mnist
 from bastion.data.npz import load_npz
@@ -19,19 +20,26 @@ SPEC_FORMS = (
     "mnist:DIR",
     "fashion-mnist:DIR",
     "cifar10:PATH",
+    "faces:DIR",
     "npz:FILE",
     "folder:DIR",
     "csv:FILE (with label=COLUMN)",
 )
-_SPLIT_LOADERS = {"mnist": load_mnist, "fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
+_SPLIT_LOADERS = {
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+    "faces": load_faces,
+}
 
 
 def load_dataset(spec: str, *, split: str = "test", label: str | None = None) -> Dataset:
     """Load the dataset named by ``spec``; see ``SPEC_FORMS`` for the accepted forms.
 
     ``split`` ("train" or "test") picks the part for formats that have splits (digits, mnist,
-    fashion-mnist, cifar10 directories); the others ignore it. ``label`` names the label column of a
-    CSV file and is refused elsewhere, so a misplaced option is not silently dropped.
+    fashion-mnist, cifar10 directories, faces: 7 train / 3 test images per person, seeded); the others
+    ignore it. ``label`` names the label column of a CSV file and is refused elsewhere, so a misplaced
+    option is not silently dropped.
     """
     check_split(split)
     kind, sep, path = spec.partition(":")
