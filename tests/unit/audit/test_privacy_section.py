@@ -21,7 +21,7 @@ from bastion.audit.render import render_html
 from bastion.audit.schema import report_schema
 from bastion.audit.sections import SECTIONS
 from bastion.audit.sections.prechecks import PrechecksSection
-from bastion.audit.sections.privacy import PrivacySection, binomial_tail
+from bastion.audit.sections.privacy import PrivacySection, binomial_tail, privacy_lines
 from bastion.data.dataset import Dataset
 from bastion.model import TorchClassifier
 
@@ -135,9 +135,10 @@ def test_membership_leak_of_a_memorising_model_is_high(memorised, digits_data, t
     assert len(found) == 1 and found[0]["severity"] == "high" and found[0]["threat"] == "membership"
     assert found[0]["atlas"] == ["AML.T0024.000"] and found[0]["owasp"] == ["ML04"]
     assert len(ran) == 1 and ran[0]["passed"] is False
-    assert "Membership inference" in render_html(report) and 'alt="membership ROC, log-log"' in render_html(
-        report
-    )
+    html = render_html(report)
+    assert "Membership inference" in html and 'alt="membership ROC, log-log"' in html
+    summary = "\n".join(privacy_lines(data["privacy"]))
+    assert "- membership (threshold): AUC **" in summary and "- membership (rmia)" in summary
 
 
 def test_no_membership_finding_when_the_members_were_never_trained_on(digits_model, digits_data, tmp_path):
@@ -207,6 +208,7 @@ def test_extraction_curve_finding_and_check_agree(digits_model, digits_data):
     assert rows and all(o == n for _, o, n in rows)
     fid = ex["runs"][0]["fidelity"]
     assert ("privacy: 1 − clone fidelity (probs, 80 queries)", 1 - fid, 1 - fid) in rows
+    assert "- extraction (labels): clone fidelity **" in "\n".join(privacy_lines(data["privacy"]))
 
 
 def test_label_only_deployment_runs_one_extraction(digits_model, digits_data):

@@ -38,7 +38,7 @@ from bastion.data.dataset import Dataset
 from bastion.errors import BastionError
 from bastion.model import Classifier, TorchClassifier
 
-__all__ = ["FIDELITY_ALARM", "PrivacySection", "binomial_tail"]
+__all__ = ["FIDELITY_ALARM", "PrivacySection", "binomial_tail", "privacy_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ FIDELITY_ALARM = 0.9
 IN_DISTRIBUTION = "in-distribution pool, worst case"
 MAX_HELD_OUT = 1000
 MAX_POPULATION = 2000
+MIN_POPULATION = 500
 MAX_INVERTED = 10
 REFERENCE_EPOCHS = 10
 MIN_IDENTIFIED = 7
@@ -462,7 +463,8 @@ def _rmia(
         return None, why
     if rest.numel() < 2:
         return None, "no training rows are left beside the members to train reference models on"
-    rows = rest[:MAX_POPULATION].to(train.x.device)
+    # more rows make better references; 4x the targets (500 to 2,000) keeps the default audit quick
+    rows = rest[: min(MAX_POPULATION, max(MIN_POPULATION, 4 * int(x.shape[0]) // 2))].to(train.x.device)
     pop = Dataset(
         train.x[rows].to(ctx.x.device), train.y[rows].to(ctx.x.device), train.num_classes, train.bounds,
         train.class_names, "population",
@@ -530,10 +532,13 @@ def _inversion(
     chosen = present[torch.randperm(present.numel(), generator=g)[:MAX_INVERTED]].sort().values
     sub["reference"] = reference.name
     attack = MIFace(steps=5000, patience=100, gradient="nes", max_queries=cfg.privacy_inversion_queries)
+    evals = max(1, min(attack.steps + 1, cfg.privacy_inversion_queries // (attack.samples + 1)))
+    task = "privacy: inversion (MI-Face)"
     result = attack.run(
         deployed, chosen, shape=shape, seed=ctx.seed, device=ctx.x.device,
-        progress=lambda d, t: ctx.progress("privacy: inversion (MI-Face)", d, t),
+        progress=lambda d, t: ctx.progress(task, min(d, evals), evals),
     )  # fmt: skip
+    ctx.progress(task, evals, evals)  # the budget, not the step limit, usually ends it
     recon = result.reconstructions
     means = class_means(reference, present).to(recon.device)
     low, high = reference.bounds
@@ -588,7 +593,44 @@ def _inversion(
     )
 
 
-# --- report compare and figures -------------------------------------------------------------------------
+# --- summary, report compare and figures ----------------------------------------------------------------
+
+
+def privacy_lines(block: Mapping[str, Any]) -> list[str]:
+    """The ``privacy`` block as markdown for summary.md: a heading, a blank, one bullet per part, a blank."""
+    policy = block["output_policy"]
+    lines = [f"**Privacy** (black-box, under the `{policy}` output policy):", ""]
+    ex = block.get("extraction")
+    if ex:
+        if ex["refused"]:
+            lines.append(f"- extraction: refused: {ex['refused']}")
+        for run in ex.get("runs", []):
+            fid = "n/a" if run["fidelity"] is None else f"{run['fidelity']:.1%}"
+            lines.append(
+                f"- extraction ({run['output']}): clone fidelity **{fid}** after {run['queries']:,} queries "
+                f"({ex['pool_kind']})"
+            )
+    mi = block.get("membership")
+    if mi:
+        if mi["refused"]:
+            lines.append(f"- membership: refused: {mi['refused']}")
+        for a in mi.get("attacks", []):
+            lines.append(
+                f"- membership ({a['attack']}): AUC **{a['auc']:.3f}**, TPR@0.1% FPR "
+                f"{a['tpr_at_0.1%_fpr']:.1%}, TPR@1% FPR {a['tpr_at_1%_fpr']:.1%} ({mi['n_members']} "
+                f"members, {mi['n_non_members']} non-members)"
+            )
+    inv = block.get("inversion")
+    if inv:
+        if inv["refused"]:
+            lines.append(f"- inversion: refused: {inv['refused']}")
+        else:
+            rate = inv["evaluator_accuracy"] if inv["evaluator_accuracy"] is not None else inv["identified"]
+            lines.append(
+                f"- inversion (MI-Face): **{rate:.0%}** of {len(inv['classes'])} classes identified by "
+                f"{inv.get('judged_by', 'nearest class mean')} (chance {inv['chance']:.0%})"
+            )
+    return [*lines, ""]
 
 
 def _leaks(report: Mapping[str, Any]) -> dict[str, float]:
