@@ -281,3 +281,29 @@ def test_binomial_tail_known_answers():
     assert binomial_tail(1, 10, 0.5) == pytest.approx(1 - 0.5**10)
     # P(X >= 5) = P(X >= 6) + P(X = 5)
     assert math.isclose(binomial_tail(5, 10, 0.5), binomial_tail(6, 10, 0.5) + math.comb(10, 5) / 1024)
+
+
+def test_a_given_pool_is_queried_and_the_audited_data_held_out(digits_model, digits_data, tmp_path):
+    x_train, y_train, x_test, y_test = digits_data
+    spec = _npz(tmp_path / "pool.npz", x_train[:50], y_train[:50])
+    cfg = replace(
+        BASE,
+        privacy=("extraction",),
+        privacy_pool=spec,
+        privacy_budget=(25, 50),
+        privacy_clone_steps=30,
+        limit=60,
+    )
+    report = run_audit(digits_model, _dataset(x_test[:60], y_test[:60], "test"), cfg, sections=PIPELINE)
+    ex = _valid(report)["privacy"]["extraction"]
+    assert ex["pool_kind"] == "given pool (--privacy-pool)" and ex["pool_size"] == 50 and ex["held_out"] == 60
+    assert ex["budgets"] == [25, 50] and ex["note"] is None
+
+
+def test_a_pool_of_another_shape_is_refused_and_the_audit_goes_on(digits_model, digits_data, tmp_path):
+    _, _, x_test, y_test = digits_data
+    spec = _npz(tmp_path / "pool.npz", x_test[:30].flatten(1), y_test[:30])
+    cfg = replace(BASE, privacy=("extraction",), privacy_pool=spec, limit=30)
+    report = run_audit(digits_model, _dataset(x_test[:30], y_test[:30], "test"), cfg, sections=PIPELINE)
+    ex = _valid(report)["privacy"]["extraction"]
+    assert "shape" in ex["refused"] and ex["runs"] == [] and _codes(report, "BA501") == ([], [])

@@ -35,7 +35,7 @@ from bastion.audit.config import AuditConfig
 from bastion.audit.findings import Finding, Severity, finding
 from bastion.audit.sections.base import AuditContext, CheckRun, MetricRow, Section, SectionResult, check
 from bastion.data.dataset import Dataset
-from bastion.errors import BastionError
+from bastion.errors import AttackError, BastionError, DataError, ModelContractError
 from bastion.model import Classifier, TorchClassifier
 
 __all__ = ["FIDELITY_ALARM", "PrivacySection", "binomial_tail", "privacy_lines"]
@@ -103,11 +103,16 @@ class PrivacySection(Section):
             ("inversion", lambda: _inversion(ctx, deployed, prep, artifacts)),
         ]
         for key, part in parts:
-            if key in cfg.privacy:
+            if key not in cfg.privacy:
+                continue
+            try:
                 sub, f, c = part()
-                block[key] = sub
-                findings += f
-                ran += c
+            except (AttackError, DataError, ModelContractError) as exc:  # a model or data it cannot apply to
+                log.warning("privacy %s refused: %s", key, exc)
+                sub, f, c = {**_empty(key, cfg), "refused": str(exc)}, [], []
+            block[key] = sub
+            findings += f
+            ran += c
         return SectionResult(block, tuple(findings), tuple(ran), artifacts=artifacts)
 
     def figures(self, report: Mapping[str, Any], artifacts: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,6 +130,21 @@ class PrivacySection(Section):
         inverted classes identified."""
         o, n = _leaks(old), _leaks(new)
         return [(k, o.get(k), n.get(k)) for k in dict.fromkeys([*o, *n])]
+
+
+def _empty(part: str, cfg: AuditConfig) -> dict[str, Any]:
+    """A part's block with nothing measured (``refused`` None until a reason is set)."""
+    head: dict[str, Any] = {"refused": None, "note": None}
+    if part == "extraction":
+        return {**head, "pool": None, "pool_kind": None, "pool_size": 0, "held_out": 0, "budgets": [],
+                "runs": [], "transfer": None, "seconds": 0.0}  # fmt: skip
+    if part == "membership":
+        return {**head, "n_members": 0, "n_non_members": 0, "dropped_overlap": 0, "attacks": [],
+                "rmia_skipped": None, "references": 0, "seconds": 0.0}  # fmt: skip
+    return {**head, "classes": [], "queries": 0, "queries_per_class": cfg.privacy_inversion_queries,
+            "confidence": [], "reference": None, "ssim": [], "mean_ssim": None, "mean_ssim_other": None,
+            "identified": None, "evaluator": cfg.privacy_evaluator, "evaluator_accuracy": None,
+            "chance": None, "p_value": None, "seconds": 0.0}  # fmt: skip
 
 
 # --- extraction -----------------------------------------------------------------------------------------
@@ -152,18 +172,7 @@ def _extraction(
     from bastion.threat import ThreatModel
 
     cfg, start = ctx.config, time.perf_counter()
-    sub: dict[str, Any] = {
-        "refused": None,
-        "note": None,
-        "pool": None,
-        "pool_kind": None,
-        "pool_size": 0,
-        "held_out": 0,
-        "budgets": [],
-        "runs": [],
-        "transfer": None,
-        "seconds": 0.0,
-    }
+    sub = _empty("extraction", cfg)
     shape = tuple(ctx.x.shape[1:])
     if user_pool is None:
         if ctx.x.shape[0] < 3:
@@ -176,6 +185,14 @@ def _extraction(
             sub["refused"] = (
                 f"the pool {user_pool.name} holds inputs of shape {tuple(user_pool.x.shape[1:])}, the model "
                 f"takes {shape}"
+            )
+            return sub, [], []
+        low, high = ctx.model.bounds
+        lo, hi = float(user_pool.x.min()), float(user_pool.x.max())
+        if lo < low - 1e-6 or hi > high + 1e-6:
+            sub["refused"] = (
+                f"the pool {user_pool.name} spans [{lo:g}, {hi:g}], outside the model's bounds "
+                f"[{low:g}, {high:g}]; rescale it"
             )
             return sub, [], []
         pool = Dataset(
@@ -301,17 +318,7 @@ def _membership(
     from bastion.provenance.hashing import input_hashes
 
     cfg, start = ctx.config, time.perf_counter()
-    sub: dict[str, Any] = {
-        "refused": None,
-        "note": None,
-        "n_members": 0,
-        "n_non_members": 0,
-        "dropped_overlap": 0,
-        "attacks": [],
-        "rmia_skipped": None,
-        "references": 0,
-        "seconds": 0.0,
-    }
+    sub = _empty("membership", cfg)
     if train is None:  # the config refuses this; a Python caller may pass another pipeline
         sub["refused"] = "no training data: pass --training-data SPEC (the members)"
         return sub, [], []
@@ -499,24 +506,7 @@ def _inversion(
     from bastion.attacks.inference.mi_face import MIFace
 
     cfg, start = ctx.config, time.perf_counter()
-    sub: dict[str, Any] = {
-        "refused": None,
-        "note": None,
-        "classes": [],
-        "queries": 0,
-        "queries_per_class": cfg.privacy_inversion_queries,
-        "confidence": [],
-        "reference": None,
-        "ssim": [],
-        "mean_ssim": None,
-        "mean_ssim_other": None,
-        "identified": None,
-        "evaluator": cfg.privacy_evaluator,
-        "evaluator_accuracy": None,
-        "chance": None,
-        "p_value": None,
-        "seconds": 0.0,
-    }
+    sub = _empty("inversion", cfg)
     shape = tuple(int(d) for d in ctx.x.shape[1:])
     if len(shape) != 3:
         sub["refused"] = f"model inversion is measured on image models (C, H, W); this model takes {shape}"
@@ -561,7 +551,7 @@ def _inversion(
     hits, judged_by = int(identified.sum()), "nearest class mean (SSIM)"
     evaluator: Classifier | None = prep.get("evaluator")
     if evaluator is not None:
-        acc, recognised = evaluator_accuracy(evaluator, recon, chosen)
+        acc, recognised = evaluator_accuracy(evaluator, recon.cpu(), chosen)  # loaded on the CPU
         sub["evaluator_accuracy"] = acc
         sub["chance"] = 1.0 / k
         hits, judged_by = int(recognised.sum()), f"the evaluator {cfg.privacy_evaluator}"
