@@ -217,8 +217,9 @@ def test_label_only_deployment_runs_one_extraction(digits_model, digits_data):
         BASE, privacy=("extraction",), output_policy="labels", privacy_budget=(30,), privacy_clone_steps=30
     )
     report = run_audit(digits_model, _dataset(x[:60], y[:60], "test"), cfg, sections=PIPELINE)
-    runs = report.to_dict()["privacy"]["extraction"]["runs"]
-    assert [(r["output"], r["trained_on"]) for r in runs] == [("labels", "labels")]
+    ex = report.to_dict()["privacy"]["extraction"]
+    assert [(r["output"], r["trained_on"]) for r in ex["runs"]] == [("labels", "labels")]
+    assert ex["budgets"] == [30]  # below the pool's 40 inputs: as asked
 
 
 def test_inversion_block_and_check(digits_model, digits_data):
@@ -307,3 +308,13 @@ def test_a_pool_of_another_shape_is_refused_and_the_audit_goes_on(digits_model, 
     report = run_audit(digits_model, _dataset(x_test[:30], y_test[:30], "test"), cfg, sections=PIPELINE)
     ex = _valid(report)["privacy"]["extraction"]
     assert "shape" in ex["refused"] and ex["runs"] == [] and _codes(report, "BA501") == ([], [])
+
+
+def test_budgets_all_above_the_pool_still_give_a_curve(digits_model, digits_data):
+    _, _, x, y = digits_data
+    cfg = replace(BASE, privacy=("extraction",), output_policy="labels", privacy_budget=(500, 2000), limit=60)
+    cfg = replace(cfg, privacy_clone_steps=30)
+    report = run_audit(digits_model, _dataset(x[:60], y[:60], "test"), cfg, sections=PIPELINE)
+    ex = report.to_dict()["privacy"]["extraction"]
+    assert ex["budgets"] == [20, 40] and "capped to 40" in ex["note"]
+    assert [p["budget"] for p in ex["runs"][0]["curve"]] == [20, 40]

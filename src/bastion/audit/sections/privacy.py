@@ -204,6 +204,8 @@ def _extraction(
     sub.update(pool_size=len(pool), held_out=len(test))
     budgets = sorted({min(b, len(pool)) for b in cfg.privacy_budget})
     if max(cfg.privacy_budget) > len(pool):
+        if len(budgets) == 1 and len(pool) >= 2:  # still a curve: half the pool as well
+            budgets.insert(0, len(pool) // 2)
         sub["note"] = (
             f"budgets above the pool's {len(pool):,} inputs were capped to {len(pool):,}; pass "
             "--privacy-pool DATA (e.g. a public data set of the same input shape) for larger budgets"
