@@ -48,7 +48,7 @@ _METHOD_HELP = (
     "masks gradients, the audit shows it), noise (Gaussian augmentation for randomized smoothing), "
     "ibp (interval bound propagation, Gowal et al.: linf, makes the model certifiable with "
     "`bastion certify --method ibp`; use --epsilon-ramp), dp-sgd (differentially private training "
-    "through Opacus: --target-epsilon, --delta; needs pip install 'bastion[privacy]'), "
+    "through Opacus: --target-epsilon, --delta; needs pip install 'bastion\\[privacy]'), "
     "standard (plain training, the baseline)."
 )
 
