@@ -90,6 +90,10 @@ def render_summary(report: AuditReport) -> str:
         lines += _certification_lines(d["certification"])
     if d.get("training_threats"):
         lines += training_lines(d["training_threats"])
+    if d.get("privacy"):
+        from bastion.audit.sections.privacy import privacy_lines
+
+        lines += privacy_lines(d["privacy"])
     if d["findings"]:
         lines.append(f"**Findings ({len(d['findings'])})**, failing at severity ≥ {d['verdict']['fail_on']}:")
         lines.append("")

@@ -20,7 +20,7 @@ class TrainingSection(Section):
     template = "training.html.j2"
 
     def enabled(self, config: AuditConfig) -> bool:
-        return bool(config.scan_model or config.training_data or config.training_manifest)
+        return bool(config.scan_model or config.scan_data or config.training_manifest)
 
     def prepare(self, config: AuditConfig) -> Any:
         from bastion.audit.training_threats import load_training
