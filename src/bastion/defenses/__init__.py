@@ -1,4 +1,5 @@
-"""Defenses: input transformations with BPDA surrogates, defended classifiers and their evaluation.
+"""Defenses: input transformations with BPDA surrogates, defended classifiers and their evaluation, and
+output policies (what a deployed model releases: probabilities, top-k, rounded, labels only).
 
 >>> from bastion.defenses import DefendedClassifier, evaluate_defense
 >>> defended = DefendedClassifier(model, "jpeg:75,bits:4")          # doctest: +SKIP
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from bastion.defenses.defended import DefendedClassifier
 from bastion.defenses.evaluation import DefenseEvaluation, evaluate_defense
+from bastion.defenses.output_policy import OutputPolicy, PolicyClassifier
 from bastion.defenses.transforms import (
     JPEG,
     BitDepth,
@@ -28,6 +30,8 @@ __all__ = [
     "DefenseEvaluation",
     "JPEG",
     "MedianSmoothing",
+    "OutputPolicy",
+    "PolicyClassifier",
     "RandomResizePad",
     "Transform",
     "available_transforms",
