@@ -22,7 +22,7 @@ from torch import nn
 
 from bastion.attacks.base import check_positive
 from bastion.defenses.training.objective import Batch, Forward, Objective
-from bastion.errors import AttackError, QueryBudgetError
+from bastion.errors import AttackError, DataError, QueryBudgetError
 from bastion.model import Classifier, TorchClassifier
 from bastion.threat import Bounds
 
@@ -182,17 +182,35 @@ def fit_clone(
     return TorchClassifier(run.module, bounds=bounds, num_classes=k, name=name)
 
 
-def as_inputs(pool: Any) -> tuple[torch.Tensor, str]:
-    """The pool's inputs (N, ...) and a name for the card, from a Dataset or a tensor."""
+def as_inputs(pool: Any, bounds: Bounds) -> tuple[torch.Tensor, str]:
+    """The pool's inputs (N, ...) and a name for the card, from a Dataset or a tensor inside ``bounds``."""
     from bastion.data.dataset import Dataset
 
     if isinstance(pool, Dataset):
-        return pool.x, pool.name
-    if isinstance(pool, torch.Tensor) and pool.is_floating_point() and pool.dim() >= 2:
-        return pool, "tensor"
-    raise AttackError(
-        f"the pool must be a bastion Dataset or a float tensor (N, ...), got {type(pool).__name__}"
-    )
+        x, name = pool.x, pool.name
+    elif isinstance(pool, torch.Tensor) and pool.is_floating_point() and pool.dim() >= 2:
+        x, name = pool, "tensor"
+    else:
+        raise AttackError(
+            f"the pool must be a bastion Dataset or a float tensor (N, ...), got {type(pool).__name__}"
+        )
+    if x.shape[0] and (float(x.min()) < bounds[0] - 1e-6 or float(x.max()) > bounds[1] + 1e-6):
+        raise DataError(
+            f"the pool's inputs span [{float(x.min()):g}, {float(x.max()):g}], outside the victim's bounds "
+            f"[{bounds[0]:g}, {bounds[1]:g}]; rescale them"
+        )
+    return x, name
+
+
+def victim_name(victim: Any) -> str:
+    """The name of the model under counting/policy wrappers (their ``.model``), for the card."""
+    for _ in range(8):
+        if isinstance(getattr(victim, "name", None), str):
+            return str(victim.name)
+        if not hasattr(victim, "model"):
+            break
+        victim = victim.model
+    return type(victim).__name__
 
 
 def finish(
@@ -244,7 +262,7 @@ def finish(
         raise AttackError("no queries to train a clone on: the budget must be at least 1")
     info = {
         "attack": attack,
-        "victim": getattr(victim, "name", type(victim).__name__),
+        "victim": victim_name(victim),
         "pool": pool_name,
         "test_data": None if test is None else getattr(test, "name", "test"),
         "architecture": "small_cnn" if factory is None else getattr(factory, "__name__", repr(factory)),

@@ -95,7 +95,7 @@ class JacobianAugmentation:
         """Grow a substitute from ``seed_data`` (a Dataset or (N, ...) tensor; its labels are never
         used) with at most ``budget`` victim queries; ``test``/``reference`` as in Knockoff's run."""
         check_positive("budget", budget, integer=True)
-        x_seed, name = as_inputs(seed_data)
+        x_seed, name = as_inputs(seed_data, victim.bounds)
         g = torch.Generator().manual_seed(seed)
         oracle = Oracle(victim, budget, self.query_batch)
         pick = torch.randperm(x_seed.shape[0], generator=g)[: min(self.seed_size, budget)]

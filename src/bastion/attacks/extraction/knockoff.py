@@ -120,7 +120,7 @@ class KnockoffNets:
         counted as ``evaluation_queries``). ``progress(stage, done, total)`` reports queries and clones.
         """
         check_positive("budget", budget, integer=True)
-        x_pool, pool_name = as_inputs(pool)
+        x_pool, pool_name = as_inputs(pool, victim.bounds)
         if budget > x_pool.shape[0]:
             raise AttackError(f"the pool holds {x_pool.shape[0]} inputs, fewer than the budget of {budget}")
         g = torch.Generator().manual_seed(seed)

@@ -19,7 +19,7 @@ from bastion.attacks.extraction import (
 )
 from bastion.attacks.extraction._training import Oracle
 from bastion.data import load_dataset
-from bastion.errors import AttackError, QueryBudgetError
+from bastion.errors import AttackError, DataError, QueryBudgetError
 from bastion.model import TorchClassifier
 from bastion.threat import ThreatModel
 
@@ -194,5 +194,7 @@ def test_bad_configuration_is_refused(linear_victim, digits):
         KnockoffNets("greedy")
     with pytest.raises(AttackError, match="output"):
         KnockoffNets(output="top3")
+    with pytest.raises(DataError, match="outside the victim's bounds"):
+        KnockoffNets(training=FAST, clone=mlp).run(linear_victim, digits[1].x * 2, 20)
     with pytest.raises(AttackError, match="pool holds"):
         KnockoffNets(training=FAST, clone=mlp).run(linear_victim, digits[1].x[:10], 20)
