@@ -105,6 +105,7 @@ def main() -> None:
     p.add_argument("--strategy", default="random", choices=["random", "adaptive"])
     p.add_argument("--steps", type=int, default=CloneTraining().steps)
     p.add_argument("--temperature", type=float, default=CloneTraining().temperature)
+    p.add_argument("--lr", type=float, default=CloneTraining().lr)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--libraries", nargs="+", default=["bastion", "ART"], choices=["bastion", "ART"])
     p.add_argument(
@@ -122,7 +123,7 @@ def main() -> None:
     truth = predict(victim, test.x).argmax(1)
     victim_acc = float((truth == test.y).float().mean())
     budgets = sorted(args.budgets)
-    training = CloneTraining(steps=args.steps, temperature=args.temperature)
+    training = CloneTraining(steps=args.steps, temperature=args.temperature, lr=args.lr)
     rows = []
     nan = float("nan")
     for output in args.outputs:
