@@ -536,6 +536,7 @@ def run() -> None:
         audit_cmd,  # noqa: F401  (registers `audit` and `report`)
         certify_cmd,  # noqa: F401  (registers `certify`)
         data_cmd,  # noqa: F401  (registers `data`)
+        extract_cmd,  # noqa: F401  (registers `extract`)
         harden_cmd,  # noqa: F401  (registers `harden`)
         invert_cmd,  # noqa: F401  (registers `invert`)
         membership_cmd,  # noqa: F401  (registers `membership`)

@@ -15,7 +15,7 @@ from bastion.cli.common import (
     EPSILON_HELP_SUFFIX,
     err,
     friendly_errors,
-    load_inputs,
+    load_victim_inputs,
     out,
     parse_epsilon,
     progress_bar,
@@ -127,7 +127,7 @@ def extract(
     eps = parse_epsilon(transfer_epsilon, "--transfer-epsilon") if transfer_epsilon is not None else None
     if eps is not None and test_data is None:
         raise AttackError("--transfer-epsilon needs --test-data (the inputs to craft adversarials for)")
-    model, pool_data = load_inputs(
+    model, pool_data = load_victim_inputs(
         victim,
         pool,
         weights=weights,
@@ -141,7 +141,8 @@ def extract(
     test = None
     if test_data is not None:
         test = load_dataset(test_data, split="test")
-        test = replace(test, x=test.x.to(model.device), y=test.y.to(model.device))
+        where = pool_data.x.device  # the victim's device (load_victim_inputs moved the data there)
+        test = replace(test, x=test.x.to(where), y=test.y.to(where))
     training = CloneTraining(steps=steps)
     mode = "labels" if policy.kind == "labels" else "probs"
     marks = _budgets(curve, budget)

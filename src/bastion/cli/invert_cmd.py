@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 
 from bastion.cli.app import DeviceOpt, JsonOpt, LabelOpt, MeanOpt, ModelArg, SeedOpt, StdOpt, WeightsOpt, app
-from bastion.cli.common import friendly_errors, load_inputs, out, progress_bar, resolve_device, write_json
+from bastion.cli.common import (
+    friendly_errors,
+    load_inputs,
+    load_victim_inputs,
+    out,
+    progress_bar,
+    resolve_device,
+    write_json,
+)
 from bastion.errors import AttackError, DataError
 
 if TYPE_CHECKING:
@@ -121,7 +129,7 @@ def invert(
     """
     from bastion.attacks.inference.inversion_metrics import class_means, inversion_quality
     from bastion.attacks.inference.mi_face import MIFace
-    from bastion.loading import load_model
+    from bastion.loading import load_model, load_victim
 
     if white_box and output != "probs":
         raise AttackError(
@@ -133,7 +141,8 @@ def invert(
         raise DataError("pass --data (the task's data) or --shape C,H,W so the attack knows the input shape")
     dataset: Dataset | None = None
     if data is not None:
-        clf, dataset = load_inputs(
+        # black-box runs need outputs only: the model may be remote (oip:http://...)
+        clf, dataset = (load_inputs if white_box else load_victim_inputs)(
             model,
             data,
             weights=weights,
@@ -150,12 +159,14 @@ def invert(
     else:
         from bastion.cli.common import parse_stats
 
-        clf = load_model(
+        clf = (load_model if white_box else load_victim)(
             model, weights=weights, mean=parse_stats(mean, "--mean"), std=parse_stats(std, "--std")
         )
-        clf.to(resolve_device(device))
+        move = getattr(clf, "to", None)
+        if callable(move):
+            move(resolve_device(device))
         input_shape = _shape(shape or "")
-    where = clf.device
+    where = getattr(clf, "device", None) or resolve_device(device)
     with torch.no_grad():
         num_classes = int(clf(torch.zeros(1, *input_shape, device=where).clamp(*clf.bounds)).shape[1])
     if all_classes:

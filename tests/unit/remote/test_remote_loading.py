@@ -10,6 +10,7 @@ import torch
 from _oip_server import serve
 from typer.testing import CliRunner
 
+import bastion.cli.extract_cmd  # noqa: F401  (registers `extract`)
 from bastion import zoo
 from bastion.cli.app import app
 from bastion.errors import ModelContractError
@@ -19,7 +20,7 @@ pytest.importorskip("httpx")  # the remote extra: pip install 'bastion[remote]'
 
 
 def test_white_box_loader_refuses_a_remote_model():
-    with pytest.raises(ModelContractError, match="remote model.*black-box commands"):
+    with pytest.raises(ModelContractError, match=r"remote model.*black-box commands"):
         load_model("oip:http://127.0.0.1:9/models/m")
 
 
@@ -46,10 +47,18 @@ def _attack(runner: CliRunner, model: str, out: Path, *extra: str) -> dict[str, 
 def test_cli_black_box_attack_on_a_remote_model_matches_local(tmp_path):
     runner = CliRunner()
     local_model = zoo.load("digits-cnn")
-    local = _attack(runner, "zoo:digits-cnn", tmp_path / "local.json", "--attack", "square", "--queries", "60")
+    local = _attack(
+        runner, "zoo:digits-cnn", tmp_path / "local.json", "--attack", "square", "--queries", "60"
+    )
     with serve(local_model) as server:
         remote = _attack(
-            runner, server.spec() + "?max_rps=none", tmp_path / "r.json", "--attack", "square", "--queries", "60"
+            runner,
+            server.spec() + "?max_rps=none",
+            tmp_path / "r.json",
+            "--attack",
+            "square",
+            "--queries",
+            "60",
         )
         # a gradient attack cannot use a remote model: one line, exit 2
         refused = runner.invoke(
@@ -58,3 +67,24 @@ def test_cli_black_box_attack_on_a_remote_model_matches_local(tmp_path):
     for key in ("clean_accuracy", "success_rate", "queries"):
         assert remote[key] == local[key], key
     assert refused.exit_code == 2 and "black-box" in refused.output
+
+
+def test_cli_extraction_of_a_remote_model_matches_local(tmp_path):
+    """The same seed, pool and budget against the served model and the local one: the same clone."""
+    runner = CliRunner()
+    common = ["--pool", "digits", "--budget", "80", "--output", "labels", "--steps", "30", "--seed", "2"]
+
+    def extract(victim: str, name: str) -> dict[str, object]:
+        res = runner.invoke(
+            app, ["extract", victim, *common, "--test-data", "digits", "--json", str(tmp_path / name)]
+        )
+        assert res.exit_code == 0, res.output
+        return json.loads((tmp_path / name).read_text())  # type: ignore[no-any-return]
+
+    local = extract("zoo:digits-mlp", "local.json")
+    with serve(zoo.load("digits-mlp")) as server:
+        remote = extract(server.spec() + "?max_rps=none", "remote.json")
+        posts = len(server.posts())
+    assert remote["queries"] == local["queries"] == 80
+    assert remote["fidelity"] == local["fidelity"] and remote["accuracy"] == local["accuracy"]
+    assert posts >= 1
