@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bastion._files import atomic_write
@@ -83,10 +84,12 @@ def friendly_errors(fn: F) -> F:
                 warnings.showwarning = _one_line_warning
                 return fn(*args, **kwargs)
         except BastionError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # escaped: a message may hold brackets (pip install 'bastion[privacy]') that rich would eat
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
         except FileNotFoundError as exc:
-            err.print(f"[bold red]error:[/] file not found: {exc.filename or exc}", highlight=False)
+            missing = escape(str(exc.filename or exc))
+            err.print(f"[bold red]error:[/] file not found: {missing}", highlight=False)
             raise typer.Exit(2) from None
 
     wrapper.__doc__ = unwrap_help(fn.__doc__)

@@ -1,9 +1,11 @@
 """Training defenses: adversarial training (PGD, fast FGSM, TRADES), label smoothing, defensive
-distillation and noise augmentation, through one loop and one entry point, :func:`harden`."""
+distillation, noise augmentation and differentially private SGD (Opacus, imported only when used),
+through one loop and one entry point, :func:`harden`."""
 
 from bastion.defenses.training.atta import ATTA
 from bastion.defenses.training.config import TrainingConfig
 from bastion.defenses.training.distillation import Distillation
+from bastion.defenses.training.dp_sgd import DPSGD
 from bastion.defenses.training.fgsm_rs import FastFGSM
 from bastion.defenses.training.harden import HardenResult, harden
 from bastion.defenses.training.label_smoothing import LabelSmoothing
@@ -18,6 +20,7 @@ from bastion.defenses.training.trades import TRADES
 
 __all__ = [
     "ATTA",
+    "DPSGD",
     "METHODS",
     "NFGSM",
     "TRADES",
