@@ -203,10 +203,8 @@ def audit(
             "--privacy",
             rich_help_panel="Privacy",
             metavar="PARTS",
-            help="Also measure what the deployed model leaks, any of (comma-separated): extraction (Knockoff "
-            "clone fidelity per --privacy-budget, under --output-policy and label-only; BA501), membership "
-            "(who was in --training-data: loss threshold and RMIA; BA502), inversion (MI-Face "
-            "reconstructions of image classes; BA503). See docs/audit.md.",
+            help="Also measure what the deployed model leaks (comma-separated): extraction (BA501), "
+            "membership (BA502; needs --training-data), inversion (BA503). See docs/audit.md.",
             show_default=False,
         ),
     ] = None,
@@ -227,9 +225,8 @@ def audit(
             "--privacy-pool",
             rich_help_panel="Privacy",
             metavar="DATA",
-            help="extraction: the attacker's query pool, a data spec of MODEL's input shape (its train "
-            "split; e.g. a public data set). Default: two thirds of the audited data (in-distribution "
-            "pool, the worst case), the rest held out.",
+            help="extraction: the attacker's query pool (a data spec; default: two thirds of the audited "
+            "data, the worst case).",
             show_default=False,
         ),
     ] = None,
@@ -261,8 +258,7 @@ def audit(
             "--privacy-evaluator",
             rich_help_panel="Privacy",
             metavar="MODEL",
-            help="inversion: an independent classifier of the same task that judges the reconstructions "
-            "(zoo:NAME, FILE.py:factory with --privacy-evaluator-weights, TorchScript).",
+            help="inversion: an independent classifier (a model spec) that judges the reconstructions.",
             show_default=False,
         ),
     ] = None,
