@@ -206,39 +206,12 @@ def load_inputs(
     )
 
 
-def load_victim_inputs(
-    model_spec: str,
-    data_spec: str,
-    *,
-    weights: str | None,
-    split: str,
-    label: str | None,
-    bounds: str | None,
-    limit: int | None,
-    seed: int,
-    mean: str | None = None,
-    std: str | None = None,
-    device: str | None = None,
-) -> tuple[Classifier, Dataset]:
-    """:func:`load_inputs` for black-box commands: ``model_spec`` may also be a remote model
-    (``oip:http://host:port/models/NAME``); what comes back answers outputs only."""
+def load_victim_inputs(model_spec: str, data_spec: str, **options: Any) -> tuple[Classifier, Dataset]:
+    """:func:`load_inputs` (same options) for black-box commands: ``model_spec`` may also be a remote
+    model (``oip:http://host:port/models/NAME``); what comes back answers outputs only."""
     from bastion.loading import load_victim
 
-    return _load_and_check(
-        load_victim,
-        model_spec,
-        data_spec,
-        weights=weights,
-        split=split,
-        label=label,
-        bounds=bounds,
-        limit=limit,
-        seed=seed,
-        mean=mean,
-        std=std,
-        device=device,
-        check_bounds=True,
-    )
+    return _load_and_check(load_victim, model_spec, data_spec, **{"check_bounds": True, **options})
 
 
 _M = TypeVar("_M", bound="Classifier")
@@ -255,10 +228,10 @@ def _load_and_check(
     bounds: str | None,
     limit: int | None,
     seed: int,
-    mean: str | None,
-    std: str | None,
-    device: str | None,
-    check_bounds: bool,
+    mean: str | None = None,
+    std: str | None = None,
+    device: str | None = None,
+    check_bounds: bool = True,
 ) -> tuple[_M, Dataset]:
     from bastion.data import load_dataset
 
