@@ -152,9 +152,12 @@ def test_rate_cap_spaces_the_requests(digits_model, xs):
             remote(xs[i : i + 1])
         seen = [t for t, *_ in server.config.log]  # metadata GET + 8 POSTs, as the server saw them
     assert len(sent) == 8 and len(seen) == 9
-    # burst 1: requests j - i apart leave at least (j - i) / rate seconds apart
+    # burst 1: the limiter releases requests j - i apart at least (j - i) / rate seconds apart (exactly so
+    # in the fake-clock test below). The hook fires a scheduling delay after the release, and a delay on
+    # request i (not on j) shortens the measured gap: allow one interval of it per pair, half over the run.
     for i, j in itertools.combinations(range(len(sent)), 2):
-        assert sent[j] - sent[i] >= (j - i) / rate - 1e-3
+        assert sent[j] - sent[i] >= (j - i - 1) / rate
+    assert sent[-1] - sent[0] >= (len(sent) - 1) / rate - 0.5 / rate
     # the server sees the same pace (its timestamps carry thread-scheduling jitter, hence the slack)
     assert seen[-1] - seen[0] >= 8 / rate - 0.1
 
