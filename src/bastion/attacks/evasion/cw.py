@@ -205,6 +205,14 @@ class CarliniWagner(Attack):
                     active[idx[stalled]] = False
         return last_adv >= last_step - window
 
+    def _clearly_adversarial(
+        self, logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        """(N,) margin above ``confidence`` by more than 1e-5 of the logits' scale: a point a float's
+        rounding away from the boundary can flip when the model sees it in another batch (the base class
+        re-checks success that way), so the refinement stops a hair inside the adversarial side."""
+        return margin_loss(logits, y, targets) > self.confidence + 1e-5 * (1 + logits.abs().amax(1))
+
     @torch.no_grad()
     def _refine(
         self,
@@ -220,11 +228,7 @@ class CarliniWagner(Attack):
         delta = x_adv - x
         for _ in range(self.refine_steps):
             mid = (lo + hi) / 2
-            logits = model(x + _view(mid, x) * delta)
-            # A point a float's rounding away from the boundary can flip when the model sees it in another
-            # batch (the base class re-checks success that way): stop a hair inside the adversarial side.
-            tol = 1e-5 * (1 + logits.abs().amax(1))
-            adv = margin_loss(logits, y, targets) > self.confidence + tol
+            adv = self._clearly_adversarial(model(x + _view(mid, x) * delta), y, targets)
             hi = torch.where(adv, mid, hi)
             lo = torch.where(adv, lo, mid)
         # Samples without an adversarial have delta = 0, so they stay at x whatever t is.
@@ -232,10 +236,7 @@ class CarliniWagner(Attack):
         out = torch.where(_view(hi < 1, x), x + _view(hi, x) * delta, x_adv)
         # An x_adv that no bisection point beat may itself sit within rounding of the boundary: go 0.1%
         # further along its own direction (inside the bounds) so that it stays adversarial in any batch.
-        logits = model(out)
-        marginal = (hi >= 1) & (
-            margin_loss(logits, y, targets) <= self.confidence + 1e-5 * (1 + logits.abs().amax(1))
-        )
+        marginal = (hi >= 1) & ~self._clearly_adversarial(model(out), y, targets)
         if bool(marginal.any()):
             low, high = model.bounds
             out = torch.where(_view(marginal, x), (x + 1.001 * delta).clamp(low, high), out)
