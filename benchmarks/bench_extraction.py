@@ -102,7 +102,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000, 2000, 5000])
     p.add_argument("--outputs", nargs="+", default=["probs", "labels"])
-    p.add_argument("--strategy", default="random", choices=["random", "adaptive"])
+    p.add_argument("--strategy", default="random", choices=["random", "adaptive", "uncertainty"])
     p.add_argument("--steps", type=int, default=CloneTraining().steps)
     p.add_argument("--temperature", type=float, default=CloneTraining().temperature)
     p.add_argument("--lr", type=float, default=CloneTraining().lr)

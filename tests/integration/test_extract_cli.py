@@ -33,7 +33,7 @@ def test_extract_prints_the_curve_and_writes_clone_and_card(extracted):
     assert res.exit_code == 0, res.output
     summary = json.loads((where / "x.json").read_text())
     assert summary["queries"] == 150 and [p["budget"] for p in summary["curve"]] == [60, 150]
-    assert summary["output_policy"] == "labels" and summary["strategy"] == "random"
+    assert summary["output_policy"] == "labels" and summary["strategy"] == "uncertainty"
     assert 0.0 <= summary["transfer"]["rate"] <= 1.0 and summary["transfer"]["n"] > 0
     card = json.loads((where / "clone.json").read_text())
     assert card["victim"] == "zoo:digits-mlp" and card["pool"] == "digits" and card["seed"] == 1

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from bastion.attacks.extraction import ExtractionResult, TransferResult
     from bastion.model import Classifier
 
-STRATEGIES = ("random", "adaptive", "jacobian")
+STRATEGIES = ("uncertainty", "random", "adaptive", "jacobian")
 
 
 def _released(victim: Classifier, output: str) -> Classifier:
@@ -70,10 +70,12 @@ def extract(
         str,
         typer.Option(
             "--strategy",
-            help="random or adaptive (Knockoff Nets: pool inputs), jacobian (Papernot et al.: a seed "
-            "set grown along the clone's gradient).",
+            help="Which inputs to send. uncertainty (active learning, Pal et al. 2020: the pool inputs "
+            "the clone is least sure of, in doubling rounds; the strongest, above all label-only), random "
+            "or adaptive (Knockoff Nets' bandit) from the pool, jacobian (Papernot et al.: a seed set "
+            "grown along the clone's gradient).",
         ),
-    ] = "random",
+    ] = "uncertainty",
     out_path: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write the clone (FILE.safetensors) and its card (.json)."),
@@ -93,7 +95,7 @@ def extract(
             help="Budgets to measure on the way (default: those of 250,500,1000,2000,5000 below --budget).",
         ),
     ] = None,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps per clone (about).")] = 1200,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps per clone (about).")] = 3000,
     transfer_epsilon: Annotated[
         str | None,
         typer.Option(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bastion.attacks.base import check_positive
+from bastion.attacks.extraction._shift import random_shift, shift_pixels
 from bastion.defenses.training.objective import Batch, Forward, Objective
 from bastion.errors import AttackError, DataError, QueryBudgetError
 from bastion.model import Classifier, TorchClassifier
@@ -83,13 +84,15 @@ def checkpoints(budget: int, budgets: tuple[int, ...]) -> list[int]:
 class SoftTargets(Objective):
     """Cross-entropy against soft targets (N, K) looked up by ``Batch.index``, at ``temperature`` T:
     the targets are sharpened/softened as p^(1/T) (renormalised) and the loss scaled by T² (Hinton et
-    al. 2015). One-hot targets make it plain cross-entropy."""
+    al. 2015). One-hot targets make it plain cross-entropy. ``shift`` > 0 moves each image by up to
+    that many pixels (:func:`random_shift`) before the forward pass."""
 
     name = "soft-targets"
 
-    def __init__(self, targets: torch.Tensor, temperature: float = 1.0) -> None:
+    def __init__(self, targets: torch.Tensor, temperature: float = 1.0, shift: int = 0) -> None:
         check_positive("temperature", temperature)
-        self.temperature = float(temperature)
+        check_positive("shift", shift, integer=True, allow_zero=True)
+        self.temperature, self.shift = float(temperature), int(shift)
         t = targets.clamp_min(0) ** (1.0 / self.temperature)
         self._targets = t / t.sum(1, keepdim=True).clamp_min(1e-12)
 
@@ -98,13 +101,14 @@ class SoftTargets(Objective):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if batch.index is None:
             raise AttackError("soft-target training needs the batch's sample positions")
-        logits = forward(batch.x)
+        x = random_shift(batch.x, self.shift, batch.generator) if self.shift else batch.x
+        logits = forward(x)
         target = self._targets[batch.index.to(self._targets.device)].to(logits.device)
         log_p = F.log_softmax(logits / self.temperature, dim=1)
         return -(target * log_p).sum(1).mean() * self.temperature**2, logits
 
     def params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature}
+        return {"temperature": self.temperature, "shift": self.shift}
 
 
 @dataclass(frozen=True)
@@ -118,15 +122,22 @@ class CloneTraining:
     default 4 was chosen on MNIST *training* images (Fashion-MNIST pool, 5k queries: fidelity 88.3% at
     T = 1, 93.9% at T = 4, 94.2% at T = 10): a confident victim's probabilities are nearly one-hot at
     T = 1 and their small entries carry most of what the clone can learn.
+
+    ``shift`` trains label-only clones of image models on copies of the queries moved by up to that
+    share of the image side (0.07: 2 pixels on 28x28, 1 on 8x8; 0 disables it); probability targets are
+    never shifted. Chosen on MNIST training images (Fashion-MNIST pool, 5k label-only queries, 1,200
+    steps): fidelity 66.2% unshifted, 73.6% at 2 pixels. The default 3,000 steps (from 1,200) was
+    chosen there too: 73.6% → 84.0% with labels, probabilities unchanged within noise.
     """
 
     epochs: int | None = None
-    steps: int = 1200
+    steps: int = 3000
     min_epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.0
     temperature: float = 4.0
+    shift: float = 0.07
 
     def __post_init__(self) -> None:
         for name in ("steps", "min_epochs", "batch_size"):
@@ -136,6 +147,8 @@ class CloneTraining:
         check_positive("lr", self.lr)
         check_positive("temperature", self.temperature)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        if not 0.0 <= self.shift < 0.5:
+            raise AttackError(f"shift is a share of the image side in [0, 0.5), got {self.shift}")
 
     def epochs_for(self, n: int) -> int:
         if self.epochs is not None:
@@ -177,9 +190,40 @@ def fit_clone(
         module = factory().to(x.device)
         data = Dataset(x, targets.argmax(1), num_classes=k, bounds=bounds, name="queries")
         hard = bool(((targets == 0) | (targets == 1)).all())
-        objective = SoftTargets(targets, 1.0 if hard else training.temperature)
+        shift = shift_pixels(tuple(x.shape[1:]), training.shift) if hard else 0
+        objective = SoftTargets(targets, 1.0 if hard else training.temperature, shift)
         run = train(module, lambda v: v, data, objective, cfg)
     return TorchClassifier(run.module, bounds=bounds, num_classes=k, name=name)
+
+
+def check_shift(
+    build: Factory,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    bounds: Bounds,
+    training: CloneTraining,
+    seed: int,
+    held_out: float = 0.2,
+) -> dict[str, Any]:
+    """Whether shifting helps this victim, judged on its own answers: two clones (half the steps) on a
+    seeded 80% of the label-only queries, shifted and not, scored by agreement with the victim on the
+    other 20%. Shifting is a prior (an image classifier's top-1 survives a move of a pixel or two); a
+    victim that breaks it — a linear model on 8x8 digits loses 12 points of fidelity to it — keeps its
+    clones unshifted. Costs no queries."""
+    n = int(x.shape[0])
+    cut = max(1, round(held_out * n))
+    if n - cut < 2:  # too few answers to judge: keep the prior
+        return {"used": True, "held_out": 0, "agreement": None}
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7)).to(x.device)
+    fit, val = order[cut:], order[:cut]
+    half = replace(training, steps=max(1, training.steps // 2))
+    agreement = {}
+    for name, t in (("shifted", half), ("unshifted", replace(half, shift=0.0))):
+        clone = fit_clone(build, x[fit], targets[fit], bounds, t, seed)
+        with torch.no_grad():
+            agree = clone(x[val]).argmax(1) == targets[val].argmax(1).to(x.device)
+        agreement[name] = float(agree.float().mean())
+    return {"used": agreement["shifted"] > agreement["unshifted"], "held_out": cut, "agreement": agreement}
 
 
 def as_inputs(pool: Any, bounds: Bounds) -> tuple[torch.Tensor, str]:
@@ -239,6 +283,11 @@ def finish(
     shape = tuple(int(d) for d in x_q.shape[1:])
     build: Factory = factory if factory is not None else (lambda: small_cnn(shape, k))
     targets = targets_for(released, output)
+    shift_check = None
+    if output == "labels" and shift_pixels(shape, training.shift) > 0:
+        shift_check = check_shift(build, x_q, targets, victim.bounds, training, seed)
+        if not shift_check["used"]:
+            training = replace(training, shift=0.0)
     truth = None
     evaluation_queries = 0
     if test is not None:
@@ -268,5 +317,6 @@ def finish(
         "architecture": "small_cnn" if factory is None else getattr(factory, "__name__", repr(factory)),
         "input_shape": list(shape),
         "training": training.to_dict(),
+        "shift_check": shift_check,
     }
     return ExtractionResult(clone, int(x_q.shape[0]), curve, output, params, seed, evaluation_queries, info)

@@ -14,6 +14,10 @@ top-1. Two ways of choosing what to send:
   The clusters are the pool's own labels when it has them (``clusters=None`` and a Dataset pool, as
   in the paper, whose pools carry class labels) or a seeded k-means of the pool inputs
   (``clusters=K``, for unlabelled pools): choosing them costs no victim queries.
+- ``uncertainty``: active learning (Pal et al. 2020, :mod:`bastion.attacks.extraction.active`): a
+  random first round of ``initial`` share of the budget, then rounds that double the queries with the
+  pool inputs a clone trained on the answers so far is least sure of. The strongest of the three
+  against label-only APIs.
 
 The queries are kept in the order they were made, and the curve trains a fresh clone on the first b of
 them for each budget checkpoint b, so a 5k run also measures 250/500/1k/2k with the same 5k queries.
@@ -37,6 +41,7 @@ from bastion.attacks.extraction._training import (
     finish,
     targets_for,
 )
+from bastion.attacks.extraction.active import uncertainty_queries
 from bastion.attacks.extraction.clone import ExtractionResult, small_cnn
 from bastion.errors import AttackError
 from bastion.model import Classifier
@@ -45,6 +50,7 @@ __all__ = ["DEFAULT_BUDGETS", "KnockoffNets"]
 
 DEFAULT_BUDGETS = (250, 500, 1000, 2000, 5000)
 REWARDS = ("cert", "div", "loss", "all")
+STRATEGIES = ("random", "adaptive", "uncertainty")
 
 
 def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, iters: int = 15) -> torch.Tensor:
@@ -82,9 +88,12 @@ class KnockoffNets:
         round_size: int = 10,
         bandit_lr: float = 0.1,
         query_batch: int = 512,
+        initial: float = 0.05,
     ) -> None:
-        if strategy not in ("random", "adaptive"):
-            raise AttackError(f"strategy must be random or adaptive, got {strategy!r}")
+        if strategy not in STRATEGIES:
+            raise AttackError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        if not 0.0 < initial <= 1.0:
+            raise AttackError(f"initial is a share of the budget in (0, 1], got {initial}")
         if reward not in REWARDS:
             raise AttackError(f"reward must be one of {', '.join(REWARDS)}, got {reward!r}")
         for name, value in (("round_size", round_size), ("query_batch", query_batch)):
@@ -97,7 +106,7 @@ class KnockoffNets:
         self._clone = clone
         self.training = training or CloneTraining()
         self.clusters, self.round_size, self.bandit_lr = clusters, int(round_size), float(bandit_lr)
-        self.query_batch = int(query_batch)
+        self.query_batch, self.initial = int(query_batch), float(initial)
 
     def params(self) -> dict[str, Any]:
         p = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "training"}
@@ -128,6 +137,13 @@ class KnockoffNets:
         if self.strategy == "random":
             order = torch.randperm(x_pool.shape[0], generator=g)[:budget].to(x_pool.device)
             x_q, released = x_pool[order], oracle.released(x_pool[order])
+        elif self.strategy == "uncertainty":
+            order = torch.randperm(x_pool.shape[0], generator=g).to(x_pool.device)
+            shape = tuple(int(d) for d in x_pool.shape[1:])
+            x_q, released = uncertainty_queries(
+                oracle, x_pool, order, self._factory(shape), self.output, self.training,
+                self.initial, seed, progress,
+            )  # fmt: skip
         else:
             x_q, released = self._adaptive(oracle, x_pool, self._actions(pool, x_pool, g), g, seed, progress)
         if progress is not None:
@@ -148,6 +164,11 @@ class KnockoffNets:
             pool_name=pool_name,
             progress=None if progress is None else (lambda d, t: progress("clones", d, t)),
         )
+
+    def _factory(self, shape: tuple[int, ...]) -> Callable[[int], nn.Module]:
+        """A clone builder taking the number of classes (known once the first answers arrive)."""
+        clone = self._clone
+        return (lambda k: clone()) if clone is not None else (lambda k: small_cnn(shape, k))
 
     def _actions(self, pool: Any, x_pool: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if self.clusters is None and hasattr(pool, "y"):

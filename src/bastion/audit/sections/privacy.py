@@ -4,9 +4,10 @@ Every attack here is black-box: it sees the model only through the configured **
 API releases: ``probs``, ``labels``, ``topK``, ``roundD``; :class:`~bastion.defenses.output_policy.
 PolicyClassifier`) and every query is counted.
 
-- ``extraction``: Knockoff Nets with random selection (Orekondy et al. 2019) at each budget of
-  ``privacy_budget``, under the deployment's policy and label-only; clone fidelity (top-1 agreement with the
-  model) and accuracy on held-out inputs as a curve against the budget; the transfer rate of PGD adversarials
+- ``extraction``: Knockoff Nets (Orekondy et al. 2019) choosing by uncertainty (Pal et al. 2020) at each
+  budget of ``privacy_budget``, under the deployment's policy and label-only; clone fidelity (top-1
+  agreement with the model) and accuracy on held-out inputs as a curve against the budget; the transfer
+  rate of PGD adversarials
   crafted on the clone at the audit's first threat (Papernot et al. 2017). The pool defaults to two thirds of
   the audited inputs (an in-distribution pool: the worst case), the rest is held out.
 - ``membership``: members are a seeded sample of the training data, non-members the audited inputs (equal
@@ -218,7 +219,7 @@ def _extraction(
     training = CloneTraining(steps=cfg.privacy_clone_steps)
     clone = None
     for released, train_on in outputs:
-        attack = KnockoffNets("random", train_on, budgets=tuple(budgets), training=training)
+        attack = KnockoffNets("uncertainty", train_on, budgets=tuple(budgets), training=training)
 
         def tick(stage: str, done: int, total: int, released: str = released) -> None:
             ctx.progress(f"privacy: extraction ({released}) {stage}", done, total)
