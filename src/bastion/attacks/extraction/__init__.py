@@ -1,7 +1,8 @@
 """Model extraction: rebuild a black-box classifier from its answers, and measure the clone.
 
-- :class:`KnockoffNets` (Orekondy et al. 2019): query a natural pool unlike the victim's data, random or
-  adaptive (gradient bandit) selection.
+- :class:`KnockoffNets` (Orekondy et al. 2019): query a natural pool unlike the victim's data, chosen at
+  random, by the paper's gradient bandit (``adaptive``) or by the clone's uncertainty (``uncertainty``,
+  Pal et al. 2020's active learning, the strongest).
 - :class:`JacobianAugmentation` (Papernot et al. 2017): a substitute grown from a small seed set along its
   own Jacobian.
 

@@ -1,8 +1,5 @@
 """Shared machinery of the extraction attacks: the counted victim, clone training and the budget curve.
 
-The victim is seen only through ``torch.softmax(victim(x), 1)`` under ``no_grad`` (what an API — or an
-output policy wrapping it — releases), and every row sent is counted against a hard budget.
-
 Clones are trained by the project's one training loop (:func:`bastion.defenses.training.loop.train`)
 with :class:`SoftTargets`, an objective that looks each sample's released probability vector up by its
 position in the training set (``Batch.index``): the loop's datasets carry integer labels only, and the
@@ -23,43 +20,14 @@ from torch import nn
 from bastion.attacks.base import check_positive
 from bastion.attacks.extraction._shift import random_shift, shift_pixels
 from bastion.defenses.training.objective import Batch, Forward, Objective
-from bastion.errors import AttackError, DataError, QueryBudgetError
-from bastion.model import Classifier, TorchClassifier
+from bastion.errors import AttackError
+from bastion.model import TorchClassifier
 from bastion.threat import Bounds
 
-__all__ = ["CloneTraining", "Oracle", "SoftTargets", "checkpoints", "fit_clone", "targets_for"]
+__all__ = ["CloneTraining", "SoftTargets", "check_shift", "fit_clone", "targets_for"]
 
 OUTPUTS = ("probs", "labels")
 Factory = Callable[[], nn.Module]
-
-
-class Oracle:
-    """The victim as the attacker sees it: released probabilities (N, K) sent in batches through a
-    :class:`bastion.blackbox.QueryCounter` with a hard ``budget`` (rows; a request that would pass it
-    raises :class:`QueryBudgetError` before anything is sent)."""
-
-    def __init__(self, victim: Classifier, budget: int, batch_size: int = 512) -> None:
-        from bastion.blackbox import QueryCounter
-
-        self.victim, self.budget, self.batch_size = victim, int(budget), int(batch_size)
-        self.counter = QueryCounter(victim, budget=self.budget)
-
-    @property
-    def queries(self) -> int:
-        return self.counter.queries
-
-    @property
-    def left(self) -> int:
-        return self.budget - self.counter.queries
-
-    def released(self, x: torch.Tensor) -> torch.Tensor:
-        n = int(x.shape[0])
-        if self.queries + n > self.budget:  # refuse the whole request, not its last batches
-            raise QueryBudgetError(
-                f"{n} more queries would exceed the budget of {self.budget} ({self.queries} used)"
-            )
-        parts = [self.counter.released(x[lo : lo + self.batch_size]) for lo in range(0, n, self.batch_size)]
-        return torch.cat(parts).float().to(x.device)
 
 
 def targets_for(released: torch.Tensor, output: str) -> torch.Tensor:
@@ -74,11 +42,6 @@ def check_output(output: str) -> str:
     if output not in OUTPUTS:
         raise AttackError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     return output
-
-
-def checkpoints(budget: int, budgets: tuple[int, ...]) -> list[int]:
-    """The curve's budgets: every one of ``budgets`` below ``budget``, then ``budget`` itself."""
-    return sorted({int(b) for b in budgets if 0 < b < budget} | {int(budget)})
 
 
 class SoftTargets(Objective):
@@ -224,99 +187,3 @@ def check_shift(
             agree = clone(x[val]).argmax(1) == targets[val].argmax(1).to(x.device)
         agreement[name] = float(agree.float().mean())
     return {"used": agreement["shifted"] > agreement["unshifted"], "held_out": cut, "agreement": agreement}
-
-
-def as_inputs(pool: Any, bounds: Bounds) -> tuple[torch.Tensor, str]:
-    """The pool's inputs (N, ...) and a name for the card, from a Dataset or a tensor inside ``bounds``."""
-    from bastion.data.dataset import Dataset
-
-    if isinstance(pool, Dataset):
-        x, name = pool.x, pool.name
-    elif isinstance(pool, torch.Tensor) and pool.is_floating_point() and pool.dim() >= 2:
-        x, name = pool, "tensor"
-    else:
-        raise AttackError(
-            f"the pool must be a bastion Dataset or a float tensor (N, ...), got {type(pool).__name__}"
-        )
-    if x.shape[0] and (float(x.min()) < bounds[0] - 1e-6 or float(x.max()) > bounds[1] + 1e-6):
-        raise DataError(
-            f"the pool's inputs span [{float(x.min()):g}, {float(x.max()):g}], outside the victim's bounds "
-            f"[{bounds[0]:g}, {bounds[1]:g}]; rescale them"
-        )
-    return x, name
-
-
-def victim_name(victim: Any) -> str:
-    """The name of the model under counting/policy wrappers (their ``.model``), for the card."""
-    for _ in range(8):
-        if isinstance(getattr(victim, "name", None), str):
-            return str(victim.name)
-        if not hasattr(victim, "model"):
-            break
-        victim = victim.model
-    return type(victim).__name__
-
-
-def finish(
-    *,
-    attack: str,
-    params: dict[str, Any],
-    victim: Classifier,
-    x_q: torch.Tensor,
-    released: torch.Tensor,
-    output: str,
-    budgets: tuple[int, ...],
-    factory: Factory | None,
-    training: CloneTraining,
-    test: Any,
-    reference: Classifier | None,
-    seed: int,
-    pool_name: str,
-    progress: Callable[[int, int], None] | None,
-) -> Any:
-    """Train a clone from scratch on the first b queries for every budget checkpoint b (the queries are
-    reused: the total is the largest budget), measure each on ``test``, and build the result."""
-    from bastion.attacks.extraction.clone import CurvePoint, ExtractionResult, small_cnn
-    from bastion.model import predict
-
-    k = int(released.shape[1])
-    shape = tuple(int(d) for d in x_q.shape[1:])
-    build: Factory = factory if factory is not None else (lambda: small_cnn(shape, k))
-    targets = targets_for(released, output)
-    shift_check = None
-    if output == "labels" and shift_pixels(shape, training.shift) > 0:
-        shift_check = check_shift(build, x_q, targets, victim.bounds, training, seed)
-        if not shift_check["used"]:
-            training = replace(training, shift=0.0)
-    truth = None
-    evaluation_queries = 0
-    if test is not None:
-        judge = reference if reference is not None else victim
-        truth = predict(judge, test.x).argmax(1)
-        evaluation_queries = 0 if reference is not None else len(test)
-    points: list[int] = checkpoints(int(x_q.shape[0]), budgets)
-    curve = []
-    clone = None
-    for i, b in enumerate(points):
-        clone = fit_clone(build, x_q[:b], targets[:b], victim.bounds, training, seed, name=f"{attack}-clone")
-        acc = fid = None
-        if test is not None and truth is not None:
-            pred = predict(clone, test.x).argmax(1)
-            acc = float((pred == test.y.to(pred.device)).float().mean())
-            fid = float((pred == truth.to(pred.device)).float().mean())
-        curve.append(CurvePoint(b, acc, fid))
-        if progress is not None:
-            progress(i + 1, len(points))
-    if clone is None:
-        raise AttackError("no queries to train a clone on: the budget must be at least 1")
-    info = {
-        "attack": attack,
-        "victim": victim_name(victim),
-        "pool": pool_name,
-        "test_data": None if test is None else getattr(test, "name", "test"),
-        "architecture": "small_cnn" if factory is None else getattr(factory, "__name__", repr(factory)),
-        "input_shape": list(shape),
-        "training": training.to_dict(),
-        "shift_check": shift_check,
-    }
-    return ExtractionResult(clone, int(x_q.shape[0]), curve, output, params, seed, evaluation_queries, info)

@@ -22,7 +22,8 @@ from dataclasses import replace
 
 import torch
 
-from bastion.attacks.extraction._training import CloneTraining, Oracle, fit_clone, targets_for
+from bastion.attacks.extraction._oracle import Oracle
+from bastion.attacks.extraction._training import CloneTraining, fit_clone, targets_for
 from bastion.model import Classifier
 
 __all__ = ["round_sizes", "uncertainty_queries"]

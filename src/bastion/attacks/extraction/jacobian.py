@@ -25,15 +25,9 @@ import torch
 from torch import nn
 
 from bastion.attacks.base import check_positive
-from bastion.attacks.extraction._training import (
-    CloneTraining,
-    Oracle,
-    as_inputs,
-    check_output,
-    finish,
-    fit_clone,
-    targets_for,
-)
+from bastion.attacks.extraction._finish import as_inputs, finish
+from bastion.attacks.extraction._oracle import Oracle
+from bastion.attacks.extraction._training import CloneTraining, check_output, fit_clone, targets_for
 from bastion.attacks.extraction.clone import ExtractionResult, small_cnn
 from bastion.attacks.extraction.knockoff import DEFAULT_BUDGETS
 from bastion.model import Classifier

@@ -29,19 +29,14 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bastion.attacks.base import check_positive
-from bastion.attacks.extraction._training import (
-    CloneTraining,
-    Oracle,
-    as_inputs,
-    check_output,
-    finish,
-    targets_for,
-)
+from bastion.attacks.extraction._finish import as_inputs, finish
+from bastion.attacks.extraction._oracle import Oracle
+from bastion.attacks.extraction._training import CloneTraining, check_output
 from bastion.attacks.extraction.active import uncertainty_queries
+from bastion.attacks.extraction.adaptive import Bandit, bandit_queries, kmeans
 from bastion.attacks.extraction.clone import ExtractionResult, small_cnn
 from bastion.errors import AttackError
 from bastion.model import Classifier
@@ -51,19 +46,6 @@ __all__ = ["DEFAULT_BUDGETS", "KnockoffNets"]
 DEFAULT_BUDGETS = (250, 500, 1000, 2000, 5000)
 REWARDS = ("cert", "div", "loss", "all")
 STRATEGIES = ("random", "adaptive", "uncertainty")
-
-
-def kmeans(x: torch.Tensor, k: int, generator: torch.Generator, iters: int = 15) -> torch.Tensor:
-    """Cluster ids (N,) of rows ``x`` (N, D) by Lloyd's algorithm from k seeded distinct rows."""
-    centres = x[torch.randperm(x.shape[0], generator=generator)[:k].to(x.device)].clone()
-    ids = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-    for _ in range(iters):
-        ids = torch.cdist(x, centres).argmin(1)
-        for c in range(k):
-            members = x[ids == c]
-            if members.shape[0]:
-                centres[c] = members.mean(0)
-    return ids
 
 
 class KnockoffNets:
@@ -145,7 +127,12 @@ class KnockoffNets:
                 self.initial, seed, progress,
             )  # fmt: skip
         else:
-            x_q, released = self._adaptive(oracle, x_pool, self._actions(pool, x_pool, g), g, seed, progress)
+            bandit = Bandit(self.reward, self.round_size, self.bandit_lr, self.output)
+            actions = self._actions(pool, x_pool, g)
+            shape = tuple(int(d) for d in x_pool.shape[1:])
+            x_q, released = bandit_queries(
+                oracle, x_pool, actions, self._factory(shape), bandit, g, seed, progress
+            )
         if progress is not None:
             progress("queries", oracle.queries, budget)
         return finish(
@@ -174,88 +161,3 @@ class KnockoffNets:
         if self.clusters is None and hasattr(pool, "y"):
             return pool.y.to(x_pool.device)
         return kmeans(x_pool.flatten(1), self.clusters or 10, g)
-
-    def _adaptive(
-        self,
-        oracle: Oracle,
-        x_pool: torch.Tensor,
-        actions: torch.Tensor,
-        g: torch.Generator,
-        seed: int,
-        progress: Callable[[str, int, int], None] | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        order = torch.randperm(x_pool.shape[0], generator=g).to(x_pool.device)
-        queues = [order[actions[order] == a] for a in range(int(actions.max()) + 1)]
-        used = [0] * len(queues)
-        h = torch.zeros(len(queues))
-        baseline, rounds = 0.0, 0
-        stats = torch.zeros(3, 3)  # per reward: count, mean, M2 (Welford)
-        running: torch.Tensor | None = None
-        xs: list[torch.Tensor] = []
-        ps: list[torch.Tensor] = []
-        with torch.random.fork_rng(devices=[x_pool.device.index or 0] if x_pool.is_cuda else []):
-            torch.manual_seed(seed)
-            online: nn.Module | None = None
-            opt: torch.optim.Optimizer | None = None
-            while oracle.left > 0:
-                open_ = torch.tensor([used[a] < len(q) for a, q in enumerate(queues)])
-                pi = torch.softmax(h, 0) * open_
-                pi = pi / pi.sum()
-                a = int(torch.multinomial(pi, 1, generator=g))
-                m = min(self.round_size, oracle.left, len(queues[a]) - used[a])
-                xb = x_pool[queues[a][used[a] : used[a] + m]]
-                used[a] += m
-                p = oracle.released(xb)
-                if online is None:  # the number of classes is known from the first answers
-                    built = self._clone() if self._clone else small_cnn(tuple(x_pool.shape[1:]), p.shape[1])
-                    online = built.to(x_pool.device)
-                    opt = torch.optim.Adam(online.parameters(), lr=1e-3)
-                with torch.no_grad():
-                    q = torch.softmax(online(xb), 1)
-                top = p.topk(min(2, p.shape[1]), dim=1).values
-                running = p.mean(0) if running is None else running
-                raw = torch.stack(
-                    [
-                        (top[:, 0] - top[:, -1]).mean(),
-                        (p - running).clamp_min(0).sum(1).mean(),
-                        -(p * q.clamp_min(1e-12).log()).sum(1).mean(),
-                    ]
-                ).cpu()
-                running = 0.9 * running + 0.1 * p.mean(0)
-                stats[0] += 1
-                delta = raw - stats[1]
-                stats[1] += delta / stats[0]
-                stats[2] += delta * (raw - stats[1])
-                std = (stats[2] / stats[0].clamp_min(1)).sqrt().clamp_min(1e-6)
-                scaled = (raw - stats[1]) / std if rounds else torch.zeros(3)
-                chosen = {"cert": [0], "div": [1], "loss": [2], "all": [0, 1, 2]}[self.reward]
-                reward = float(scaled[chosen].sum())
-                rounds += 1
-                h += self.bandit_lr * (reward - baseline) * (F.one_hot(torch.tensor(a), len(queues)) - pi)
-                baseline += (reward - baseline) / rounds
-                xs.append(xb)
-                ps.append(p)
-                if opt is not None:
-                    self._online_step(online, opt, xs, ps, g)
-                if progress is not None:
-                    progress("queries", oracle.queries, oracle.budget)
-        return torch.cat(xs), torch.cat(ps)
-
-    def _online_step(
-        self,
-        online: nn.Module,
-        opt: torch.optim.Optimizer,
-        xs: list[torch.Tensor],
-        ps: list[torch.Tensor],
-        g: torch.Generator,
-    ) -> None:
-        """One optimiser step of the bandit's online clone on the newest answers plus a replay sample."""
-        x_all, p_all = torch.cat(xs[-20:]), torch.cat(ps[-20:])
-        pick = torch.randperm(x_all.shape[0], generator=g)[:64].to(x_all.device)
-        online.train()
-        target = targets_for(p_all[pick], self.output)
-        loss = -(target * F.log_softmax(online(x_all[pick]), 1)).sum(1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        online.eval()

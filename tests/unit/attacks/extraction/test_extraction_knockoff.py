@@ -17,7 +17,7 @@ from bastion.attacks.extraction import (
     small_cnn,
     transfer_rate,
 )
-from bastion.attacks.extraction._training import Oracle
+from bastion.attacks.extraction._oracle import Oracle
 from bastion.data import load_dataset
 from bastion.errors import AttackError, DataError, QueryBudgetError
 from bastion.model import TorchClassifier
