@@ -12,6 +12,13 @@ metrics are computed on the other half of T.
     OMP_NUM_THREADS=1 benchmarks/.bench-venv/bin/python benchmarks/bench_membership.py --art   # + ART
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_membership.py --data mnist --targets 4000 \\
         --population 4000 --epochs 30
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_membership.py --data cifar10 --arch cnn \\
+        --targets 50000 --population 10000 --population-split test --epochs 15 --lr 2e-3 \\
+        --batch-size 128 --refs-dir DIR
+
+The last is the LiRA paper's CIFAR-10 setting as far as 2 CPU cores allow: the target trains on a
+seeded half of the whole training set, the population P is the test set (same distribution, never a
+target), and ``--refs-dir`` keeps the references so that an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -46,11 +53,11 @@ from bastion.data import Dataset, load_dataset
 from bastion.defenses.training.config import TrainingConfig
 
 
-def _data(name: str) -> Dataset:
+def _data(name: str, split: str = "train") -> Dataset:
     if name == "digits":
         a, b = load_dataset("digits", split="train"), load_dataset("digits", split="test")
         return replace(a, x=torch.cat([a.x, b.x]), y=torch.cat([a.y, b.y]), name="digits")
-    return load_dataset(f"{name}:{os.path.join(DATA_ROOT, name)}", split="train")
+    return load_dataset(f"{name}:{os.path.join(DATA_ROOT, name)}", split=split)
 
 
 def _factory(shape: tuple[int, ...], hidden: int) -> Any:
@@ -60,6 +67,15 @@ def _factory(shape: tuple[int, ...], hidden: int) -> Any:
 
     def build() -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    return build
+
+
+def _cnn(shape: tuple[int, ...]) -> Any:
+    from bastion.attacks.extraction import small_cnn
+
+    def build() -> nn.Module:
+        return small_cnn(shape, 10)
 
     return build
 
@@ -102,6 +118,13 @@ def main() -> None:
     ap.add_argument("--references", type=int, default=16, help="online LiRA's references")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--arch", choices=("mlp", "cnn"), default="mlp", help="cnn: bastion's small_cnn")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument(
+        "--population-split", choices=("train", "test"), default="train",
+        help="test: P comes from the test split (T may then be the whole training set)",
+    )  # fmt: skip
+    ap.add_argument("--refs-dir", type=Path, default=None, help="keep the references here (resumable)")
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--label-only", action="store_true", help="add the label-only attack (slow)")
     ap.add_argument("--art", action="store_true", help="add ART's black-box attack (needs the bench venv)")
@@ -113,16 +136,24 @@ def main() -> None:
     g = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(ds), generator=g)
     n_t, n_p = args.targets, args.population
-    if n_t + n_p > len(ds):
+    if args.population_split == "test":
+        held = _data(args.data, split="test")
+        if n_t > len(ds) or n_p > len(held):
+            raise SystemExit(f"{args.data} has {len(ds)} + {len(held)} examples, fewer than {n_t} + {n_p}")
+        t_set = ds.subset(order[:n_t])
+        p_set = held.subset(torch.randperm(len(held), generator=g)[:n_p])
+    elif n_t + n_p > len(ds):
         raise SystemExit(f"{args.data} has {len(ds)} examples, fewer than {n_t} + {n_p}")
-    t_set, p_set = ds.subset(order[:n_t]), ds.subset(order[n_t : n_t + n_p])
+    else:
+        t_set, p_set = ds.subset(order[:n_t]), ds.subset(order[n_t : n_t + n_p])
     pool = replace(t_set, x=torch.cat([t_set.x, p_set.x]), y=torch.cat([t_set.y, p_set.y]))
     member = torch.zeros(n_t, dtype=torch.bool)
     member[torch.randperm(n_t, generator=g)[: n_t // 2]] = True
     fit = torch.zeros(n_t, dtype=torch.bool)  # ART's supervised half; everything is measured on ~fit
     fit[torch.randperm(n_t, generator=g)[: n_t // 2]] = True
-    factory = _factory(tuple(ds.x.shape[1:]), args.hidden)
-    cfg = TrainingConfig(epochs=args.epochs, batch_size=64, lr=args.lr, seed=args.seed)
+    shape = tuple(ds.x.shape[1:])
+    factory = _cnn(shape) if args.arch == "cnn" else _factory(shape, args.hidden)
+    cfg = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
 
     t0 = time.perf_counter()
     target = train_reference(factory, t_set, member, seed=10_000 + args.seed, config=cfg).classifier
@@ -130,13 +161,15 @@ def main() -> None:
     with torch.no_grad():
         acc_in = float((target(t_set.x[member]).argmax(1) == t_set.y[member]).float().mean())
         acc_out = float((target(t_set.x[~member]).argmax(1) == t_set.y[~member]).float().mean())
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.refs_dir or Path(tmp)
         t0 = time.perf_counter()
         online = train_references(
-            factory, pool, args.references, Path(root) / "on", seed=args.seed + 1, config=cfg
-        )
+            factory, pool, args.references, root / "on", seed=args.seed + 1, config=cfg,
+            progress=lambda d, t: print(f"references {d}/{t} ({time.perf_counter() - t0:.0f} s)", flush=True),
+        )  # fmt: skip
         t_online = time.perf_counter() - t0
-        offline = train_references(factory, p_set, 4, Path(root) / "off", seed=args.seed + 2, config=cfg)
+        offline = train_references(factory, p_set, 4, root / "off", seed=args.seed + 2, config=cfg)
     ref_in = online.assignment.keep[:, :n_t]
     x, y = t_set.x, t_set.y
     rows: list[tuple[str, MembershipResult]] = []
@@ -187,8 +220,9 @@ def main() -> None:
         )
 
     n_eval = int((~fit).sum())
+    arch = "small_cnn" if args.arch == "cnn" else f"MLP {args.hidden} hidden"
     print(
-        f"\n{args.data}: MLP {args.hidden} hidden, target trained on {int(member.sum())} of {n_t} "
+        f"\n{args.data}: {arch}, target trained on {int(member.sum())} of {n_t} "
         f"(train acc {acc_in:.1%}, held-out acc {acc_out:.1%}, {t_train:.1f} s); {r} online references "
         f"in {t_online:.0f} s; measured on {n_eval} examples ({int(member[~fit].sum())} members)\n"
     )
