@@ -9,6 +9,7 @@ __all__ = [
     "DataError",
     "DefenseError",
     "DetectorError",
+    "GatewayError",
     "ModelContractError",
     "QueryBudgetError",
     "RemoteModelError",
@@ -59,3 +60,8 @@ class QueryBudgetError(BastionError):
 
 class RemoteModelError(BastionError):
     """A remote model (an HTTP endpoint) could not be reached, refused the request or answered malformed."""
+
+
+class GatewayError(BastionError, ValueError):
+    """The serving gateway (``bastion serve``) was misconfigured or its key store, audit log or limiter
+    refused an operation (unknown key id, broken hash chain, unreachable backend)."""
