@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -37,6 +38,7 @@ __all__ = ["OIPEndpoint", "RateLimiter", "RemoteClassifier", "load_remote", "par
 log = logging.getLogger(__name__)
 
 Outputs = Literal["logits", "probabilities"]
+TOKEN_ENV = "BASTION_API_KEY"  # an API key for the server, sent as a bearer token by load_remote
 _FLOOR = 1e-12  # probabilities below it become log(1e-12) (as bastion.defenses.output_policy.FLOOR)
 _MAX_WAIT = 30.0  # seconds: the longest backoff or Retry-After honoured between two attempts
 _FLOAT_TYPES = {"FP16": torch.float16, "FP32": torch.float32, "FP64": torch.float64}
@@ -443,8 +445,13 @@ def _client_error_fix(status: int, model: RemoteClassifier, body: dict[str, Any]
     if status == 404:
         version = f" version {ep.version!r}" if ep.version else ""
         return f"check the model name {ep.name!r}{version} in the spec (GET {ep.model_url} must answer)"
-    if status in (401, 403):
-        return "the server wants credentials: pass headers={'Authorization': ...}"
+    if status == 401:
+        return (
+            f"the server wants credentials: set {TOKEN_ENV} to an API key (bastion serve: bastion keys "
+            "create) or pass headers={'Authorization': 'Bearer ...'}"
+        )
+    if status == 403:
+        return f"the key in use may not query {ep.name!r} (revoked, or the model is outside its scope)"
     if body is not None:
         sent = body["inputs"][0]
         return (
@@ -460,7 +467,9 @@ def load_remote(spec: str, **options: Any) -> RemoteClassifier:
     Keyword ``options`` (those of :class:`RemoteClassifier`) override the spec's query options; options
     passed as None are ignored (so a caller's defaults do not mask the spec; lift the rate cap with
     ``max_rps=math.inf`` or ``?max_rps=none``). ``weights``, ``mean`` and ``std`` are refused: a remote
-    model has its own weights and preprocessing.
+    model has its own weights and preprocessing. An API key (e.g. for a ``bastion serve`` gateway) is read
+    from the ``BASTION_API_KEY`` environment variable and sent as ``Authorization: Bearer KEY`` unless
+    ``headers`` are given.
     """
     for local in ("weights", "mean", "std"):
         if options.pop(local, None) is not None:
@@ -470,4 +479,7 @@ def load_remote(spec: str, **options: Any) -> RemoteClassifier:
             )
     endpoint, from_spec = parse_oip_spec(spec)
     merged = {**from_spec, **{k: v for k, v in options.items() if v is not None}}
+    token = os.environ.get(TOKEN_ENV)
+    if token and "headers" not in merged:  # a key never rides in the spec: URLs end up in logs
+        merged["headers"] = {"Authorization": f"Bearer {token.strip()}"}
     return RemoteClassifier(endpoint, **merged)

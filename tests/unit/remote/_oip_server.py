@@ -1,7 +1,8 @@
 """A tiny Open Inference Protocol (KServe v2 REST) server for tests: stdlib http.server in a thread.
 
 Serves one torch classifier on 127.0.0.1 at a free port. Knobs for failure tests: ``fail_first`` answers
-the first N inference requests with ``fail_status``; ``delay`` sleeps before answering inferences. Every
+the first N inference requests with ``fail_status``; ``delay`` sleeps before answering inferences;
+``token`` answers inferences 401 unless they carry that bearer token. Every
 request is logged as ``(monotonic time, method, path, rows)``.
 """
 
@@ -30,6 +31,7 @@ class ServerConfig:
     fail_first: int = 0
     fail_status: int = 503
     delay: float = 0.0
+    token: str | None = None  # when set, inference requests need "Authorization: Bearer <token>"
     log: list[tuple[float, str, str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,6 +84,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path != f"/v2/models/{cfg.name}/infer":
             self._record()
             self._send(404, {"error": f"model {self.path.split('/')[3]!r} not found"})
+            return
+        if cfg.token is not None and self.headers.get("Authorization") != f"Bearer {cfg.token}":
+            self._record()
+            self._send(401, {"error": "missing or wrong API key"})
             return
         inp = body["inputs"][0]
         shape = inp["shape"]

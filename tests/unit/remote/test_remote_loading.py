@@ -37,6 +37,22 @@ def test_load_victim_answers_like_the_local_model(digits_model, digits_batch):
         load_victim("oip:http://127.0.0.1:9/models/m", weights="w.safetensors")
 
 
+def test_the_api_key_comes_from_the_environment_never_the_spec(digits_model, digits_batch, monkeypatch):
+    from bastion.errors import RemoteModelError
+
+    x = digits_batch[0][:4]
+    with serve(digits_model, token="s3cret") as server:
+        monkeypatch.delenv("BASTION_API_KEY", raising=False)
+        with pytest.raises(RemoteModelError, match=r"HTTP 401.*BASTION_API_KEY"):
+            load_victim(server.spec() + "?max_rps=none&retries=0")(x)
+        monkeypatch.setenv("BASTION_API_KEY", "wrong")
+        with pytest.raises(RemoteModelError, match="HTTP 401"):
+            load_victim(server.spec() + "?max_rps=none&retries=0")(x)
+        monkeypatch.setenv("BASTION_API_KEY", "s3cret\n")  # as a shell's $(cat keyfile) may leave it
+        with torch.no_grad():
+            assert torch.allclose(load_victim(server.spec() + "?max_rps=none")(x), digits_model(x), atol=1e-5)
+
+
 def _attack(runner: CliRunner, model: str, out: Path, *extra: str) -> dict[str, object]:
     args = ["attack", model, "digits", "--norm", "linf", "--epsilon", "0.1", "--limit", "24", "--seed", "1"]
     result = runner.invoke(app, [*args, *extra, "--json", str(out)])
