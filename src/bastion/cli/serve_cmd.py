@@ -1,0 +1,229 @@
+"""``bastion serve``: the secure serving gateway (FastAPI under uvicorn) in front of a model."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from bastion.cli.app import app
+from bastion.cli.common import MODEL_HELP, err, friendly_errors, out
+from bastion.errors import GatewayError
+
+if TYPE_CHECKING:
+    from bastion.model import Classifier
+    from bastion.serve.config import GatewayConfig
+
+_DETECTOR_NAMES = ("prada", "stateful")  # the detectors that need no calibration data
+
+
+def served_name(spec: str) -> str:
+    """The URL name of a model spec: ``zoo:digits-cnn`` -> ``digits-cnn``, ``oip:.../models/x`` -> ``x``,
+    ``net.py:build`` -> ``net``."""
+    if spec.startswith("zoo:"):
+        name = spec[4:]
+    elif spec.startswith("oip:"):
+        from bastion.remote import parse_oip_spec
+
+        name = parse_oip_spec(spec)[0].name
+    else:
+        name = Path(spec.split(":")[0]).stem or "model"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)
+
+
+def load_served_model(spec: str) -> Classifier:
+    """The classifier behind a served name: a local model, or an ``oip:`` upstream the gateway proxies
+    (without the client-side rate cap unless the spec sets ``max_rps``: the gateway limits its callers)."""
+    if spec.startswith("oip:"):
+        from bastion.remote import load_remote, parse_oip_spec
+
+        options = parse_oip_spec(spec)[1]
+        return load_remote(spec, **({} if "max_rps" in options else {"max_rps": math.inf}))
+    from bastion.loading import load_model
+
+    return load_model(spec)
+
+
+def build_detectors(names: tuple[str, ...]) -> list[Any]:
+    """Fresh detectors by name; those that need calibration data (``ood``) are refused here."""
+    from bastion.serve.detect import PRADA, StatefulDetector
+
+    makers = {"prada": PRADA, "stateful": StatefulDetector}
+    unknown = [n for n in names if n not in makers]
+    if unknown:
+        raise GatewayError(
+            f"unknown detector {unknown[0]!r}; bastion serve builds {', '.join(_DETECTOR_NAMES)} "
+            "(the ood detector needs calibration data: build the app in Python with create_app)"
+        )
+    return [makers[n]() for n in names]
+
+
+def _parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise GatewayError(f"--input-shape takes sizes separated by commas (e.g. 1,28,28), got {text!r}")
+    return shape
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _first_key(cfg: GatewayConfig, served: dict[str, Any]) -> None:
+    """On a first run (an empty key store), create one key and print it once with a ready curl line."""
+    from bastion.serve.keys import KeyStore, Scope
+
+    store = KeyStore(cfg.db)
+    try:
+        if store.list():
+            return
+        key, token = store.create("first-key", Scope())
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+    name, first = next(iter(served.items()))
+    scheme = "https" if cfg.tls_cert else "http"
+    host = "127.0.0.1" if cfg.host in ("0.0.0.0", "::") else cfg.host
+    base = f"{scheme}://{host}:{cfg.port}"
+    out.print(f"[bold]Created API key {key.key_id}[/] (scope: {json.dumps(key.scope.to_dict())}).")
+    out.print("[yellow]The token is shown once and not stored; keep it now:[/]")
+    out.print(token, highlight=False, soft_wrap=True)
+    shape = first.spec.row_shape
+    if math.prod(shape) <= 64:  # a whole request fits on one line
+        zeros: Any = first.spec.bounds[0]
+        for d in reversed(shape):
+            zeros = [zeros] * d
+        body = json.dumps({"model": name, "inputs": [zeros]}, separators=(",", ":"))
+        line = (
+            f"curl -s -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
+            f"-d '{body}' {base}/v1/predict"
+        )
+    else:
+        line = f"curl -s -H 'Authorization: Bearer {token}' {base}/v2/models/{name}"
+    out.print("Try it:", highlight=False)
+    out.print(line, highlight=False, soft_wrap=True)
+    out.print(
+        "Next: more keys with scopes (bastion keys create NAME --models ... --output labels|top3|probs), "
+        "a gateway.toml (bastion serve --config gateway.toml; every flag is a key), "
+        "TLS (--tls-cert/--tls-key), "
+        "PostgreSQL (--db) and Redis (--limits) for several workers: see docs/serve.md.",
+        highlight=False,
+    )
+
+
+@app.command()
+@friendly_errors
+def serve(
+    model: Annotated[
+        str | None, typer.Argument(help=MODEL_HELP + " Or 'oip:URL' to proxy an upstream.")
+    ] = None,
+    config_path: Annotated[
+        Path | None, typer.Option("--config", help="Gateway config (TOML; keys are these flags' names).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="URL name of MODEL (default: from the spec).")
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on (default 127.0.0.1: this machine only)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 8000).")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Key store and audit log: sqlite:///FILE.db or postgresql+psycopg://..."),
+    ] = None,
+    limits: Annotated[
+        str | None, typer.Option("--limits", help="Rate-limit state: 'memory' or redis://HOST:PORT/DB.")
+    ] = None,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="TLS certificate (PEM).")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="TLS private key (PEM).")] = None,
+    input_shape: Annotated[
+        str | None,
+        typer.Option(
+            "--input-shape", help="Per-row input shape of MODEL (e.g. 1,28,28) when it cannot tell it."
+        ),
+    ] = None,
+    check_config: Annotated[
+        bool, typer.Option("--check-config", help="Validate the config (and load the models), then exit.")
+    ] = False,
+) -> None:
+    """Serve MODEL (or the [models] of --config) behind API keys, rate limits, input validation, output
+    policies, a hash-chained audit log and attack detectors.
+
+    A first run creates one API key when the key store is empty and prints it once, with a curl line to try.
+    """
+    from bastion.serve.config import GatewayConfig, load_config
+    from bastion.serve.config import check_config as problems_of
+
+    cfg = load_config(config_path) if config_path is not None else GatewayConfig()
+    cfg = cfg.with_overrides(host=host, port=port, db=db, limits=limits, tls_cert=tls_cert, tls_key=tls_key)
+    if model is not None:
+        served = name or served_name(model)
+        shapes = dict(cfg.input_shapes)
+        if (shape := _parse_shape(input_shape)) is not None:
+            shapes[served] = shape
+        cfg = cfg.with_overrides(models={**cfg.models, served: model}, input_shapes=shapes)
+    problems = problems_of(cfg)
+    if problems:
+        for problem in problems:
+            err.print(f"[bold red]config:[/] {problem}", highlight=False)
+        raise typer.Exit(1)
+    models = {n: load_served_model(spec) for n, spec in cfg.models.items()}
+    if check_config:  # everything create_app would refuse, without touching the key store or the log
+        from bastion.serve.app import input_shape_of
+
+        shapes = {n: input_shape_of(n, m, cfg.input_shapes) for n, m in models.items()}
+        build_detectors(cfg.detectors)
+        listed = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
+        out.print(f"config OK: serves {listed} on {cfg.host}:{cfg.port}", highlight=False)
+        return
+    application = _build_app(cfg, models)
+    _first_key(cfg, application.state.gateway.served)
+    if not _is_loopback(cfg.host) and cfg.tls_cert is None:
+        err.print(
+            f"[yellow]warning:[/] serving on {cfg.host} without TLS: keys cross the network in clear; "
+            "pass --tls-cert/--tls-key or put a TLS proxy in front",
+            highlight=False,
+        )
+    import uvicorn
+
+    uvicorn.run(
+        application,
+        host=cfg.host,
+        port=cfg.port,
+        ssl_certfile=cfg.tls_cert,
+        ssl_keyfile=cfg.tls_key,
+        log_level="info",
+    )
+
+
+def _build_app(cfg: GatewayConfig, models: dict[str, Classifier]) -> Any:
+    from bastion.serve.app import create_app
+    from bastion.serve.audit_log import AuditLog
+    from bastion.serve.keys import KeyStore
+    from bastion.serve.limits import limiter_for
+
+    return create_app(
+        cfg,
+        models=models,
+        keys=KeyStore(cfg.db),
+        limiter=limiter_for(cfg.limits, cfg.global_rate, cfg.global_burst),
+        log=AuditLog(cfg.db),
+        detectors=build_detectors(cfg.detectors),
+    )
