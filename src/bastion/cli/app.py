@@ -539,10 +539,13 @@ def run() -> None:
         extract_cmd,  # noqa: F401  (registers `extract`)
         harden_cmd,  # noqa: F401  (registers `harden`)
         invert_cmd,  # noqa: F401  (registers `invert`)
+        keys_cmd,  # noqa: F401  (registers `keys`)
+        log_cmd,  # noqa: F401  (registers `log`)
         membership_cmd,  # noqa: F401  (registers `membership`)
         poison_cmd,  # noqa: F401  (registers `poison`)
         scan_data_cmd,  # noqa: F401  (registers `scan-data`)
         scan_model_cmd,  # noqa: F401  (registers `scan-model`)
+        serve_cmd,  # noqa: F401  (registers `serve`)
     )
 
     app()

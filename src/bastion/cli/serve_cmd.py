@@ -163,7 +163,7 @@ def serve(
         bool, typer.Option("--check-config", help="Validate the config (and load the models), then exit.")
     ] = False,
 ) -> None:
-    """Serve MODEL (or the [models] of --config) behind API keys, rate limits, input validation, output
+    """Serve MODEL (or the models table of --config) behind API keys, rate limits, input validation, output
     policies, a hash-chained audit log and attack detectors.
 
     A first run creates one API key when the key store is empty and prints it once, with a curl line to try.
