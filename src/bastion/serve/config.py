@@ -9,6 +9,16 @@ max_batch = 64               # rows per request
 max_body_bytes = 8000000     # request bodies above this are refused before they are parsed
 detectors = ["prada", "stateful"]
 on_detection = "log"         # log | alert | throttle | block
+workers = 1                  # --workers: uvicorn worker processes (> 1 needs limits = "redis://...")
+limits_prefix = "bastion:"   # Redis key prefix (gateways sharing one Redis keep apart by prefix)
+reference = "digits"         # --reference: dataset spec of in-distribution inputs; enables drift detection
+drift_window = 200           # input rows per drift test
+drift_hours = 24.0           # expected run time over which...
+drift_false_alarm = 0.01     # ...the chance of any false drift alarm is at most this
+drift_rate = 10.0            # expected input rows per second (default: global_rate, else 10)
+alert_webhook = "https://hooks.example/bastion"   # --alert-webhook: alerts POSTed as JSON (also logged)
+dashboard = "local"          # /dashboard: local (loopback clients) | admin (admin_keys, Basic auth) | off
+admin_keys = ["3f2a..."]     # key ids that may open /dashboard when dashboard = "admin"
 
 [models]                     # served name -> bastion model spec
 digits = "zoo:digits-cnn"
@@ -33,10 +43,12 @@ from typing import Any
 
 from bastion.errors import GatewayError
 
-__all__ = ["DEFAULT_DB", "ON_DETECTION", "GatewayConfig", "check_config", "load_config"]
+__all__ = ["DASHBOARD", "DEFAULT_DB", "ON_DETECTION", "GatewayConfig", "check_config", "load_config"]
 
 DEFAULT_DB = "sqlite:///bastion-gateway.db"  # the same default as bastion.serve.db.DEFAULT_DB
 ON_DETECTION = ("log", "alert", "throttle", "block")
+DASHBOARD = ("local", "admin", "off")
+DEFAULT_DRIFT_RATE = 10.0  # expected input rows per second when neither drift_rate nor global_rate is set
 _MODEL_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -59,6 +71,27 @@ class GatewayConfig:
     on_detection: str = "log"
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """Per-row input shape of a served model, when the model cannot tell it (zoo and ``oip:`` models can)."""
+    workers: int = 1
+    limits_prefix: str = "bastion:"
+    reference: str | None = None
+    drift_window: int = 200
+    drift_hours: float = 24.0
+    drift_false_alarm: float = 0.01
+    drift_rate: float | None = None
+    alert_webhook: str | None = None
+    dashboard: str = "local"
+    admin_keys: tuple[str, ...] = ()
+
+    @property
+    def expected_rows_per_second(self) -> float:
+        """The traffic the drift false-alarm budget is spread over: drift_rate, else global_rate, else 10."""
+        return self.drift_rate or self.global_rate or DEFAULT_DRIFT_RATE
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able values (tuples as lists) that :func:`config_from_dict` reads back."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in fields(self)
+        } | {"input_shapes": {k: list(v) for k, v in self.input_shapes.items()}}
 
     def with_overrides(self, **values: Any) -> GatewayConfig:
         """A copy with the values that are not None replaced (CLI flags over the file)."""
@@ -81,8 +114,19 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "detectors": ((list, tuple), "a list of detector names"),
     "on_detection": ((str,), f"one of {', '.join(ON_DETECTION)}"),
     "input_shapes": ((dict,), "a table of NAME = [C, H, W]"),
+    "workers": ((int,), "a whole number of worker processes"),
+    "limits_prefix": ((str,), "a Redis key prefix string such as 'bastion:'"),
+    "reference": ((str,), "a dataset spec such as 'digits' or 'npz:ref.npz'"),
+    "drift_window": ((int,), "a whole number of input rows"),
+    "drift_hours": ((int, float), "a number of hours"),
+    "drift_false_alarm": ((int, float), "a probability such as 0.01"),
+    "drift_rate": ((int, float), "a number of input rows per second"),
+    "alert_webhook": ((str,), "an http(s):// URL"),
+    "dashboard": ((str,), f"one of {', '.join(DASHBOARD)}"),
+    "admin_keys": ((list, tuple), "a list of key ids"),
 }
-_OPTIONAL = {"global_rate", "global_burst", "tls_cert", "tls_key"}
+_OPTIONAL = {"global_rate", "global_burst", "tls_cert", "tls_key", "reference", "drift_rate", "alert_webhook"}
+_FLOATS = {"global_rate", "drift_hours", "drift_false_alarm", "drift_rate"}
 
 
 def _typed(key: str, value: Any, source: str) -> Any:
@@ -93,9 +137,9 @@ def _typed(key: str, value: Any, source: str) -> Any:
 
 
 def _converted(key: str, value: Any, source: str) -> Any:
-    if key == "detectors":
+    if key in ("detectors", "admin_keys"):
         if not all(isinstance(v, str) for v in value):
-            raise GatewayError(f"{source}: detectors must be a list of names, e.g. ['prada', 'stateful']")
+            raise GatewayError(f"{source}: {key} must be a list of names, e.g. ['prada', 'stateful']")
         return tuple(value)
     if key == "models":
         bad = [n for n, spec in value.items() if not isinstance(spec, str)]
@@ -107,13 +151,13 @@ def _converted(key: str, value: Any, source: str) -> Any:
     if key == "input_shapes":
         shapes = {}
         for name, shape in value.items():
-            if not isinstance(shape, list) or not all(
+            if not isinstance(shape, list | tuple) or not all(
                 isinstance(d, int) and not isinstance(d, bool) for d in shape
             ):
                 raise GatewayError(f"{source}: input_shapes.{name} must be a list of sizes, e.g. [1, 28, 28]")
             shapes[name] = tuple(shape)
         return shapes
-    if key == "global_rate":
+    if key in _FLOATS:
         return float(value)
     return value
 
@@ -129,6 +173,12 @@ def load_config(path: str | Path) -> GatewayConfig:
         raise GatewayError(f"config file {source} not found; check the path given to --config") from None
     except tomllib.TOMLDecodeError as exc:
         raise GatewayError(f"{source} is not valid TOML ({exc}); fix the syntax") from None
+    return config_from_dict(data, source)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> GatewayConfig:
+    """The :class:`GatewayConfig` of TOML-like ``data`` (what :meth:`GatewayConfig.to_dict` gives), with
+    the checks of :func:`load_config`; ``source`` names where it came from in the errors."""
     valid = {f.name for f in fields(GatewayConfig)}
     for key in data:
         if key not in valid:
@@ -205,4 +255,36 @@ def check_config(cfg: GatewayConfig) -> list[str]:
         problems.append(f"on_detection = {cfg.on_detection!r}: use one of {', '.join(ON_DETECTION)}")
     if len(set(cfg.detectors)) != len(cfg.detectors):
         problems.append(f"detectors = {list(cfg.detectors)} names one twice; list each once")
+    return problems + _check_workers(cfg) + _check_monitoring(cfg)
+
+
+def _check_workers(cfg: GatewayConfig) -> list[str]:
+    if cfg.workers < 1:
+        return [f"workers = {cfg.workers}: use a whole number of processes >= 1"]
+    if cfg.workers > 1 and cfg.limits == "memory":
+        return [
+            f"workers = {cfg.workers} with limits = 'memory' would give every key {cfg.workers}x its rate "
+            "(one bucket per worker); use limits = 'redis://127.0.0.1:6379/0' or workers = 1"
+        ]
+    return []
+
+
+def _check_monitoring(cfg: GatewayConfig) -> list[str]:
+    problems = []
+    if cfg.drift_window < 20:
+        problems.append(f"drift_window = {cfg.drift_window}: use at least 20 rows per drift test")
+    if not (math.isfinite(cfg.drift_hours) and cfg.drift_hours > 0):
+        problems.append(f"drift_hours = {cfg.drift_hours}: use the expected run time in hours, > 0")
+    if not 0.0 < cfg.drift_false_alarm < 1.0:
+        problems.append(
+            f"drift_false_alarm = {cfg.drift_false_alarm}: use a probability in (0, 1), e.g. 0.01"
+        )
+    if cfg.drift_rate is not None and not (math.isfinite(cfg.drift_rate) and cfg.drift_rate > 0):
+        problems.append(f"drift_rate = {cfg.drift_rate}: use the expected input rows per second, > 0")
+    if cfg.alert_webhook is not None and not cfg.alert_webhook.startswith(("http://", "https://")):
+        problems.append("alert_webhook: use an http:// or https:// URL")
+    if cfg.dashboard not in DASHBOARD:
+        problems.append(f"dashboard = {cfg.dashboard!r}: use one of {', '.join(DASHBOARD)}")
+    if cfg.dashboard == "admin" and not cfg.admin_keys:
+        problems.append("dashboard = 'admin' but admin_keys is empty; list the key ids that may open it")
     return problems
