@@ -6,6 +6,7 @@ import ipaddress
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,8 +19,6 @@ from bastion.errors import GatewayError
 if TYPE_CHECKING:
     from bastion.model import Classifier
     from bastion.serve.config import GatewayConfig
-
-_DETECTOR_NAMES = ("prada", "stateful")  # the detectors that need no calibration data
 
 
 def served_name(spec: str) -> str:
@@ -37,30 +36,17 @@ def served_name(spec: str) -> str:
 
 
 def load_served_model(spec: str) -> Classifier:
-    """The classifier behind a served name: a local model, or an ``oip:`` upstream the gateway proxies
-    (without the client-side rate cap unless the spec sets ``max_rps``: the gateway limits its callers)."""
-    if spec.startswith("oip:"):
-        from bastion.remote import load_remote, parse_oip_spec
+    """The classifier behind a served name (see :func:`bastion.serve.factory.load_served_model`)."""
+    from bastion.serve.factory import load_served_model as load
 
-        options = parse_oip_spec(spec)[1]
-        return load_remote(spec, **({} if "max_rps" in options else {"max_rps": math.inf}))
-    from bastion.loading import load_model
-
-    return load_model(spec)
+    return load(spec)
 
 
 def build_detectors(names: tuple[str, ...]) -> list[Any]:
-    """Fresh detectors by name; those that need calibration data (``ood``) are refused here."""
-    from bastion.serve.detect import PRADA, StatefulDetector
+    """Fresh detectors by name (see :func:`bastion.serve.factory.build_detectors`)."""
+    from bastion.serve.factory import build_detectors as build
 
-    makers = {"prada": PRADA, "stateful": StatefulDetector}
-    unknown = [n for n in names if n not in makers]
-    if unknown:
-        raise GatewayError(
-            f"unknown detector {unknown[0]!r}; bastion serve builds {', '.join(_DETECTOR_NAMES)} "
-            "(the ood detector needs calibration data: build the app in Python with create_app)"
-        )
-    return [makers[n]() for n in names]
+    return build(names)
 
 
 def _parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -84,7 +70,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _first_key(cfg: GatewayConfig, served: dict[str, Any]) -> None:
+def _first_key(cfg: GatewayConfig, served: Mapping[str, Any]) -> None:
     """On a first run (an empty key store), create one key and print it once with a ready curl line."""
     from bastion.serve.keys import KeyStore, Scope
 
@@ -159,6 +145,21 @@ def serve(
             "--input-shape", help="Per-row input shape of MODEL (e.g. 1,28,28) when it cannot tell it."
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", help="uvicorn worker processes (default 1; more need --limits redis://...)."
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference", help="Dataset spec of in-distribution inputs (e.g. digits): drift alerts."
+        ),
+    ] = None,
+    alert_webhook: Annotated[
+        str | None, typer.Option("--alert-webhook", help="URL that alerts are POSTed to as JSON.")
+    ] = None,
     check_config: Annotated[
         bool, typer.Option("--check-config", help="Validate the config (and load the models), then exit.")
     ] = False,
@@ -172,7 +173,17 @@ def serve(
     from bastion.serve.config import check_config as problems_of
 
     cfg = load_config(config_path) if config_path is not None else GatewayConfig()
-    cfg = cfg.with_overrides(host=host, port=port, db=db, limits=limits, tls_cert=tls_cert, tls_key=tls_key)
+    cfg = cfg.with_overrides(
+        host=host,
+        port=port,
+        db=db,
+        limits=limits,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        workers=workers,
+        reference=reference,
+        alert_webhook=alert_webhook,
+    )
     if model is not None:
         served = name or served_name(model)
         shapes = dict(cfg.input_shapes)
@@ -193,14 +204,14 @@ def serve(
         listed = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
         out.print(f"config OK: serves {listed} on {cfg.host}:{cfg.port}", highlight=False)
         return
-    application = _build_app(cfg, models)
+    if cfg.workers > 1:
+        _serve_workers(cfg, models)
+        return
+    from bastion.serve.factory import build_app
+
+    application = build_app(cfg, models)
     _first_key(cfg, application.state.gateway.served)
-    if not _is_loopback(cfg.host) and cfg.tls_cert is None:
-        err.print(
-            f"[yellow]warning:[/] serving on {cfg.host} without TLS: keys cross the network in clear; "
-            "pass --tls-cert/--tls-key or put a TLS proxy in front",
-            highlight=False,
-        )
+    _warn_clear_text(cfg)
     import uvicorn
 
     uvicorn.run(
@@ -213,17 +224,46 @@ def serve(
     )
 
 
-def _build_app(cfg: GatewayConfig, models: dict[str, Classifier]) -> Any:
-    from bastion.serve.app import create_app
-    from bastion.serve.audit_log import AuditLog
-    from bastion.serve.keys import KeyStore
-    from bastion.serve.limits import limiter_for
+def _warn_clear_text(cfg: GatewayConfig) -> None:
+    if not _is_loopback(cfg.host) and cfg.tls_cert is None:
+        err.print(
+            f"[yellow]warning:[/] serving on {cfg.host} without TLS: keys cross the network in clear; "
+            "pass --tls-cert/--tls-key or put a TLS proxy in front",
+            highlight=False,
+        )
 
-    return create_app(
-        cfg,
-        models=models,
-        keys=KeyStore(cfg.db),
-        limiter=limiter_for(cfg.limits, cfg.global_rate, cfg.global_burst),
-        log=AuditLog(cfg.db),
-        detectors=build_detectors(cfg.detectors),
-    )
+
+def _serve_workers(cfg: GatewayConfig, models: dict[str, Classifier]) -> None:
+    """Several uvicorn workers, each building the gateway from the config in the environment; metrics
+    kept in files so that /metrics adds up every worker's."""
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from bastion.serve.factory import CONFIG_ENV, config_to_env
+    from bastion.serve.metrics import MULTIPROC_ENV
+    from bastion.serve.served import serve_model
+
+    served = {n: serve_model(n, m, cfg.input_shapes, cfg.max_batch) for n, m in models.items()}
+    _first_key(cfg, served)
+    _warn_clear_text(cfg)
+    os.environ[CONFIG_ENV] = config_to_env(cfg)
+    metrics_dir = None
+    if not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = tempfile.TemporaryDirectory(prefix="bastion-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir.name
+    try:
+        uvicorn.run(
+            "bastion.serve.factory:app_from_env",
+            factory=True,
+            workers=cfg.workers,
+            host=cfg.host,
+            port=cfg.port,
+            ssl_certfile=cfg.tls_cert,
+            ssl_keyfile=cfg.tls_key,
+            log_level="info",
+        )
+    finally:
+        if metrics_dir is not None:
+            metrics_dir.cleanup()

@@ -194,6 +194,7 @@ def render(gw: Gateway) -> str:
     classes = "".join(f"<h3>{html.escape(m)}</h3>{_bars(dict(c))}" for m, c in s["classes"].items())
     return f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1"><title>bastion gateway</title>
+<link rel=icon href="data:,">
 <style>{_STYLE}</style></head><body>
 <h1>bastion gateway</h1>
 <p class=muted>models: {html.escape(", ".join(sorted(gw.served)))} · worker {os.getpid()} ·
