@@ -221,3 +221,71 @@ def test_input_shape_flag_for_models_that_cannot_tell(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--input-shape" in result.output
     result = runner.invoke(app, ["serve", f"{factory}:build", "--input-shape", "2,3", "--check-config"])
     assert result.exit_code == 0 and "net [2, 3]" in result.output
+
+
+# -- workers, monitoring ---------------------------------------------------------------------------------
+
+
+def test_monitoring_and_worker_keys_load_and_round_trip_through_json(tmp_path: Path) -> None:
+    import json
+
+    from bastion.serve.config import config_from_dict
+
+    path = write(
+        tmp_path,
+        'workers = 3\nlimits = "redis://127.0.0.1:6379/0"\nlimits_prefix = "gw1:"\nreference = "digits"\n'
+        "drift_window = 100\ndrift_hours = 2\ndrift_false_alarm = 0.05\ndrift_rate = 4\n"
+        'alert_webhook = "https://hooks.example/x"\ndashboard = "admin"\nadmin_keys = ["abc"]\n'
+        '[models]\nd = "zoo:digits-cnn"\n[input_shapes]\nd = [1, 8, 8]\n',
+    )
+    cfg = load_config(path)
+    assert cfg.workers == 3 and cfg.limits_prefix == "gw1:" and cfg.reference == "digits"
+    assert (
+        cfg.drift_hours == 2.0 and isinstance(cfg.drift_hours, float) and cfg.expected_rows_per_second == 4.0
+    )
+    assert cfg.admin_keys == ("abc",) and check_config(cfg) == []
+    assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert GatewayConfig(global_rate=7.0).expected_rows_per_second == 7.0
+    assert GatewayConfig().expected_rows_per_second == 10.0
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("workers = 2", "limits = 'memory'"),
+        ("workers = 0", "workers = 0"),
+        ("drift_window = 5", "drift_window = 5"),
+        ("drift_hours = 0", "drift_hours"),
+        ("drift_false_alarm = 1.5", "drift_false_alarm"),
+        ('alert_webhook = "ftp://x"', "alert_webhook"),
+        ('dashboard = "public"', "dashboard = 'public'"),
+        ('dashboard = "admin"', "admin_keys is empty"),
+    ],
+)
+def test_monitoring_and_worker_problems_name_the_fix(tmp_path: Path, text: str, needle: str) -> None:
+    cfg = load_config(write(tmp_path, f'{text}\n[models]\nd = "zoo:digits-cnn"\n'))
+    problems = check_config(cfg)
+    assert len(problems) == 1 and needle in problems[0], problems
+
+
+def test_worker_config_reaches_uvicorn_as_a_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import uvicorn
+
+    from bastion.serve.factory import CONFIG_ENV, app_from_env
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(uvicorn, "run", lambda target, **kw: calls.append((target, kw)))
+    monkeypatch.setenv(CONFIG_ENV, "")  # restored (unset) after the test; the command sets it
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # kept: the workers' metrics go there
+    db = f"sqlite:///{tmp_path}/g.db"
+    args = ["serve", "zoo:digits-cnn", "--db", db, "--workers", "2", "--limits", "redis://127.0.0.1:6379/0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ((target, kw),) = calls
+    assert target == "bastion.serve.factory:app_from_env" and kw["factory"] is True and kw["workers"] == 2
+    assert "bst_" in result.output  # the first key is made once, by the parent
+    built = app_from_env()  # what each worker builds
+    assert built.state.gateway.config.workers == 2 and sorted(built.state.gateway.served) == ["digits-cnn"]
+    assert os.environ[CONFIG_ENV]
