@@ -202,7 +202,10 @@ def serve(
         shapes = {n: input_shape_of(n, m, cfg.input_shapes) for n, m in models.items()}
         build_detectors(cfg.detectors)
         listed = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
+        drift = _check_drift(cfg, models) if cfg.reference else None
         out.print(f"config OK: serves {listed} on {cfg.host}:{cfg.port}", highlight=False)
+        if drift:
+            out.print(drift, highlight=False)
         return
     if cfg.workers > 1:
         _serve_workers(cfg, models)
@@ -221,6 +224,21 @@ def serve(
         ssl_certfile=cfg.tls_cert,
         ssl_keyfile=cfg.tls_key,
         log_level="info",
+    )
+
+
+def _check_drift(cfg: GatewayConfig, models: dict[str, Classifier]) -> str:
+    """Build the drift monitors once (the reference must load and fit a model) and say what they test."""
+    from bastion.serve.monitoring import drift_monitors
+    from bastion.serve.served import serve_model
+
+    served = {n: serve_model(n, m, cfg.input_shapes, cfg.max_batch) for n, m in models.items()}
+    monitors = drift_monitors(cfg, served, None, None)
+    alpha = next(iter(monitors.values())).alpha
+    return (
+        f"drift: {', '.join(monitors)} against {cfg.reference!r}, windows of {cfg.drift_window} rows at "
+        f"alpha {alpha:.2g} each (at most {cfg.drift_false_alarm:g} chance of a false alarm over "
+        f"{cfg.drift_hours:g} h at {cfg.expected_rows_per_second:g} rows/s)"
     )
 
 

@@ -289,3 +289,12 @@ def test_worker_config_reaches_uvicorn_as_a_factory(tmp_path: Path, monkeypatch:
     built = app_from_env()  # what each worker builds
     assert built.state.gateway.config.workers == 2 and sorted(built.state.gateway.served) == ["digits-cnn"]
     assert os.environ[CONFIG_ENV]
+
+
+def test_check_config_builds_the_drift_monitor_and_states_its_level(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["serve", "zoo:digits-cnn", "--reference", "digits", "--check-config"])
+    assert result.exit_code == 0, result.output
+    assert "windows of 200 rows at alpha 2.3e-06" in result.output  # 0.01 / (24 h x 10 rows/s / 200)
+    path = write(tmp_path, 'reference = "npz:nope.npz"\n[models]\nd = "zoo:digits-cnn"\n')
+    result = runner.invoke(app, ["serve", "--config", str(path), "--check-config"])
+    assert result.exit_code != 0 and "config OK" not in result.output
