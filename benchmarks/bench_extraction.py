@@ -4,10 +4,11 @@ Victim ``zoo:mnist-cnn`` behind an output policy (``probs``: full probabilities;
 pool Fashion-MNIST (train split, never MNIST), clone accuracy and fidelity (agreement with the victim's
 top-1) on the MNIST test set at each query budget. Both libraries train the same clone architecture
 (bastion's default ``small_cnn``) for the same number of epochs at each budget with batch size 64;
-bastion trains on the released probabilities (soft labels, one training loop, one-cycle Adam), ART's
-PyTorchClassifier reduces them to their argmax (its cross-entropy takes class indices), Adam at 1e-3.
-bastion's 5k run reuses its first 250/500/1k/2k queries for the smaller budgets (5k queries in all);
-ART draws a fresh random subset for each budget (8,750 queries in all).
+bastion distils the released probabilities at temperature 4 (one training loop, one-cycle Adam); ART's
+PyTorchClassifier keeps non-one-hot targets as soft labels for its cross-entropy (temperature 1), Adam
+at 1e-3, and draws a random sample of the pool. bastion's run reuses its first 250/500/1k/2k queries for
+the smaller budgets (5k queries in all; with ``--strategy uncertainty`` the later ones are chosen by
+the clone's uncertainty); ART draws a fresh random subset for each budget (8,750 queries in all).
 
     OMP_NUM_THREADS=1 benchmarks/.bench-venv/bin/python benchmarks/bench_extraction.py \
         [--budgets 250 500 1000 2000 5000] [--outputs probs labels] [--no-art] [--dev]

@@ -90,7 +90,7 @@ class CloneTraining:
     share of the image side (0.07: 2 pixels on 28x28, 1 on 8x8; 0 disables it); probability targets are
     never shifted. Chosen on MNIST training images (Fashion-MNIST pool, 5k label-only queries, 1,200
     steps): fidelity 66.2% unshifted, 73.6% at 2 pixels. The default 3,000 steps (from 1,200) was
-    chosen there too: 73.6% → 84.0% with labels, probabilities unchanged within noise.
+    chosen there too: 73.6% → 84.0% with labels.
     """
 
     epochs: int | None = None
