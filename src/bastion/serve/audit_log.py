@@ -4,7 +4,8 @@ Record ``i`` stores ``h_i = sha256(h_{i-1} + canonical_json(record_i))`` with ``
 head row holds the number of records and the last hash; each append reads the head, inserts the record
 and moves the head in one transaction that holds the write lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL
 ``SELECT ... FOR UPDATE`` on the head row), so threads and processes sharing the database extend one
-chain, and the record is committed (durable) when ``append`` returns.
+chain, and the record is committed (durable) when ``append`` returns. :meth:`AuditLog.append_many`
+chains several records in one such transaction (group commit: see :mod:`bastion.serve.group_commit`).
 
 What :meth:`AuditLog.verify` detects: an edited record (its hash no longer matches), a record deleted in
 the middle (a gap in the sequence numbers, or its successor's hash), a reordered or inserted record
@@ -20,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
@@ -174,7 +175,15 @@ class AuditLog:
     def append(self, record: AuditRecord) -> int:
         """Add ``record`` at the end of the chain; its sequence number (1, 2, ...). Committed when it
         returns; safe from several threads and processes at once."""
-        rec = _normalise(record)
+        return self.append_many([record])[0]
+
+    def append_many(self, records: Sequence[AuditRecord]) -> list[int]:
+        """Add ``records`` at the end of the chain, in order, in one transaction (one write lock, one
+        durable commit: the cost of one :meth:`append`); their sequence numbers. All or none are
+        committed: if any record is invalid or the commit fails, nothing is written."""
+        recs = [_normalise(r) for r in records]  # before the lock: a bad record never holds it
+        if not recs:
+            return []
         h = self.head_table
         with transaction(self.engine, self.url, lock=True) as conn:
             head = conn.execute(sa.select(h.c.records, h.c.hash).where(h.c.id == 1).with_for_update()).first()
@@ -183,11 +192,14 @@ class AuditLog:
                     f"audit log head row missing in {h.name}; the log was tampered with: run 'bastion log "
                     "verify' and restore the database from a backup"
                 )
-            seq = int(head[0]) + 1
-            digest = chain_hash(str(head[1]), rec)
-            conn.execute(self.table.insert().values(seq=seq, hash=digest, **self._columns(rec)))
-            conn.execute(h.update().where(h.c.id == 1).values(records=seq, hash=digest))
-        return seq
+            first, digest = int(head[0]) + 1, str(head[1])
+            rows = []
+            for seq, rec in enumerate(recs, start=first):
+                digest = chain_hash(digest, rec)
+                rows.append({"seq": seq, "hash": digest, **self._columns(rec)})
+            conn.execute(self.table.insert(), rows)
+            conn.execute(h.update().where(h.c.id == 1).values(records=first + len(recs) - 1, hash=digest))
+        return list(range(first, first + len(recs)))
 
     def head(self) -> tuple[int, str]:
         """(number of records, last hash): copy it elsewhere to anchor the chain (see the module doc)."""
