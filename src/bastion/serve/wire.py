@@ -3,6 +3,7 @@ and the refusal that ends it early (an HTTP status and a one-line message naming
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Mapping
@@ -11,11 +12,13 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["REQUEST_ID_HEADER", "Refusal", "RequestIdMiddleware", "Trace", "error", "read_body", "token"]
 
 REQUEST_ID_HEADER = "X-Request-ID"
+BODY_TIMEOUT = 30.0  # seconds a client has to send a whole request body
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 
 
@@ -90,9 +93,21 @@ async def read_body(request: Request, limit: int) -> bytes:
             413, f"body: {declared} bytes exceed max_body_bytes {limit}; send fewer rows per request"
         )
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Refusal(413, f"body: more than max_body_bytes {limit} bytes; send fewer rows per request")
-        chunks.append(chunk)
+    try:
+        # a client dribbling its body (slowloris) holds a connection, not a thread: the deadline bounds
+        # how long, and a client that hangs up mid-body is a refusal to record, not a server error
+        async with asyncio.timeout(BODY_TIMEOUT):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise Refusal(
+                        413, f"body: more than max_body_bytes {limit} bytes; send fewer rows per request"
+                    )
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Refusal(
+            408, f"body: not received within {BODY_TIMEOUT:g} s; send the whole body at once"
+        ) from None
+    except ClientDisconnect:
+        raise Refusal(499, "body: the client closed the connection before sending it") from None
     return b"".join(chunks)
