@@ -304,6 +304,15 @@ class RemoteClassifier:
             k = shape[-1] if shape else -1
             if self._num_classes is None and isinstance(k, int) and k >= 2:
                 self._num_classes = k
+        # what a server states about itself wins over the defaults (a bastion gateway states both): its
+        # largest batch (else every request of a larger batch_size is refused 413), and that it answers
+        # released probabilities under an output policy, never logits
+        params = meta.get("parameters") or {}
+        most = params.get("max_batch") if isinstance(params, dict) else None
+        if isinstance(most, int) and not isinstance(most, bool) and 0 < most < self.batch_size:
+            self.batch_size = most
+        if isinstance(params, dict) and "output_policy" in params:
+            self.outputs = "probabilities"
 
     def _infer(self, chunk: torch.Tensor) -> torch.Tensor:
         n, row = int(chunk.shape[0]), tuple(chunk.shape[1:])

@@ -32,6 +32,7 @@ class ServerConfig:
     fail_status: int = 503
     delay: float = 0.0
     token: str | None = None  # when set, inference requests need "Authorization: Bearer <token>"
+    parameters: dict[str, Any] | None = None  # the metadata's "parameters" (as a bastion gateway states)
     log: list[tuple[float, str, str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,6 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "platform": "pytorch",
                     "inputs": [{"name": cfg.input_name, "datatype": "FP32", "shape": [-1, *cfg.row_shape]}],
                     "outputs": [{"name": "output-0", "datatype": "FP32", "shape": [-1, cfg.num_classes]}],
+                    **({"parameters": cfg.parameters} if cfg.parameters is not None else {}),
                 },
             )
         else:

@@ -53,6 +53,18 @@ def test_the_api_key_comes_from_the_environment_never_the_spec(digits_model, dig
             assert torch.allclose(load_victim(server.spec() + "?max_rps=none")(x), digits_model(x), atol=1e-5)
 
 
+def test_a_server_stating_its_batch_limit_and_policy_is_believed(digits_model, digits_batch):
+    """A bastion gateway states max_batch and that it releases probabilities: the client follows both."""
+    x = digits_batch[0][:10]
+    stated = {"max_batch": 4, "output_policy": "probs"}
+    with serve(digits_model, parameters=stated, outputs="probabilities") as server:
+        remote = load_victim(server.spec() + "?max_rps=none")
+        assert remote.batch_size == 4 and remote.outputs == "probabilities"
+        with torch.no_grad():
+            assert torch.allclose(torch.softmax(remote(x), 1), torch.softmax(digits_model(x), 1), atol=1e-5)
+        assert [rows for *_, rows in server.posts()] == [4, 4, 2]
+
+
 def _attack(runner: CliRunner, model: str, out: Path, *extra: str) -> dict[str, object]:
     args = ["attack", model, "digits", "--norm", "linf", "--epsilon", "0.1", "--limit", "24", "--seed", "1"]
     result = runner.invoke(app, [*args, *extra, "--json", str(out)])
