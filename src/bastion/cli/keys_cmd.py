@@ -72,6 +72,8 @@ def _table(keys: list[ApiKey]) -> Table:
         s = k.scope
         quota = "no quota" if s.daily_quota is None else f"{s.daily_quota} rows/day"
         scope = f"{','.join(s.models)} · {s.output} · {s.rate:g}/s burst {s.burst} · {quota}"
+        if s.on_input_flag != "flag":
+            scope += f" · {s.on_input_flag} flagged inputs"
         status = "active" if k.active else f"revoked {_when(k.revoked)}"
         table.add_row(k.key_id, k.name, scope, status)
     return table
@@ -93,6 +95,14 @@ def create(
     daily_quota: Annotated[
         str, typer.Option("--daily-quota", help="Input rows per UTC day, or 'none' for no quota.")
     ] = "10000",
+    on_input_flag: Annotated[
+        str,
+        typer.Option(
+            "--on-input-flag",
+            help="When an in-line input detector flags a row: 'flag' (answer, record the flag) "
+            "or 'reject' (refuse the request, 422).",
+        ),
+    ] = "flag",
     db: DbOpt = DB_DEFAULT,
     json_path: Annotated[
         Path | None,
@@ -111,6 +121,7 @@ def create(
         rate=rate,
         burst=burst,
         daily_quota=_quota(daily_quota),
+        on_input_flag=on_input_flag.strip().lower(),
     )
     key, token = open_store(db, must_exist=False).create(name, scope)
     out.print(_table([key]))

@@ -61,6 +61,13 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def _split_items(values: list[str] | None) -> tuple[str, ...] | None:
+    """Repeated and comma-separated option values as one tuple; None when the option was not given."""
+    if not values:
+        return None
+    return tuple(item.strip() for value in values for item in value.split(",") if item.strip())
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -160,6 +167,27 @@ def serve(
     alert_webhook: Annotated[
         str | None, typer.Option("--alert-webhook", help="URL that alerts are POSTed to as JSON.")
     ] = None,
+    transform: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--transform",
+            help="Input transform before the model (bits:5, jpeg:75, median:2...); repeat or use commas.",
+        ),
+    ] = None,
+    input_detector: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-detector",
+            help="Adversarial-input detector (feature-squeezing[:bits:2], strip); needs --reference. "
+            "Repeat or use commas.",
+        ),
+    ] = None,
+    input_detector_fpr: Annotated[
+        float | None,
+        typer.Option(
+            "--input-detector-fpr", help="Share of clean reference rows each input detector flags (0.01)."
+        ),
+    ] = None,
     check_config: Annotated[
         bool, typer.Option("--check-config", help="Validate the config (and load the models), then exit.")
     ] = False,
@@ -183,6 +211,9 @@ def serve(
         workers=workers,
         reference=reference,
         alert_webhook=alert_webhook,
+        transforms=_split_items(transform),
+        input_detectors=_split_items(input_detector),
+        input_detector_fpr=input_detector_fpr,
     )
     if model is not None:
         served = name or served_name(model)
@@ -206,6 +237,8 @@ def serve(
         out.print(f"config OK: serves {listed} on {cfg.host}:{cfg.port}", highlight=False)
         if drift:
             out.print(drift, highlight=False)
+        if cfg.transforms or cfg.input_detectors:
+            out.print(_check_inline(cfg, models), highlight=False)
         return
     if cfg.workers > 1:
         _serve_workers(cfg, models)
@@ -240,6 +273,20 @@ def _check_drift(cfg: GatewayConfig, models: dict[str, Classifier]) -> str:
         f"alpha {alpha:.2g} each (at most {cfg.drift_false_alarm:g} chance of a false alarm over "
         f"{cfg.drift_hours:g} h at {cfg.expected_rows_per_second:g} rows/s)"
     )
+
+
+def _check_inline(cfg: GatewayConfig, models: dict[str, Classifier]) -> str:
+    """Build the in-line defenses once (transforms checked, detectors calibrated) and say what they do."""
+    from bastion.serve.inline import inline_defenses
+    from bastion.serve.served import serve_model
+
+    served = {n: serve_model(n, m, cfg.input_shapes, cfg.max_batch) for n, m in models.items()}
+    defenses = inline_defenses(cfg, served)
+    parts = [f"transforms {', '.join(t.spec() for t in defenses.transforms)}"] if defenses.transforms else []
+    for name, detectors in defenses.detectors.items():
+        listed = ", ".join(f"{d.name} (threshold {d.threshold:.4g})" for d in detectors)
+        parts.append(f"{name}: {listed} at fpr {cfg.input_detector_fpr:g}")
+    return "in-line defenses: " + "; ".join(parts)
 
 
 def _warn_clear_text(cfg: GatewayConfig) -> None:

@@ -19,6 +19,9 @@ drift_rate = 10.0            # expected input rows per second (default: global_r
 alert_webhook = "https://hooks.example/bastion"   # --alert-webhook: alerts POSTed as JSON (also logged)
 dashboard = "local"          # /dashboard: local (loopback clients) | admin (admin_keys, Basic auth) | off
 admin_keys = ["3f2a..."]     # key ids that may open /dashboard when dashboard = "admin"
+transforms = ["bits:5"]      # --transform: input transforms before the model (bits, jpeg, median, resize-pad)
+input_detectors = ["feature-squeezing:bits:2"]   # --input-detector: feature-squeezing[:T1+T2], strip[:N]
+input_detector_fpr = 0.01    # --input-detector-fpr: share of clean reference rows each detector flags
 
 [models]                     # served name -> bastion model spec
 digits = "zoo:digits-cnn"
@@ -81,6 +84,11 @@ class GatewayConfig:
     alert_webhook: str | None = None
     dashboard: str = "local"
     admin_keys: tuple[str, ...] = ()
+    transforms: tuple[str, ...] = ()
+    """Input transforms (``parse_defense`` specs) before the model (:mod:`bastion.serve.inline`)."""
+    input_detectors: tuple[str, ...] = ()
+    """Adversarial-input detectors, calibrated on ``reference`` at ``input_detector_fpr``."""
+    input_detector_fpr: float = 0.01
 
     @property
     def expected_rows_per_second(self) -> float:
@@ -124,9 +132,13 @@ _TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "alert_webhook": ((str,), "an http(s):// URL"),
     "dashboard": ((str,), f"one of {', '.join(DASHBOARD)}"),
     "admin_keys": ((list, tuple), "a list of key ids"),
+    "transforms": ((list, tuple), "a list of transform specs such as ['bits:5', 'jpeg:75']"),
+    "input_detectors": ((list, tuple), "a list of detector specs such as ['feature-squeezing']"),
+    "input_detector_fpr": ((int, float), "a false-positive rate such as 0.01"),
 }
 _OPTIONAL = {"global_rate", "global_burst", "tls_cert", "tls_key", "reference", "drift_rate", "alert_webhook"}
-_FLOATS = {"global_rate", "drift_hours", "drift_false_alarm", "drift_rate"}
+_FLOATS = {"global_rate", "drift_hours", "drift_false_alarm", "drift_rate", "input_detector_fpr"}
+_LISTS = ("detectors", "admin_keys", "transforms", "input_detectors")
 
 
 def _typed(key: str, value: Any, source: str) -> Any:
@@ -137,9 +149,14 @@ def _typed(key: str, value: Any, source: str) -> Any:
 
 
 def _converted(key: str, value: Any, source: str) -> Any:
-    if key in ("detectors", "admin_keys"):
+    if key in _LISTS:
         if not all(isinstance(v, str) for v in value):
-            raise GatewayError(f"{source}: {key} must be a list of names, e.g. ['prada', 'stateful']")
+            example = _TYPES[key][1] if key in ("transforms", "input_detectors") else None
+            raise GatewayError(
+                f"{source}: {key} must be {example}"
+                if example
+                else f"{source}: {key} must be a list of names, e.g. ['prada', 'stateful']"
+            )
         return tuple(value)
     if key == "models":
         bad = [n for n, spec in value.items() if not isinstance(spec, str)]
@@ -255,7 +272,9 @@ def check_config(cfg: GatewayConfig) -> list[str]:
         problems.append(f"on_detection = {cfg.on_detection!r}: use one of {', '.join(ON_DETECTION)}")
     if len(set(cfg.detectors)) != len(cfg.detectors):
         problems.append(f"detectors = {list(cfg.detectors)} names one twice; list each once")
-    return problems + _check_workers(cfg) + _check_monitoring(cfg)
+    from bastion.serve.inline import inline_problems
+
+    return problems + _check_workers(cfg) + _check_monitoring(cfg) + inline_problems(cfg)
 
 
 def _check_workers(cfg: GatewayConfig) -> list[str]:

@@ -28,18 +28,22 @@ from bastion.serve.db import DEFAULT_DB, check_prefix, create_tables, engine_for
 TOKEN_PREFIX = "bst"
 _TOKEN = re.compile(r"^bst_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _KEY_ID = re.compile(r"^[0-9a-f]{16}$")
-_SCOPE_FIELDS = ("models", "output", "rate", "burst", "daily_quota")
+_SCOPE_FIELDS = ("models", "output", "rate", "burst", "daily_quota", "on_input_flag")
+ON_INPUT_FLAG = ("flag", "reject")  # what a request with a row an input detector flags gets
 
 
 @dataclass(frozen=True)
 class Scope:
-    """What a key may do: which models, which output policy, how fast and how much."""
+    """What a key may do: which models, which output policy, how fast and how much, and what happens to
+    its requests when an in-line input detector flags a row (``flag``: answered and recorded with the
+    flag; ``reject``: refused, nothing released)."""
 
     models: tuple[str, ...] = ("*",)
     output: str = "labels"
     rate: float = 5.0
     burst: int = 10
     daily_quota: int | None = 10_000
+    on_input_flag: str = "flag"
 
     def __post_init__(self) -> None:
         models = (self.models,) if isinstance(self.models, str) else tuple(self.models)
@@ -57,18 +61,26 @@ class Scope:
         quota = self.daily_quota
         if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 1):
             raise GatewayError(f"scope daily_quota must be a whole number >= 1 or None, got {quota!r}")
+        if self.on_input_flag not in ON_INPUT_FLAG:
+            raise GatewayError(
+                f"scope on_input_flag must be one of {', '.join(ON_INPUT_FLAG)}, got {self.on_input_flag!r}"
+            )
 
     def allows(self, model: str) -> bool:
         return "*" in self.models or model in self.models
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "models": list(self.models),
             "output": self.output,
             "rate": self.rate,
             "burst": self.burst,
             "daily_quota": self.daily_quota,
         }
+        # written only when not the default: the stored JSON of every other key stays as it was
+        if self.on_input_flag != "flag":
+            d["on_input_flag"] = self.on_input_flag
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scope:

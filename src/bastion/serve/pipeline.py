@@ -1,6 +1,8 @@
 """The steps of one model request, in order: authentication → (body, JSON: the routes) → model and scope
-→ detection penalty → rate limit and quota → (validation: the routes) → model → output policy (last) →
-detectors → audit record appended, durable → response. :class:`Gateway` holds what the steps share."""
+→ detection penalty → rate limit and quota → (validation: the routes) → in-line input detectors (on the
+rows as sent; a ``reject`` key's flagged request stops here) → input transforms → model → output policy
+(last) → detectors → audit record appended, durable → response. :class:`Gateway` holds what the steps
+share."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from bastion.errors import RemoteModelError
 from bastion.serve.config import GatewayConfig
+from bastion.serve.inline import InputFlag, inline_defenses
 from bastion.serve.metrics import Metrics
 from bastion.serve.served import Served, policy_for, serve_model
 from bastion.serve.wire import Refusal, Trace
@@ -61,6 +64,8 @@ class Gateway:
             name: serve_model(name, model, config.input_shapes, config.max_batch)
             for name, model in models.items()
         }
+        # transforms checked and input detectors calibrated now, so a bad config fails at start-up
+        self.inline = inline_defenses(config, self.served)
         self.drift: dict[str, DriftMonitor] = {}  # served name -> its monitor (create_app sets them)
         self.alerter: Alerter | None = None
         self._penalties: dict[str, float] = {}  # key id -> refused until (time.time()); inf = blocked
@@ -144,9 +149,12 @@ class Gateway:
                 500, f"API key {key.key_id} has an invalid output policy; recreate the key"
             ) from None
         trace.policy = str(policy)
+        if flagged := self.inline.check(served, x):
+            self.input_flagged(key, flagged, trace)
+        seen = self.inline.transform(served, x)  # the digest above stays that of the rows as sent
         try:
             with torch.no_grad():
-                logits = served.model(x)
+                logits = served.model(seen)
         except RemoteModelError as exc:
             logger.warning("upstream model %s failed: %s", served.name, exc)
             raise Refusal(502, f"the upstream model {served.name!r} failed; retry later") from None
@@ -165,6 +173,25 @@ class Gateway:
         for label, count in zip(*torch.unique(labels, return_counts=True), strict=True):
             self.metrics.classes.labels(served.name, str(int(label))).inc(int(count))
         return released
+
+    def input_flagged(self, key: ApiKey, flagged: list[InputFlag], trace: Trace) -> None:
+        """Record the in-line detectors' flags; refuse the request (422) when the key rejects flagged
+        inputs, before the model sees them."""
+        trace.flags = trace.flags + tuple(f.message() for f in flagged)
+        for f in flagged:
+            self.metrics.flags.labels(f.name).inc()
+        policy = key.scope.on_input_flag
+        logger.info("key %s input flagged (%s): %s", key.key_id, policy, "; ".join(trace.flags))
+        if policy == "reject":
+            names = ", ".join(f.detector for f in flagged)
+            rows = sorted({r for f in flagged for r in f.rows})
+            raise Refusal(
+                422,
+                f"inputs: {len(rows)} of {trace.rows} rows flagged as adversarial by {names} "
+                f"(rows {', '.join(map(str, rows[:10]))}{', ...' if len(rows) > 10 else ''}); "
+                f"API key {key.key_id}'s policy rejects flagged inputs: send clean inputs or ask for "
+                "a key with on_input_flag 'flag'",
+            )
 
     def monitor(self, name: str, x: torch.Tensor, logits: torch.Tensor) -> None:
         """Confidence metrics and the drift window see the model's own top-class probability: the same
@@ -186,7 +213,7 @@ class Gateway:
                 logger.exception("detector %s failed on request %s", name, trace.request_id)
         if not flags:
             return
-        trace.flags = tuple(f"{f.detector}: {f.message}" for f in flags)
+        trace.flags = trace.flags + tuple(f"{f.detector}: {f.message}" for f in flags)
         for f in flags:
             self.metrics.flags.labels(f.detector).inc()
         policy = self.config.on_detection
