@@ -10,7 +10,7 @@ every response carries ``X-Request-ID``, the id of its audit record):
   matrix is what the key's output policy releases (:mod:`bastion.defenses.output_policy`): probabilities
   (``probs``), the top k probabilities with zeros elsewhere (``topK``), rounded probabilities (``roundD``),
   the one-hot vector of the predicted class (``labels``). A :class:`~bastion.remote.RemoteClassifier`
-  reads it back with ``outputs="probabilities"`` (``oip:...?outputs=probabilities``).
+  reads it back as probabilities (it learns that, and ``max_batch``, from the metadata).
 - ``GET /v2/models/{name}`` — metadata: ``inputs``/``outputs`` (``-1`` marks the batch), plus
   ``parameters``: the input bounds, ``max_batch`` and the caller's output policy.
 - ``POST /v1/predict`` — ``{"model": NAME, "inputs": [row, ...]}`` → ``{"model", "request_id", "policy",
@@ -24,8 +24,10 @@ every response carries ``X-Request-ID``, the id of its audit record):
 Keys: ``Authorization: Bearer TOKEN`` or ``X-API-Key: TOKEN``. Per request, in order: authentication
 (401 missing/unknown, 403 revoked) → body size (413, before parsing) → JSON (400) → model and scope (404
 unknown, 403 out of scope) → detection policy (a blocked key 403, a throttled one 429) → rate limit and
-quota (429 + ``Retry-After``) → validation (4xx naming the field) → model → output policy (last) →
-detectors → audit record appended, durable (if that fails: 503, nothing released) → response. Every
+quota (429 + ``Retry-After``) → validation (4xx naming the field) → in-line input detectors on the rows
+as sent (:mod:`bastion.serve.inline`; a ``reject`` key's flagged request 422) → input transforms →
+model → output policy (last) → attack detectors → audit record appended, durable (group commit; if that
+fails: 503, nothing released) → response. Every
 request to the model endpoints gets one audit record, refused ones included (health and metrics do not).
 
 The pieces: :mod:`~bastion.serve.wire` (request id, key token, body, refusals), :mod:`~bastion.serve.pipeline`
