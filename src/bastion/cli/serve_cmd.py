@@ -42,11 +42,12 @@ def load_served_model(spec: str) -> Classifier:
     return load(spec)
 
 
-def build_detectors(names: tuple[str, ...]) -> list[Any]:
-    """Fresh detectors by name (see :func:`bastion.serve.factory.build_detectors`)."""
+def build_detectors(names: tuple[str, ...], cfg: Any = None, models: Any = None) -> list[Any]:
+    """Fresh detectors by name, calibrated on the config's reference (:func:`bastion.serve.factory.
+    build_detectors`)."""
     from bastion.serve.factory import build_detectors as build
 
-    return build(names)
+    return build(names, cfg, models)
 
 
 def _parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -231,7 +232,7 @@ def serve(
         from bastion.serve.app import input_shape_of
 
         shapes = {n: input_shape_of(n, m, cfg.input_shapes) for n, m in models.items()}
-        build_detectors(cfg.detectors)
+        build_detectors(cfg.detectors, cfg, models)
         listed = ", ".join(f"{n} {list(s)}" for n, s in shapes.items())
         drift = _check_drift(cfg, models) if cfg.reference else None
         out.print(f"config OK: serves {listed} on {cfg.host}:{cfg.port}", highlight=False)

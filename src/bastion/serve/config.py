@@ -7,7 +7,7 @@ db = "sqlite:///bastion-gateway.db"   # --db: key store and audit log (or postgr
 limits = "memory"            # --limits: or redis://host:6379/0 (several workers share the buckets)
 max_batch = 64               # rows per request
 max_body_bytes = 8000000     # request bodies above this are refused before they are parsed
-detectors = ["prada", "stateful"]
+detectors = ["prada", "stateful"]   # and "ood" (needs reference): natural-pool extraction
 on_detection = "log"         # log | alert | throttle | block
 workers = 1                  # --workers: uvicorn worker processes (> 1 needs limits = "redis://...")
 limits_prefix = "bastion:"   # Redis key prefix (gateways sharing one Redis keep apart by prefix)

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 CONFIG_ENV = "BASTION_GATEWAY_CONFIG"
-DETECTOR_NAMES = ("prada", "stateful")  # the detectors that need no calibration data
+DETECTOR_NAMES = ("prada", "stateful")  # the detectors that need no calibration data ("ood" does)
 
 
 def load_served_model(spec: str) -> Classifier:
@@ -51,18 +51,54 @@ def load_served_model(spec: str) -> Classifier:
     return load_model(spec)
 
 
-def build_detectors(names: tuple[str, ...]) -> list[Any]:
-    """Fresh detectors by name; those that need calibration data (``ood``) are refused here."""
-    from bastion.serve.detect import PRADA, StatefulDetector
+def build_detectors(
+    names: tuple[str, ...], cfg: GatewayConfig | None = None, models: dict[str, Classifier] | None = None
+) -> list[Any]:
+    """Fresh detectors by name. With a ``reference`` data set in ``cfg`` (and one served model, or
+    several that take its rows) they are calibrated on it: ``ood`` needs that (its subspace and the
+    model's confidence quantiles come from in-distribution rows), ``stateful`` takes its threshold from
+    it instead of the default; PRADA needs no calibration."""
+    from bastion.serve.detect import PRADA, OODRateDetector, StatefulDetector
 
-    makers = {"prada": PRADA, "stateful": StatefulDetector}
-    unknown = [n for n in names if n not in makers]
+    known = (*DETECTOR_NAMES, "ood")
+    unknown = [n for n in names if n not in known]
     if unknown:
+        raise GatewayError(f"unknown detector {unknown[0]!r}; use some of {', '.join(known)}")
+    reference = _reference_rows(cfg, models) if cfg is not None and cfg.reference and models else None
+    if "ood" in names and reference is None:
         raise GatewayError(
-            f"unknown detector {unknown[0]!r}; bastion serve builds {', '.join(DETECTOR_NAMES)} "
-            "(the ood detector needs calibration data: build the app in Python with create_app)"
+            "the ood detector is calibrated on in-distribution inputs: set reference (e.g. reference = "
+            "'digits', --reference digits) or drop ood from detectors"
         )
-    return [makers[n]() for n in names]
+    built: list[Any] = []
+    for name in names:
+        if name == "prada":
+            built.append(PRADA())
+        elif name == "stateful":
+            built.append(
+                StatefulDetector() if reference is None else StatefulDetector().calibrate(reference[0])
+            )
+        else:
+            assert reference is not None
+            built.append(OODRateDetector().calibrate(*reference))
+    return built
+
+
+def _reference_rows(
+    cfg: GatewayConfig, models: dict[str, Classifier], limit: int = 2000
+) -> tuple[Any, Any] | None:
+    """Up to ``limit`` seeded rows of the reference's training split and the first served model's
+    probabilities on them (the attack detectors are shared by every served model: one input domain)."""
+    import torch
+
+    from bastion.data import load_dataset
+    from bastion.model import predict
+
+    assert cfg.reference is not None
+    data = load_dataset(cfg.reference, split="train")
+    x = data.x[torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:limit]]
+    model = next(iter(models.values()))
+    return x, torch.softmax(predict(model, x), dim=1)
 
 
 def limiter_of(cfg: GatewayConfig) -> Limiter:
@@ -88,7 +124,7 @@ def build_app(cfg: GatewayConfig, models: dict[str, Classifier] | None = None) -
         keys=KeyStore(cfg.db),
         limiter=limiter_of(cfg),
         log=AuditLog(cfg.db),
-        detectors=build_detectors(cfg.detectors),
+        detectors=build_detectors(cfg.detectors, cfg, models),
     )
 
 
