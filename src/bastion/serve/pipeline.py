@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from bastion.model import Classifier
     from bastion.serve.alerts import Alerter
     from bastion.serve.audit_log import AuditLog
-    from bastion.serve.detect import QueryDetector
+    from bastion.serve.detect import Flag, QueryDetector
     from bastion.serve.drift import DriftMonitor
     from bastion.serve.keys import ApiKey, KeyStore
     from bastion.serve.limits import Limiter
@@ -38,6 +39,8 @@ __all__ = ["THROTTLE_SECONDS", "Gateway"]
 logger = logging.getLogger("bastion.serve.app")
 
 THROTTLE_SECONDS = 60.0  # on_detection="throttle": a flagged key is refused (429) this long after each flag
+ALERT_INTERVAL = 3600.0  # on_detection="alert": at most one alert per key and detector this often
+MAX_ALERT_KEYS = 100_000  # (key, detector) pairs remembered for that
 
 
 class Gateway:
@@ -68,6 +71,7 @@ class Gateway:
         self.inline = inline_defenses(config, self.served)
         self.drift: dict[str, DriftMonitor] = {}  # served name -> its monitor (create_app sets them)
         self.alerter: Alerter | None = None
+        self._alerted: OrderedDict[tuple[str, str], float] = OrderedDict()  # (key, detector) -> last alert
         self._penalties: dict[str, float] = {}  # key id -> refused until (time.time()); inf = blocked
         self._lock = threading.Lock()
 
@@ -217,9 +221,9 @@ class Gateway:
         for f in flags:
             self.metrics.flags.labels(f.detector).inc()
         policy = self.config.on_detection
-        level = logging.INFO if policy == "log" else logging.WARNING
-        logger.log(level, "key %s flagged (%s): %s", key.key_id, policy, "; ".join(trace.flags))
-        if policy == "alert" and self.alerter is not None:
+        # a flagged key is a security event under every policy: visible at uvicorn's default level
+        logger.warning("key %s flagged (%s): %s", key.key_id, policy, "; ".join(trace.flags))
+        if policy == "alert" and self.alerter is not None and self._first_alert(key.key_id, flags):
             self.alerter.alert(
                 "detection",
                 f"key {key.key_id} flagged: {'; '.join(trace.flags)}",
@@ -235,6 +239,24 @@ class Gateway:
         if policy == "block":
             trace.output = None
             raise Refusal(403, f"API key {key.key_id} is blocked after a detector flagged its queries")
+
+    def _first_alert(self, key_id: str, flags: Sequence[Flag]) -> bool:
+        """Whether this (key, detector) pair has not alerted within ALERT_INTERVAL: once a detector trips
+        it stays tripped for the key's following requests, and one alert per hour says it all (every
+        request's flags are still in the audit log and the metrics)."""
+        now = time.time()
+        with self._lock:
+            fresh = [
+                f.detector
+                for f in flags
+                if now - self._alerted.get((key_id, f.detector), -math.inf) >= ALERT_INTERVAL
+            ]
+            for name in fresh:
+                self._alerted[(key_id, name)] = now
+                self._alerted.move_to_end((key_id, name))
+            while len(self._alerted) > MAX_ALERT_KEYS:  # bounded: forget the oldest
+                self._alerted.popitem(last=False)
+        return bool(fresh)
 
     def record(self, trace: Trace, status: int) -> None:
         """Append the request's audit record (durable when this returns)."""

@@ -297,3 +297,16 @@ def test_dashboard_renders_in_headless_chromium_without_errors_or_external_reque
     assert any(r["url"] == f"{base}/dashboard" for r in requests)
     by_page = {r["url"] for r in requests if str(r.get("initiator", "")).startswith(base)}
     assert all(u.startswith(base) for u in by_page), sorted(by_page)
+
+
+def test_a_tripped_detector_alerts_once_per_key_not_per_request(tmp_path: Path, digits: torch.Tensor) -> None:
+    """Every flagged request is in the audit log and the metrics; the alert channel hears once per key
+    and detector (within the hour), or a busy attacker would bury the operator in alerts."""
+    a = App(tmp_path, on_detection="alert")
+    _, first = a.key()
+    _, second = a.key()
+    for token in (first, first, first, second, second):
+        assert a.predict(token, digits[:3]).status_code == 200  # three rows: flagged every time
+    m = samples(a.client.get("/metrics").text)
+    assert m["bastion_gateway_detector_flags_total"] == [({"detector": "odd"}, 5.0)]
+    assert m["bastion_gateway_alerts_total"] == [({"kind": "detection"}, 2.0)]  # one per key
