@@ -5,11 +5,12 @@ Sections (``--sections``, comma list; all by default; ``--quick`` shrinks every 
 - ``overhead``: p50/p99 latency of ``zoo:digits-cnn`` at batch 1 and 16, in-process (the model called
   directly), under a bare FastAPI endpoint written here (parse JSON -> tensor -> model -> labels: the
   floor a user would write by hand, uvicorn with its defaults) and through ``bastion serve`` (SQLite
-  audit log, one durable record per request), at 1 and ``--clients`` concurrent clients. The load comes
-  from a second process (this script with ``--loadgen``: httpx async, one connection per client).
-  Throughput (req/s) for the gateway with 1 and 2 server processes (``bastion serve`` has no
-  ``--workers`` option yet: two processes on two ports sharing the database and a Redis limiter, the
-  load spread over both).
+  audit log, one durable record per request, group-committed), at 1 and ``--clients`` concurrent
+  clients. The load comes from a second process (this script with ``--loadgen``: httpx async, one
+  connection per client).
+  Throughput (req/s) for the gateway with 1 and 2 server processes (two ``bastion serve`` processes
+  on two ports sharing the database and a Redis limiter, the load spread over both; ``--workers 2``
+  runs the same arrangement on one port).
 - ``durability``: ``--kills`` kill -9 of a gateway under sustained load from client threads, restarted
   each time on the same SQLite database: answered 200s without an audit record (goal 0), the requests
   lost in flight, the records of those written before the kill, ``bastion log verify``.

@@ -140,7 +140,11 @@ def serve(
     port: Annotated[int | None, typer.Option("--port", help="Port (default 8000).")] = None,
     db: Annotated[
         str | None,
-        typer.Option("--db", help="Key store and audit log: sqlite:///FILE.db or postgresql+psycopg://..."),
+        typer.Option(
+            "--db",
+            envvar="BASTION_DB",
+            help="Key store and audit log: sqlite:///FILE.db or postgresql+psycopg://... (env BASTION_DB).",
+        ),
     ] = None,
     limits: Annotated[
         str | None, typer.Option("--limits", help="Rate-limit state: 'memory' or redis://HOST:PORT/DB.")
