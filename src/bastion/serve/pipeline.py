@@ -221,9 +221,17 @@ class Gateway:
         for f in flags:
             self.metrics.flags.labels(f.detector).inc()
         policy = self.config.on_detection
-        # a flagged key is a security event under every policy: visible at uvicorn's default level
-        logger.warning("key %s flagged (%s): %s", key.key_id, policy, "; ".join(trace.flags))
-        if policy == "alert" and self.alerter is not None and self._first_alert(key.key_id, flags):
+        # a flagged key is a security event under every policy: the first flag of a (key, detector) pair
+        # in the hour is a warning (visible at uvicorn's default level), the rest of the stream debug
+        fresh = self._first_alert(key.key_id, flags)
+        logger.log(
+            logging.WARNING if fresh else logging.DEBUG,
+            "key %s flagged (%s): %s",
+            key.key_id,
+            policy,
+            "; ".join(trace.flags),
+        )
+        if policy == "alert" and self.alerter is not None and fresh:
             self.alerter.alert(
                 "detection",
                 f"key {key.key_id} flagged: {'; '.join(trace.flags)}",
