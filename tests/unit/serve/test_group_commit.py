@@ -7,58 +7,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from bastion.errors import GatewayError
 from bastion.serve.audit_log import AuditLog, AuditRecord
 from bastion.serve.group_commit import GroupCommitter
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
-
-def _pg_unavailable() -> str | None:
-    try:
-        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:  # any failure to connect means: skip, saying why
-        return f"PostgreSQL at {PG_URL} is not reachable: {str(exc).splitlines()[0]}"
-    return None
-
-
-def _drop_prefixed(prefix: str) -> None:
-    engine = sa.create_engine(PG_URL)
-    with engine.begin() as conn:
-        names = conn.execute(
-            sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE :p"),
-            {"p": prefix.replace("_", r"\_") + "%"},
-        ).scalars()
-        for name in list(names):
-            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def log_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(url, table prefix): a fresh SQLite file, or a unique prefix on the shared PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.db'}", "bastion_"
-        return
-    reason = _pg_unavailable()
-    if reason:
-        pytest.skip(reason)
-    prefix = f"g{uuid.uuid4().hex[:10]}_"
-    try:
-        yield PG_URL, prefix
-    finally:
-        _drop_prefixed(prefix)
+@pytest.fixture
+def log_db(db_url: tuple[str, str]) -> tuple[str, str]:
+    """(url, table prefix) on SQLite and on the shared PostgreSQL (conftest's ``db_url``)."""
+    return db_url
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,46 +12,11 @@ from bastion.errors import GatewayError
 from bastion.serve.db import engine_for
 from bastion.serve.keys import ApiKey, KeyStore, Scope
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
-
-def _pg_available() -> str | None:
-    try:
-        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
-        with engine.connect():
-            pass
-        engine.dispose()
-    except Exception as exc:  # any failure to connect means: skip, saying why
-        return f"PostgreSQL at {PG_URL} is not reachable: {str(exc).splitlines()[0]}"
-    return None
-
-
-def drop_prefixed(url: str, prefix: str) -> None:
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        names = conn.execute(
-            sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE :p"),
-            {"p": prefix.replace("_", r"\_") + "%"},
-        ).scalars()
-        for name in list(names):
-            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
-    engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """(url, table prefix): a fresh SQLite file, or a unique prefix on the shared PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'keys.db'}", "bastion_"
-        return
-    reason = _pg_available()
-    if reason:
-        pytest.skip(reason)
-    prefix = f"t{uuid.uuid4().hex[:10]}_"
-    try:
-        yield PG_URL, prefix
-    finally:
-        drop_prefixed(PG_URL, prefix)
+@pytest.fixture
+def store_db(db_url: tuple[str, str]) -> tuple[str, str]:
+    """(url, table prefix) on SQLite and on the shared PostgreSQL (conftest's ``db_url``)."""
+    return db_url
 
 
 @pytest.fixture
