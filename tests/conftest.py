@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,3 +190,56 @@ def backdoored_digits(tmp_path_factory) -> BackdooredDigits:
     harden(digits_cnn(), poison.dataset, method="standard", from_scratch=True, config=cfg).save(path)
     model = load_model("bastion.zoo.architectures:digits_cnn", weights=path)
     return BackdooredDigits(model, path, trigger, target=0)
+
+
+# -- the gateway's storage backends (tests/unit/serve): a fresh SQLite file or the shared PostgreSQL ------
+# (here rather than in a conftest.py of their own: a second module named conftest would shadow this one
+# for the tests that import helpers from it)
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def pg_unavailable() -> str | None:
+    """Why the shared PostgreSQL cannot be used (None when it can): the tests skip saying so."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # any failure to connect means: skip, saying why
+        return f"PostgreSQL at {PG_URL} is not reachable: {str(exc).splitlines()[0]}"
+    return None
+
+
+def drop_prefixed(prefix: str) -> None:
+    """Drop every table of the shared PostgreSQL whose name starts with ``prefix``."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        names = conn.execute(
+            sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE :p"),
+            {"p": prefix.replace("_", r"\_") + "%"},
+        ).scalars()
+        for name in list(names):
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(url, table prefix): a fresh SQLite file, or a unique prefix on the shared PostgreSQL (its
+    tables dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gateway.db'}", "bastion_"
+        return
+    reason = pg_unavailable()
+    if reason:
+        pytest.skip(reason)
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    try:
+        yield PG_URL, prefix
+    finally:
+        drop_prefixed(prefix)
