@@ -1,0 +1,10 @@
+"""Text attacks: character-level (DeepWordBug, invisible characters, homoglyphs) and word-level (greedy
+word-importance synonym substitution in the style of TextFooler, PWWS), all black-box, all verified
+against a :class:`bastion.text.TextThreatModel` by the base class."""
+
+from __future__ import annotations
+
+from bastion.text.attacks.base import BudgetedTextClassifier, TextAttack
+from bastion.text.attacks.result import TextAttackResult, show_edit
+
+__all__ = ["BudgetedTextClassifier", "TextAttack", "TextAttackResult", "show_edit"]
