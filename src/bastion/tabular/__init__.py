@@ -1,0 +1,76 @@
+"""Tabular models under attack: feature schema, constraints, classifiers, constrained attacks.
+
+Everything works in the **user's feature space**: a record is a row ``x`` (D,) float64 holding
+numeric/integer features as values and ordinal/categorical features as indices into the feature's
+``categories``; encoding and scaling live inside the model wrapper, so adversarial records are records
+a person could submit.
+
+Quick start::
+
+    from bastion.tabular import (CPGD, TabularSchema, TabularThreatModel, load_tabular, train_mlp)
+
+    schema = TabularSchema.from_json("tabular_schema.json", dataset="german_credit.csv.gz")
+    data = load_tabular("german_credit.csv.gz", schema)          # TabularData: x (N, D), y (N,)
+    train, test = data.split(0.2, seed=0)
+    model = train_mlp(train, hidden=(64, 64), epochs=20, seed=0)  # TorchTabularClassifier
+    threat = TabularThreatModel(schema, max_change={"credit_amount": 1000}, budget=0.2)
+    result = CPGD(steps=50)(model, test.x, test.y, threat, seed=0)
+    result.robust_accuracy, result.constraint_satisfaction, result.show(0)
+
+Public API:
+
+* schema — :class:`Feature` (name, kind numeric|integer|ordinal|categorical, categories, low, high,
+  immutable, max_change, cost, direction), :class:`Relation` (coefficients, op ``==``/``<=``, rhs,
+  adjust), :class:`TabularSchema` (``from_json``/``to_json``/``from_dict``/``to_dict``,
+  ``validate_columns``, ``index``, ``feature``, ``names``, ``without``, ``updated``).
+* data — :func:`load_tabular` (path, schema, label=None, ignore=()) -> :class:`TabularData`
+  (x, y, schema, classes, ``split``, ``subset``, ``records``); :func:`records` (x, schema).
+* encoding — :class:`Encoder` (``fit(schema, x)``, ``encode`` (N, D) -> (N, M), ``decode``,
+  ``slices``, ``width``, ``scalar_columns``, ``categorical_blocks``).
+* models — :class:`TabularClassifier` protocol (schema, num_classes, differentiable,
+  ``__call__(x) -> logits``); :class:`TorchTabularClassifier` (module, encoder; ``logits_encoded``);
+  :class:`SklearnTabularClassifier` (estimator with predict_proba, schema, encoder=None; ``queries``);
+  :func:`train_mlp`.
+* threat — :class:`TabularThreatModel` (schema, mutable, max_change, budget, relations, tolerance);
+  :func:`repair`, :func:`satisfied`, :func:`violations`, :func:`feasible_box`, :data:`CONSTRAINTS`.
+* attacks — :class:`TabularAttack` (final ``__call__(model, x, y, threat, generator=, seed=)``,
+  subclasses implement ``_run``), :class:`CPGD`, :class:`TabularAttackResult` (x, x_adv, y, success,
+  valid, predictions, changed, cost, queries, gradient_evals, ``robust_accuracy``,
+  ``constraint_satisfaction``, ``changes(i)``, ``show(i)``).
+"""
+
+from __future__ import annotations
+
+from bastion.tabular.attacks import CPGD, CountingTabularClassifier, TabularAttack
+from bastion.tabular.constraints import CONSTRAINTS, feasible_box, repair, satisfied, violations
+from bastion.tabular.data import TabularData, load_tabular, records
+from bastion.tabular.encoding import Encoder
+from bastion.tabular.model import SklearnTabularClassifier, TabularClassifier, TorchTabularClassifier
+from bastion.tabular.results import TabularAttackResult
+from bastion.tabular.schema import Feature, Relation, TabularSchema
+from bastion.tabular.threat import TabularThreatModel
+from bastion.tabular.train import train_mlp
+
+__all__ = [
+    "CONSTRAINTS",
+    "CPGD",
+    "CountingTabularClassifier",
+    "Encoder",
+    "Feature",
+    "Relation",
+    "SklearnTabularClassifier",
+    "TabularAttack",
+    "TabularAttackResult",
+    "TabularClassifier",
+    "TabularData",
+    "TabularSchema",
+    "TabularThreatModel",
+    "TorchTabularClassifier",
+    "feasible_box",
+    "load_tabular",
+    "records",
+    "repair",
+    "satisfied",
+    "train_mlp",
+    "violations",
+]
