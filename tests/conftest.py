@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -243,3 +244,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str
         yield PG_URL, prefix
     finally:
         drop_prefixed(prefix)
+
+
+@pytest.fixture
+def log(db_url: tuple[str, str]) -> Iterator[Any]:
+    """The gateway's audit log on each storage backend of ``db_url``, closed afterwards."""
+    from bastion.serve.audit_log import AuditLog
+
+    url, prefix = db_url
+    audit = AuditLog(url, prefix=prefix)
+    yield audit
+    audit.close()

@@ -11,7 +11,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,6 @@ from bastion.errors import GatewayError
 from bastion.serve.audit_log import GENESIS, AuditLog, AuditRecord, chain_hash
 
 SRC = str(Path(__file__).resolve().parents[3] / "src")
-
-
-@pytest.fixture
-def log_db(db_url: tuple[str, str]) -> tuple[str, str]:
-    """(url, table prefix) on SQLite and on the shared PostgreSQL (conftest's ``db_url``)."""
-    return db_url
-
-
-@pytest.fixture
-def log(log_db: tuple[str, str]) -> Iterator[AuditLog]:
-    url, prefix = log_db
-    audit = AuditLog(url, prefix=prefix)
-    yield audit
-    audit.close()
 
 
 def rec(i: int, key: str | None = "k1", t: float | None = None, **changes: object) -> AuditRecord:
@@ -261,8 +246,8 @@ def _spawn(url: str, prefix: str, wid: str, n: int, go: Path) -> subprocess.Pope
     )
 
 
-def test_processes_share_one_chain(log_db: tuple[str, str], tmp_path: Path) -> None:
-    url, prefix = log_db
+def test_processes_share_one_chain(db_url: tuple[str, str], tmp_path: Path) -> None:
+    url, prefix = db_url
     go = tmp_path / "go"
     procs = [_spawn(url, prefix, f"w{w}", 50, go) for w in range(4)]  # all create the tables at once
     for p in procs:

@@ -18,20 +18,6 @@ from bastion.serve.audit_log import AuditLog, AuditRecord
 from bastion.serve.group_commit import GroupCommitter
 
 
-@pytest.fixture
-def log_db(db_url: tuple[str, str]) -> tuple[str, str]:
-    """(url, table prefix) on SQLite and on the shared PostgreSQL (conftest's ``db_url``)."""
-    return db_url
-
-
-@pytest.fixture
-def log(log_db: tuple[str, str]) -> Iterator[AuditLog]:
-    url, prefix = log_db
-    audit = AuditLog(url, prefix=prefix)
-    yield audit
-    audit.close()
-
-
 def rec(request_id: str, output: object = None, key_id: str = "k1") -> AuditRecord:
     return AuditRecord(
         request_id=request_id,
@@ -341,9 +327,9 @@ def _throughput(append: object, threads_n: int, per_thread: int) -> float:
     return threads_n * per_thread / elapsed
 
 
-def test_throughput_against_one_commit_per_record(log_db: tuple[str, str], tmp_path: Path) -> None:
+def test_throughput_against_one_commit_per_record(db_url: tuple[str, str], tmp_path: Path) -> None:
     """Measured and printed (run with -s); asserted only loosely, the machine may be busy."""
-    url, prefix = log_db
+    url, prefix = db_url
     threads_n, per_thread = 16, 30
     plain = AuditLog(url, prefix=prefix)
     plain_rate = _throughput(plain.append, threads_n, per_thread)
