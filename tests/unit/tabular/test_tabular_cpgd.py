@@ -1,0 +1,203 @@
+"""CPGD: the LP known answer on a linear model, constraint invariants, the base class's re-check,
+and an end-to-end run on German Credit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linprog
+from torch import nn
+
+from bastion.tabular import (
+    CPGD,
+    Encoder,
+    Feature,
+    Relation,
+    TabularAttack,
+    TabularData,
+    TabularSchema,
+    TabularThreatModel,
+    TorchTabularClassifier,
+    load_tabular,
+    train_mlp,
+)
+from bastion.tabular.attacks import base as attack_base
+
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "tabular"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="tabular data not present in ../shared/data")
+
+# -- known answer: a logistic model on 4 numeric features; the cheapest change is an LP ---------------
+LIN = TabularSchema(
+    features=tuple(Feature(f"f{j}", "numeric", low=0, high=10, immutable=(j == 3)) for j in range(4)),
+    classes=("0", "1"),
+)
+W = torch.tensor([1.5, -2.0, 0.7, 3.0], dtype=torch.float64)
+B = -4.0
+MAX_CHANGE = {"f0": 1.0, "f1": 0.5, "f2": 2.0}
+
+
+def linear_model() -> TorchTabularClassifier:
+    enc = Encoder(LIN, torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
+    layer = nn.Linear(4, 2)
+    with torch.no_grad():  # logit 1 - logit 0 = w.x + b
+        layer.weight.copy_(torch.stack([torch.zeros(4), W.float()]))
+        layer.bias.copy_(torch.tensor([0.0, B]))
+    return TorchTabularClassifier(layer, enc)
+
+
+def lp_margin(x: np.ndarray, y: int, threat: TabularThreatModel) -> float:
+    """The smallest margin s * (w.(x + d) + b) reachable (s = +1 for class 1): the record flips iff < 0."""
+    w, s = W.numpy(), 1.0 if y == 1 else -1.0
+    up, down = [], []
+    for j, f in enumerate(LIN.features):
+        m = 0.0 if f.immutable else MAX_CHANGE.get(f.name, np.inf)
+        up.append(min(10 - x[j], m))
+        down.append(min(x[j], m))
+    # variables d+ (4) and d- (4), both >= 0: minimise s * w.(d+ - d-)
+    c = np.concatenate([s * w, -s * w])
+    bounds = [(0, u) for u in up] + [(0, d) for d in down]
+    a_ub, b_ub = None, None
+    if threat.budget is not None:
+        wt = threat.cost_weights().numpy()
+        a_ub, b_ub = np.concatenate([wt, wt])[None, :], [threat.budget]
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    assert res.status == 0
+    return float(s * (w @ x + B) + res.fun)
+
+
+@pytest.mark.parametrize("budget", [None, 0.12])
+def test_cpgd_flips_exactly_what_the_lp_says(budget: float | None) -> None:
+    model = linear_model()
+    threat = TabularThreatModel(LIN, max_change=MAX_CHANGE, budget=budget)
+    g = torch.Generator().manual_seed(0)
+    x = 1 + 8 * torch.rand(300, 4, generator=g, dtype=torch.float64)
+    y = model(x).argmax(dim=1)  # every record starts correctly classified
+    margins = np.array([lp_margin(r, int(c), threat) for r, c in zip(x.numpy(), y.tolist(), strict=True)])
+    clear = np.abs(margins) > 1e-3  # leave out records the LP puts on the boundary
+    flippable = margins < 0
+    assert (flippable & clear).sum() > 20 and (~flippable & clear).sum() > 20
+    result = CPGD(steps=20)(model, x, y, threat, seed=0)
+    got = result.success.numpy()
+    assert (got[clear] == flippable[clear]).all(), (
+        f"LP flippable {int((flippable & clear).sum())}, CPGD found {int((got & clear & flippable).sum())}, "
+        f"false successes {int((got & clear & ~flippable).sum())}"
+    )
+    assert result.valid.all() and result.constraint_satisfaction == 1.0
+    assert torch.equal(result.x_adv[:, 3], x[:, 3])
+    assert result.gradient_evals > 0 and result.queries >= 300
+
+
+# -- invariants on a mixed schema with relations, budget, directions -----------------------------------
+MIXED = TabularSchema(
+    features=(
+        Feature("age", "integer", low=18, high=80, immutable=True),
+        Feature("income", "integer", low=0, high=5000, max_change=800.0),
+        Feature("debt", "integer", low=0, high=5000),
+        Feature("total", "integer", low=0, high=10000),
+        Feature("rate", "ordinal", categories=("1", "2", "3", "4"), direction="decrease"),
+        Feature("housing", "categorical", categories=("own", "rent", "free"), cost=0.3),
+        Feature("ratio", "numeric", low=0, high=1, direction="increase"),
+    ),
+    classes=("0", "1"),
+    relations=(Relation({"income": 1, "debt": 1, "total": -1}, "==", 0.0, adjust="total"),),
+)
+
+
+def mixed_data(n: int = 400) -> TabularData:
+    g = torch.Generator().manual_seed(1)
+
+    def ints(lo: int, hi: int) -> torch.Tensor:
+        return torch.randint(lo, hi, (n,), generator=g).double()
+
+    income, debt = ints(0, 5000), ints(0, 5000)
+    x = torch.stack(
+        [
+            ints(18, 80),
+            income,
+            debt,
+            income + debt,
+            ints(0, 4),
+            ints(0, 3),
+            torch.rand(n, generator=g).double(),
+        ],
+        dim=1,
+    )
+    y = ((debt - income) / 2000 + x[:, 4] / 3 - (x[:, 5] == 0).double() + x[:, 6] > 0.3).long()
+    return TabularData(x, y, MIXED, ("0", "1"))
+
+
+@pytest.fixture(scope="module")
+def mixed_model() -> TorchTabularClassifier:
+    return train_mlp(mixed_data(), hidden=(32,), epochs=40, seed=0, lr=0.01)
+
+
+@pytest.mark.parametrize("budget", [None, 0.4])
+def test_every_returned_record_satisfies_the_constraints(
+    mixed_model: TorchTabularClassifier, budget: float | None
+) -> None:
+    data = mixed_data()
+    x, y = data.x[:150], data.y[:150]
+    x_before = x.clone()
+    threat = TabularThreatModel(MIXED, budget=budget)
+    result = CPGD(steps=15, restarts=2)(mixed_model, x, y, threat, seed=0)
+    assert torch.equal(x, x_before), "the attack must not mutate its inputs"
+    assert result.valid.all()
+    xa = result.x_adv
+    assert torch.equal(xa[:, 0], x[:, 0])  # immutable
+    assert torch.equal(xa[:, :6], xa[:, :6].round())  # integers and codes integral
+    assert ((xa[:, 5] >= 0) & (xa[:, 5] <= 2)).all() and ((xa[:, 4] >= 0) & (xa[:, 4] <= 3)).all()
+    assert (xa[:, 4] <= x[:, 4]).all() and (xa[:, 6] >= x[:, 6]).all()  # directions
+    assert torch.equal(xa[:, 1] + xa[:, 2], xa[:, 3])  # the relation
+    assert ((xa[:, 1] - x[:, 1]).abs() <= 800).all()
+    if budget is not None:
+        assert (result.cost <= budget + 1e-9).all()
+    pred = mixed_model(xa).argmax(dim=1)
+    assert torch.equal(result.success, pred != y)
+    attacked = mixed_model(x).argmax(dim=1) == y
+    assert int((result.success & attacked).sum()) > 0, "the attack should flip some records"
+    again = CPGD(steps=15, restarts=2)(mixed_model, x, y, threat, seed=0)
+    assert torch.equal(again.x_adv, result.x_adv)
+    i = int((result.success & attacked).nonzero()[0])
+    assert result.show(i).startswith(f"#{i} success") and "->" in result.show(i)
+
+
+class _Cheater(TabularAttack):
+    """Returns records that break the immutable feature and every range."""
+
+    name = "cheater"
+
+    def _run(self, model, x, y, threat, *, generator):  # type: ignore[no-untyped-def]
+        return x * 0 + 1e6
+
+
+def test_base_class_rechecks_instead_of_trusting_the_repair(
+    mixed_model: TorchTabularClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = mixed_data()
+    threat = TabularThreatModel(MIXED)
+    monkeypatch.setattr(attack_base, "repair", lambda x_adv, x, threat: x_adv)  # a broken repair
+    result = _Cheater()(mixed_model, data.x[:50], data.y[:50], threat)
+    attacked = result.changed.any(dim=1)
+    assert attacked.any() and not result.valid[attacked].any()
+    assert not result.success[attacked].any(), "an invalid record must never count as a success"
+
+
+@needs_shared
+def test_german_credit_end_to_end() -> None:
+    schema = TabularSchema.from_json(SHARED / "tabular_schema.json", dataset="german_credit.csv.gz")
+    data = load_tabular(SHARED / "german_credit.csv.gz", schema)
+    train, test = data.split(0.2, seed=0)
+    model = train_mlp(train, epochs=20, seed=0)
+    clean = float((model(test.x).argmax(dim=1) == test.y).float().mean())
+    assert clean > 0.65
+    threat = TabularThreatModel(schema, max_change={"credit_amount": 2000, "duration_months": 12}, budget=1.0)
+    result = CPGD(steps=20)(model, test.x, test.y, threat, seed=0)
+    assert result.constraint_satisfaction == 1.0
+    assert result.robust_accuracy < clean - 0.1
+    immutable = [schema.index(f.name) for f in schema.features if f.immutable]
+    assert torch.equal(result.x_adv[:, immutable], test.x[:, immutable])
+    changed = [n for i in range(len(result)) for n, _, _ in result.changes(i)]
+    assert changed and not {"age", "personal_status_sex", "foreign_worker"} & set(changed)
