@@ -24,26 +24,28 @@ Public API:
   adjust), :class:`TabularSchema` (``from_json``/``to_json``/``from_dict``/``to_dict``,
   ``validate_columns``, ``index``, ``feature``, ``names``, ``without``, ``updated``).
 * data — :func:`load_tabular` (path, schema, label=None, ignore=()) -> :class:`TabularData`
-  (x, y, schema, classes, ``split``, ``subset``, ``records``); :func:`records` (x, schema).
+  (x, y, schema, classes, ``split``, ``subset``, ``records``); :func:`records` (x, schema) -> list of
+  dicts and its inverse :func:`from_records` (dicts, schema) -> x.
 * encoding — :class:`Encoder` (``fit(schema, x)``, ``encode`` (N, D) -> (N, M), ``decode``,
   ``slices``, ``width``, ``scalar_columns``, ``categorical_blocks``).
 * models — :class:`TabularClassifier` protocol (schema, num_classes, differentiable,
   ``__call__(x) -> logits``); :class:`TorchTabularClassifier` (module, encoder; ``logits_encoded``);
   :class:`SklearnTabularClassifier` (estimator with predict_proba, schema, encoder=None; ``queries``);
   :func:`train_mlp`.
-* threat — :class:`TabularThreatModel` (schema, mutable, max_change, budget, relations, tolerance);
+* threat — :class:`TabularThreatModel` (schema, mutable, max_change, budget, relations, tolerance;
+  ``cost``, ``distance``, ``movable``, ``to_dict``);
   :func:`repair`, :func:`satisfied`, :func:`violations`, :func:`feasible_box`, :data:`CONSTRAINTS`.
 * attacks — :class:`TabularAttack` (final ``__call__(model, x, y, threat, generator=, seed=)``,
   subclasses implement ``_run``), :class:`CPGD`, :class:`TabularAttackResult` (x, x_adv, y, success,
   valid, predictions, changed, cost, queries, gradient_evals, ``robust_accuracy``,
-  ``constraint_satisfaction``, ``changes(i)``, ``show(i)``).
+  ``constraint_satisfaction``, ``summary()``, ``changes(i)``, ``show(i)``).
 """
 
 from __future__ import annotations
 
 from bastion.tabular.attacks import CPGD, CountingTabularClassifier, TabularAttack
 from bastion.tabular.constraints import CONSTRAINTS, feasible_box, repair, satisfied, violations
-from bastion.tabular.data import TabularData, load_tabular, records
+from bastion.tabular.data import TabularData, from_records, load_tabular, records
 from bastion.tabular.encoding import Encoder
 from bastion.tabular.model import SklearnTabularClassifier, TabularClassifier, TorchTabularClassifier
 from bastion.tabular.results import TabularAttackResult
@@ -67,6 +69,7 @@ __all__ = [
     "TabularThreatModel",
     "TorchTabularClassifier",
     "feasible_box",
+    "from_records",
     "load_tabular",
     "records",
     "repair",

@@ -12,7 +12,7 @@ import gzip
 import io
 import math
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,9 @@ import torch
 from bastion.data._util import existing_path
 from bastion.data.tabular import _class_order
 from bastion.errors import DataError
-from bastion.tabular.schema import TabularSchema
+from bastion.tabular.schema import Feature, TabularSchema
 
-__all__ = ["TabularData", "load_tabular", "records"]
+__all__ = ["TabularData", "from_records", "load_tabular", "records"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,45 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
+def _cell(f: Feature, raw: Any, lookup: dict[str, int], where: str) -> float:
+    """One user value -> its user-space number; DataError naming ``where`` and the column."""
+    cell = str(raw).strip()
+    where = f"{where}, column {f.name!r}"
+    if f.discrete_codes:
+        if cell not in lookup:
+            known = ", ".join(f.categories[:12]) + (" ..." if len(f.categories) > 12 else "")
+            raise DataError(f"{where}: unknown code {cell!r} (known: {known}); add it to the schema")
+        return float(lookup[cell])
+    try:
+        v = float(cell)
+    except ValueError:
+        raise DataError(f"{where}: {cell!r} is not a number ({f.kind} feature)") from None
+    if not math.isfinite(v):
+        raise DataError(f"{where}: NaN or infinite value; clean the data first")
+    if f.kind == "integer" and not v.is_integer():
+        raise DataError(f"{where}: {cell!r} is not an integer; declare the feature numeric")
+    return v
+
+
+def from_records(rows: Iterable[Mapping[str, Any]], schema: TabularSchema) -> torch.Tensor:
+    """User records (dicts, e.g. from :func:`records` or a JSON request) -> x (N, D) float64.
+
+    The inverse of :func:`records`; the same checks as :func:`load_tabular` (unknown codes, non-numbers,
+    missing or unknown keys raise a DataError naming the record and feature).
+    """
+    lookups = [{c: i for i, c in enumerate(f.categories)} for f in schema.features]
+    out = []
+    for n, rec in enumerate(rows):
+        names = set(rec)
+        if names != set(schema.names):
+            schema.validate_columns([*rec, schema.label])
+        where = f"record {n}"
+        out.append([_cell(f, rec[f.name], lk, where) for f, lk in zip(schema.features, lookups, strict=True)])
+    if not out:
+        raise DataError("no records given")
+    return torch.tensor(out, dtype=torch.float64)
+
+
 def load_tabular(
     path: str | Path, schema: TabularSchema, *, label: str | None = None, ignore: Iterable[str] = ()
 ) -> TabularData:
@@ -133,26 +172,13 @@ def load_tabular(
             continue
         if len(row) != len(header):
             raise DataError(f"{source}: line {line} has {len(row)} fields, the header has {len(header)}")
-        values = []
-        for f, i, lookup in zip(schema.features, cols, lookups, strict=True):
-            cell = row[i].strip()
-            where = f"{source}: line {line}, column {f.name!r}"
-            if f.discrete_codes:
-                if cell not in lookup:
-                    known = ", ".join(f.categories[:12]) + (" ..." if len(f.categories) > 12 else "")
-                    raise DataError(f"{where}: unknown code {cell!r} (known: {known}); add it to the schema")
-                values.append(float(lookup[cell]))
-                continue
-            try:
-                v = float(cell)
-            except ValueError:
-                raise DataError(f"{where}: {cell!r} is not a number ({f.kind} feature)") from None
-            if not math.isfinite(v):
-                raise DataError(f"{where}: NaN or infinite value; clean the data first")
-            if f.kind == "integer" and not v.is_integer():
-                raise DataError(f"{where}: {cell!r} is not an integer; declare the feature numeric")
-            values.append(v)
-        rows.append(values)
+        where = f"{source}: line {line}"
+        rows.append(
+            [
+                _cell(f, row[i], lookup, where)
+                for f, i, lookup in zip(schema.features, cols, lookups, strict=True)
+            ]
+        )
         labels.append(row[label_at].strip())
     if not rows:
         raise DataError(f"{source}: no data rows after the header")

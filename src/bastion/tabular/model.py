@@ -87,8 +87,8 @@ class TorchTabularClassifier:
         return p.device if p is not None else torch.device("cpu")
 
     def logits_encoded(self, z: torch.Tensor) -> torch.Tensor:
-        """Model-space (relaxed) inputs (N, M) -> logits (N, K); keeps the autograd graph."""
-        logits = self.module(z.to(self._device(), torch.float32))
+        """Model-space (relaxed) inputs (N, M) -> logits (N, K) on z's device; keeps the autograd graph."""
+        logits = self.module(z.to(self._device(), torch.float32)).to(z.device)
         if logits.dim() != 2:
             raise ModelContractError(f"the module must return logits (N, K), got shape {tuple(logits.shape)}")
         return logits

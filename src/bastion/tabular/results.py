@@ -66,6 +66,21 @@ class TabularAttackResult:
     def mean_queries(self) -> float:
         return self.queries / len(self) if len(self) else 0.0
 
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers, JSON-ready."""
+        return {
+            "attack": self.attack,
+            "records": len(self),
+            "robust_accuracy": self.robust_accuracy,
+            "success_rate": self.success_rate,
+            "constraint_satisfaction": self.constraint_satisfaction,
+            "mean_queries": self.mean_queries,
+            "gradient_evals": self.gradient_evals,
+            "seconds": self.seconds,
+            "params": dict(self.params),
+            "seed": self.seed,
+        }
+
     def changes(self, i: int) -> list[tuple[str, Any, Any]]:
         """(feature, original value, adversarial value) for each feature record ``i`` changed."""
         before = records(self.x[i : i + 1], self.schema)[0]

@@ -84,6 +84,17 @@ class TabularThreatModel:
         if not (self.tolerance >= 0 and math.isfinite(self.tolerance)):
             raise ThreatModelError(f"tolerance must be >= 0, got {self.tolerance!r}")
 
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready description (for reports): the schema's name and every setting."""
+        return {
+            "schema": self.schema.name,
+            "mutable": [n for n, ok in zip(self.schema.names, self.movable().tolist(), strict=True) if ok],
+            "max_change": dict(self.max_change),
+            "budget": self.budget,
+            "relations": [str(r) for r in self.schema.relations] if self.relations else [],
+            "tolerance": self.tolerance,
+        }
+
     # -- per-feature vectors (D,), float64 / bool ----------------------------------------------------
     def movable(self, device: torch.device | str | None = None) -> torch.Tensor:
         """(D,) bool: features the attacker may change."""

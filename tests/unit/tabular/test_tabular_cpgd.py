@@ -3,6 +3,7 @@ and an end-to-end run on German Credit."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,8 @@ def test_every_returned_record_satisfies_the_constraints(
     assert torch.equal(again.x_adv, result.x_adv)
     i = int((result.success & attacked).nonzero()[0])
     assert result.show(i).startswith(f"#{i} success") and "->" in result.show(i)
+    summary = json.loads(json.dumps(result.summary()))
+    assert summary["constraint_satisfaction"] == 1.0 and summary["robust_accuracy"] == result.robust_accuracy
 
 
 class _Cheater(TabularAttack):
