@@ -5,6 +5,10 @@ against a :class:`bastion.text.TextThreatModel` by the base class."""
 from __future__ import annotations
 
 from bastion.text.attacks.base import BudgetedTextClassifier, TextAttack
+from bastion.text.attacks.deepwordbug import DeepWordBug
+from bastion.text.attacks.homoglyph import Homoglyphs
+from bastion.text.attacks.invisible import InvisibleCharacters
 from bastion.text.attacks.result import TextAttackResult, show_edit
 
 __all__ = ["BudgetedTextClassifier", "TextAttack", "TextAttackResult", "show_edit"]
+__all__ += ["DeepWordBug", "Homoglyphs", "InvisibleCharacters"]
