@@ -14,6 +14,7 @@ from bastion.tabular.threat import TabularThreatModel
 
 __all__ = ["CONSTRAINTS", "feasible_box", "repair", "satisfied", "violations"]
 
+REL = 1e-12  # relative slack: float64 rounding only, so a change of 1 on a value of 1e6 still counts
 CONSTRAINTS = (
     "finite",
     "immutable",
@@ -58,7 +59,7 @@ def violations(x_adv: torch.Tensor, x: torch.Tensor, threat: TabularThreatModel)
     finite = torch.isfinite(x_adv)
     xa = torch.where(finite, x_adv, x)  # judge the rest on finite numbers; 'finite' reports the NaNs
     delta = xa - x
-    slack = tol * (1.0 + x.abs())
+    slack = tol + REL * x.abs()  # absolute, plus float64 rounding on large values (1e6 money amounts)
     moved = delta.abs() > slack
     integral, cat = threat.kind_masks(x.device)
     out = {"finite": ~finite.all(dim=1)}
@@ -82,7 +83,8 @@ def violations(x_adv: torch.Tensor, x: torch.Tensor, threat: TabularThreatModel)
     resid, scale = _relation_residual(xa, threat)
     ops = [r.op for r in (threat.schema.relations if threat.relations else ())]
     eq = torch.tensor([op == "==" for op in ops], dtype=torch.bool, device=x.device)
-    bad = torch.where(eq, resid.abs() > tol * scale, resid > tol * scale)
+    slack_r = tol + REL * scale
+    bad = torch.where(eq, resid.abs() > slack_r, resid > slack_r)
     out["relation"] = bad.any(dim=1) if bad.numel() else torch.zeros(n, dtype=torch.bool, device=x.device)
     return out
 
@@ -173,7 +175,7 @@ def _onto_relations(
             lhs = out[:, cols] @ coef
             resid = lhs - rel.rhs
             scale = 1.0 + abs(rel.rhs) + out[:, cols].abs() @ coef.abs()
-            bad = resid.abs() > tol * scale if rel.op == "==" else resid > tol * scale
+            bad = resid.abs() > tol + REL * scale if rel.op == "==" else resid > tol + REL * scale
             if not bool(bad.any()):
                 continue
             k = (
@@ -190,7 +192,7 @@ def _onto_relations(
             fixed = out.clone()
             fixed[:, k] = target
             resid2 = fixed[:, cols] @ coef - rel.rhs
-            still = resid2.abs() > tol * scale if rel.op == "==" else resid2 > tol * scale
+            still = resid2.abs() > tol + REL * scale if rel.op == "==" else resid2 > tol + REL * scale
             revert = fixed.clone()
             revert[:, cols] = x[:, cols]
             out = torch.where(bad.unsqueeze(1), torch.where(still.unsqueeze(1), revert, fixed), out)

@@ -194,6 +194,9 @@ class TabularSchema:
         """Raise DataError unless ``header`` holds exactly the features and the label (``ignore``d aside)."""
         cols = [h.strip() for h in header]
         skip = set(ignore)
+        twice = sorted({c for c in cols if cols.count(c) > 1})
+        if twice:
+            raise DataError(f"the data names column(s) {', '.join(twice)} twice; rename or drop the copies")
         unknown = [c for c in cols if c not in self._index and c != self.label and c not in skip]
         missing = [n for n in (*self.names, self.label) if n not in cols]
         if unknown or missing:

@@ -16,6 +16,8 @@ A record ``x_adv`` is valid for original ``x`` when every constraint holds (chec
   in range-normalised units, so 1.0 moves one unit-cost feature across its whole range (a scalar
   feature with a budget must have a finite range);
 * **linear relations** of the schema (when ``relations`` is True).
+
+``tolerance`` is an absolute slack in each feature's units (plus 1e-12 relative, for float rounding).
 """
 
 from __future__ import annotations

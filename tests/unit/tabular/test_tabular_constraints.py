@@ -138,3 +138,21 @@ def test_threat_model_validation() -> None:
     assert TabularThreatModel(unbounded).max_change_vector()[0] == math.inf
     frozen = TabularThreatModel(SCHEMA, max_change={"housing": 0.5})
     assert not bool(frozen.movable()[5])
+
+
+def test_small_changes_on_large_values_are_still_caught() -> None:
+    schema = TabularSchema(
+        features=(
+            Feature("bill", "integer", low=-1e6, high=2e6, immutable=True),
+            Feature("paid", "integer", low=0, high=2e6),
+            Feature("left", "integer", low=-2e6, high=2e6),
+        ),
+        relations=(Relation({"bill": 1, "paid": -1, "left": -1}, "==", 0.0),),
+    )
+    threat = TabularThreatModel(schema)
+    x = torch.tensor([[1_500_000.0, 400_000.0, 1_100_000.0]], dtype=torch.float64)
+    assert satisfied(x, x, threat).all()
+    assert violations(x + torch.tensor([[1.0, 0, 1.0]], dtype=torch.float64), x, threat)["immutable"].all()
+    assert violations(x + torch.tensor([[0, 1.0, 0]], dtype=torch.float64), x, threat)["relation"].all()
+    fixed = repair(x + torch.tensor([[0, 1.0, 0]], dtype=torch.float64), x, threat)
+    assert fixed.tolist() == [[1_500_000.0, 400_001.0, 1_099_999.0]]

@@ -47,6 +47,8 @@ def test_validate_columns_names_unknown_and_missing() -> None:
     with pytest.raises(DataError, match=r"unknown column\(s\) id.*missing column\(s\) housing"):
         schema.validate_columns(["id", *schema.names[:-1], "label"])
     schema.validate_columns(["id", *schema.names, "label"], ignore=["id"])
+    with pytest.raises(DataError, match="age twice"):
+        schema.validate_columns(["age", *schema.names, "label"])
 
 
 @pytest.mark.parametrize(
