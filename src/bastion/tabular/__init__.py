@@ -26,8 +26,9 @@ Public API:
 * data — :func:`load_tabular` (path, schema, label=None, ignore=()) -> :class:`TabularData`
   (x, y, schema, classes, ``split``, ``subset``, ``records``); :func:`records` (x, schema) -> list of
   dicts and its inverse :func:`from_records` (dicts, schema) -> x.
-* encoding — :class:`Encoder` (``fit(schema, x)``, ``encode`` (N, D) -> (N, M), ``decode``,
-  ``slices``, ``width``, ``scalar_columns``, ``categorical_blocks``).
+* encoding — :class:`Encoder` (``fit(schema, x)``, ``encode`` (N, D) -> (N, M) float32,
+  ``relaxed_encode(x, probs)`` -> (N, M) float64, ``decode``, ``slices``, ``width``,
+  ``scalar_columns``, ``categorical_blocks``).
 * models — :class:`TabularClassifier` protocol (schema, num_classes, differentiable,
   ``__call__(x) -> logits``); :class:`TorchTabularClassifier` (module, encoder; ``logits_encoded``);
   :class:`SklearnTabularClassifier` (estimator with predict_proba, schema, encoder=None; ``queries``);

@@ -5,12 +5,14 @@ numeric, integer and ordinal features are standardised, ``(x - mean) / std`` wit
 data's statistics; categorical features become one-hot blocks.
 
 The **relaxed representation** that gradient attacks move is model space itself, where each
-categorical block may hold any probability vector instead of a one-hot: :meth:`Encoder.decode`
-turns it back into user space (argmax per block, de-standardised values, not yet rounded).
+categorical block may hold any probability vector instead of a one-hot
+(:meth:`Encoder.relaxed_encode`); :meth:`Encoder.decode` turns it back into user space (argmax per
+block, de-standardised values, not yet rounded).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -85,6 +87,9 @@ class Encoder:
     # -- maps ----------------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """User space (N, D) -> model space (N, M) float32; differentiable in the scalar features."""
+        return self._encode(x).to(torch.float32)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != len(self.schema):
             raise DataError(f"x must have shape (N, {len(self.schema)}), got {tuple(x.shape)}")
         mean, std = self.mean.to(x.device, x.dtype), self.std.to(x.device, x.dtype)
@@ -96,7 +101,27 @@ class Encoder:
                 parts.append(torch.nn.functional.one_hot(idx, len(f.categories)).to(x.dtype))
             else:
                 parts.append(((col - mean[j]) / std[j]).unsqueeze(1))
-        return torch.cat(parts, dim=1).to(torch.float32)
+        return torch.cat(parts, dim=1)
+
+    def relaxed_encode(
+        self, x: torch.Tensor, probs: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """User space (N, D) plus optional per-categorical probability vectors -> relaxed (N, M) float64.
+
+        ``probs[name]`` (N, K) replaces the one-hot block of categorical feature ``name`` (rows should
+        lie on the simplex); the result is differentiable in ``x``'s scalar columns and in ``probs``.
+        """
+        z = self._encode(x.to(torch.float64))
+        for name, p in (probs or {}).items():
+            j = self.schema.index(name)
+            s = self.slices[j]
+            if self.schema.features[j].kind != "categorical" or p.shape != (len(z), s.stop - s.start):
+                raise DataError(
+                    f"probs[{name!r}] must be (N, {s.stop - s.start}) for a categorical feature, "
+                    f"got {tuple(p.shape)}"
+                )
+            z = torch.cat([z[:, : s.start], p.to(z), z[:, s.stop :]], dim=1)
+        return z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Model/relaxed space (N, M) -> user space (N, D) float64: argmax per categorical block,

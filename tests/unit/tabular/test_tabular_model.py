@@ -71,6 +71,20 @@ def test_encoder_is_differentiable_in_scalar_features() -> None:
         enc.encode(torch.zeros(2, 3, dtype=torch.float64))
 
 
+def test_relaxed_encode_moves_categories_continuously() -> None:
+    data = toy(8)
+    enc = Encoder.fit(SCHEMA, toy().x)
+    assert torch.allclose(enc.relaxed_encode(data.x).float(), enc.encode(data.x))
+    probs = torch.full((8, 3), 1 / 3, dtype=torch.float64, requires_grad=True)
+    z = enc.relaxed_encode(data.x, {"housing": probs})
+    assert z.dtype == torch.float64 and torch.allclose(z[:, 2:5], probs)
+    (z[:, 2:5] * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)).sum().backward()
+    assert probs.grad is not None and probs.grad[0].tolist() == [1.0, 2.0, 3.0]
+    assert enc.decode(z)[:, 2].tolist() == [0.0] * 8  # ties break to the first category
+    with pytest.raises(DataError, match=r"probs\['amount'\]"):
+        enc.relaxed_encode(data.x, {"amount": probs})
+
+
 def test_train_mlp_is_seeded_and_learns() -> None:
     data = toy()
     state = torch.random.get_rng_state()

@@ -68,7 +68,7 @@ class CPGD(TabularAttack):
         enc = model.encoder
         dev = x.device
         sigma, mean = enc.std.to(dev), enc.mean.to(dev)
-        z0 = enc.encode(x).to(torch.float64)
+        z0 = enc.relaxed_encode(x)
         low, high = feasible_box(x, threat)
         scal = enc.scalar_columns
         sj, sc = [j for j, _ in scal], [c for _, c in scal]
