@@ -90,9 +90,7 @@ def test_strict_budgets_hold() -> None:
 def test_edits_are_the_kind_each_attack_makes() -> None:
     inv = InvisibleCharacters()(BagOfWords(), TEXTS, LABELS)
     homo = Homoglyphs()(BagOfWords(), TEXTS, LABELS)
-    for r in (inv, homo):
-        for o, a in zip(r.originals, r.adversarials, strict=True):
-            assert all(c.isascii() for c in o)
+    assert all(c.isascii() for r in (inv, homo) for o in r.originals for c in o)
     for o, a in zip(inv.originals, inv.adversarials, strict=True):
         extra = [c for c in a if not c.isascii()]
         assert all(c in "\u200b\u200c\u200d\u2060" for c in extra)
