@@ -116,9 +116,10 @@ def repair(x_adv: torch.Tensor, x: torch.Tensor, threat: TabularThreatModel) -> 
 
     Order: restore frozen features; clip to direction, per-feature change and range; round integral
     features inside that interval (toward the original, so rounding never leaves it); snap categories
-    to valid indices; shrink the change onto the total budget (categorical changes are reverted first
-    if they alone exceed it; integral deltas truncate toward zero); restore each linear relation by
-    moving its ``adjust`` feature, reverting the relation's features when that fails. A record that
+    to valid indices; restore each linear relation by moving its ``adjust`` feature (reverting the
+    relation's features when that fails); shrink the change onto the total budget (categorical changes
+    are reverted first if they alone exceed it; integral deltas truncate toward zero), which keeps the
+    relations except for truncation, so they are restored once more. A record that
     still breaks a constraint falls back to its original (which is valid when the original is).
     """
     x_adv, x = _check(x_adv, x, threat)
@@ -128,10 +129,15 @@ def repair(x_adv: torch.Tensor, x: torch.Tensor, threat: TabularThreatModel) -> 
     out = torch.where(torch.isfinite(x_adv) & movable, x_adv, x)
     low, high = feasible_box(x, threat)
     out = torch.minimum(torch.maximum(torch.where(integral, out.round(), out), low), high)
-    if threat.budget is not None:
-        out = _onto_budget(out, x, threat.budget, threat.cost_weights(dev), integral, cat)
-    if threat.relations and threat.schema.relations:
+    relations = bool(threat.relations and threat.schema.relations)
+    if relations:
         out = _onto_relations(out, x, threat, integral, low, high)
+    if threat.budget is not None:
+        # shrinking the change toward the original keeps linear relations (both ends satisfy them),
+        # so the adjusted features' cost is paid for here; only integer truncation can break one again
+        out = _onto_budget(out, x, threat.budget, threat.cost_weights(dev), integral, cat)
+        if relations:
+            out = _onto_relations(out, x, threat, integral, low, high)
     ok = satisfied(out, x, threat)
     return torch.where(ok.unsqueeze(1), out, x)
 

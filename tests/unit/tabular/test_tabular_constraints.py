@@ -118,6 +118,17 @@ def test_repair_restores_the_equality_through_its_adjust_feature() -> None:
     assert out[0, 1] == 350.0 and out[0, 3] == 550.0
 
 
+def test_repair_pays_for_the_adjusted_feature_out_of_the_budget() -> None:
+    x_adv = X.clone()
+    x_adv[0, 1] = 400.0  # income +100 (cost 0.1) drags total +100 (cost 0.05): 0.15 > 0.1
+    threat = TabularThreatModel(SCHEMA, budget=0.1)
+    out = repair(x_adv, X, threat)
+    assert satisfied(out, X, threat).all()
+    assert float(out[0, 1]) == pytest.approx(300 + 200 / 3) and float(out[0, 3]) == pytest.approx(
+        500 + 200 / 3
+    )
+
+
 def test_repair_reverts_when_the_relation_cannot_be_restored() -> None:
     frozen_total = TabularThreatModel(SCHEMA, mutable=("income", "debt"))
     x_adv = X.clone()
