@@ -41,8 +41,6 @@ import json
 import math
 import os
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import environment, markdown  # noqa: E402
+from bastion.serve.process import GatewayProcess, free_port  # noqa: E402
 
 MODEL = "zoo:digits-cnn"
 SERVED = "digits-cnn"
@@ -71,74 +70,20 @@ SECTIONS = ("overhead", "durability", "limits", "detection")
 # -- processes --------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def child_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-class Server:
-    """A server process on a free port: ``bastion serve`` or one of this script's server modes."""
+def gateway_server(workdir: Path, db: str, limits: str = "memory") -> GatewayProcess:
+    return GatewayProcess.gateway(MODEL, workdir, db, limits=limits)
 
-    def __init__(self, command: list[str], workdir: Path, port: int) -> None:
-        self.command, self.workdir, self.port = command, workdir, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = workdir / f"server-{port}.log"
 
-    @classmethod
-    def gateway(cls, workdir: Path, db: str, limits: str = "memory") -> Server:
-        port = free_port()
-        command = [sys.executable, "-m", "bastion", "serve", MODEL, "--port", str(port), "--db", db]
-        return cls([*command, "--limits", limits], workdir, port)
-
-    @classmethod
-    def script(cls, mode: str, workdir: Path, *extra: str) -> Server:
-        port = free_port()
-        return cls([sys.executable, str(Path(__file__).resolve()), mode, str(port), *extra], workdir, port)
-
-    def spawn(self) -> Server:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.command, cwd=self.workdir, env=child_env(), stdout=log, stderr=log
-            )
-        return self
-
-    def wait_ready(self, timeout: float = 120.0) -> Server:
-        import httpx
-
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server not ready after {timeout:.0f} s: {self.log.read_text()[-2000:]}")
-
-    def start(self) -> Server:
-        return self.spawn().wait_ready()
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+def script_server(mode: str, workdir: Path, *extra: str) -> GatewayProcess:
+    """This script in one of its server modes (a bare FastAPI endpoint, the detection server)."""
+    port = free_port()
+    return GatewayProcess(
+        [sys.executable, str(Path(__file__).resolve()), mode, str(port), *extra], workdir, port
+    )
 
 
 def make_key(db: str, name: str, **scope: Any) -> tuple[str, str]:
@@ -322,8 +267,8 @@ def section_overhead(args: argparse.Namespace, workdir: Path) -> None:
     db = f"sqlite:///{workdir / 'overhead.db'}"
     _, token = unlimited_key(db, "bench")
     test = digits_rows()
-    bare = Server.script("--bare-server", workdir).spawn()
-    gateway = Server.gateway(workdir, db).spawn()
+    bare = script_server("--bare-server", workdir).spawn()
+    gateway = gateway_server(workdir, db).spawn()
     bare.wait_ready()
     gateway.wait_ready()
     rows = []
@@ -390,7 +335,7 @@ def throughput(args: argparse.Namespace, workdir: Path) -> None:
     rows = []
     for processes in (1, 2):
         limits = REDIS if processes == 2 and redis_ok() else "memory"
-        servers = [Server.gateway(workdir, db, limits).spawn() for _ in range(processes)]
+        servers = [gateway_server(workdir, db, limits).spawn() for _ in range(processes)]
         try:
             for s in servers:
                 s.wait_ready()
@@ -443,7 +388,7 @@ def section_durability(args: argparse.Namespace, workdir: Path) -> None:
 
     db = f"sqlite:///{workdir / 'durability.db'}"
     _, token = unlimited_key(db, "bench")
-    server = Server.gateway(workdir, db).start()
+    server = gateway_server(workdir, db).start()
     stop = threading.Event()
     body = predict_body(digits_rows()[:4])
     clients = [Client(server.url, token, body, stop) for _ in range(args.durability_clients)]
@@ -458,7 +403,7 @@ def section_durability(args: argparse.Namespace, workdir: Path) -> None:
     try:
         for _ in range(args.kills):
             time.sleep(rng.uniform(0.5, 1.5))  # sustained load, then the kill lands anywhere
-            server.kill9()
+            server.kill()
             server.start()
         target = served() + 20
         while served() < target:
@@ -515,7 +460,7 @@ def section_limits(args: argparse.Namespace, workdir: Path) -> None:
     db = f"sqlite:///{workdir / 'limits.db'}"
     rate = args.rate
     key_id, token = make_key(db, "limited", rate=rate, burst=int(rate), daily_quota=None)
-    servers = [Server.gateway(workdir, db, REDIS).spawn() for _ in range(2)]
+    servers = [gateway_server(workdir, db, REDIS).spawn() for _ in range(2)]
     body = predict_body(digits_rows()[:1])
     results: list[tuple[float, int]] = []
     try:
@@ -602,7 +547,7 @@ def section_detection(args: argparse.Namespace, workdir: Path) -> None:
 
     db = f"sqlite:///{workdir / 'detection.db'}"
     unlimited_key(db, "setup")
-    server = Server.script("--detect-server", workdir, db).start()
+    server = script_server("--detect-server", workdir, db).start()
     tiny = CloneTraining(steps=20)  # the clones do not matter here, only the queries they cost
     test = load_dataset("digits", split="test")
     train = digits_rows("train")

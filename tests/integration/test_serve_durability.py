@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
-from test_serve_support import ServerProcess, make_key, predict_body
+from test_serve_support import gateway_process, make_key, predict_body
 from typer.testing import CliRunner
 
 import bastion.cli.log_cmd  # noqa: F401  (registers 'bastion log' on the app)
@@ -57,7 +57,7 @@ def served_count(clients: list[Client]) -> int:
 def test_kill_9_under_load_loses_no_answered_request(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     _, token = make_key(db, rate=10_000.0, burst=10_000, daily_quota=None)
-    server = ServerProcess(tmp_path, db)
+    server = gateway_process(tmp_path, db)
     server.start()
     stop = threading.Event()
     clients = [Client(server.url, token, stop) for _ in range(CLIENTS)]

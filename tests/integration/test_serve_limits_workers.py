@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_serve_support import ServerProcess, free_port, make_key, predict_body
+from test_serve_support import gateway_process, make_key, predict_body
+
+from bastion.serve.process import free_port
 
 REDIS = "redis://127.0.0.1:6379/0"
 RATE = 5.0
@@ -51,7 +53,7 @@ def test_two_workers_on_redis_share_one_bucket_per_key(tmp_path: Path) -> None:
 
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     key_id, token = make_key(db, rate=RATE, burst=BURST, daily_quota=None)
-    servers = [ServerProcess(tmp_path, db, port=free_port(), limits=REDIS) for _ in range(2)]
+    servers = [gateway_process(tmp_path, db, port=free_port(), limits=REDIS) for _ in range(2)]
     client = redis.Redis.from_url(REDIS)
     try:
         for s in servers:  # started together: each imports torch and loads the model

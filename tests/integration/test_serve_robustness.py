@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
-from test_serve_support import ServerProcess, make_key, predict_body
+from test_serve_support import gateway_process, make_key, predict_body
 
 SLOW_CLIENTS = 12
 ABUSE_SECONDS = 6.0
@@ -69,7 +69,7 @@ def test_abusers_do_not_stop_the_gateway_serving_others(tmp_path: Path):
     db = f"sqlite:///{tmp_path / 'gw.db'}"
     _, good = make_key(db, "good", output="probs", rate=1000.0, burst=1000, daily_quota=None)
     _, abuser = make_key(db, "abuser", output="probs", rate=1000.0, burst=1000, daily_quota=None)
-    server = ServerProcess(tmp_path, db)
+    server = gateway_process(tmp_path, db)
     server.start()
     stop = threading.Event()
     opened: list[int] = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from bastion.serve.audit_log import AuditLog
 from bastion.serve.config import GatewayConfig
 from bastion.serve.keys import KeyStore, Scope
 from bastion.serve.limits import MemoryLimiter
+from bastion.serve.process import free_port
 
 try:
     from bastion.serve.detect import Flag
@@ -411,12 +411,6 @@ def test_health_endpoints_need_no_key(gw: Gateway) -> None:
 
 
 # -- over real HTTP -------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -32,6 +31,7 @@ from bastion.serve.audit_log import AuditLog
 from bastion.serve.config import GatewayConfig
 from bastion.serve.keys import KeyStore, Scope
 from bastion.serve.limits import MemoryLimiter
+from bastion.serve.process import free_port
 
 try:
     from bastion.serve.detect import Flag
@@ -223,12 +223,6 @@ def test_dashboard_shows_traffic_flags_keys_and_drift(tmp_path: Path, digits: to
     assert "429 rate-limited" in html and "mean confidence · digits" in html
     assert "<svg" in html and "<script>" in html and "http://" not in html and "https://" not in html
     assert re.search(r"<td>digits</td><td class=ok>ok</td>", html), html
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
