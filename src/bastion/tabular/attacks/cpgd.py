@@ -13,7 +13,8 @@ relations, inside the threat model, with a repair onto the constraints. Here:
   convex step toward it. Iterates stay feasible without a projection, and on a linear model the
   first vertex is the exact LP optimum;
 * every step both the iterate and the vertex are decoded, repaired (:func:`bastion.tabular.repair`)
-  and queried; a record stops at its first valid misclassified candidate (early stopping).
+  and queried; a record stops at its first valid misclassified candidate (early stopping), and a
+  record never flipped returns its highest-loss valid candidate (what adversarial training wants).
 
 Scalar features without any bound move at most ``unbounded_std`` standard deviations.
 """
@@ -80,6 +81,8 @@ class CPGD(TabularAttack):
         a, rhs = threat.relation_matrix(dev)
         rel_scale = (a.abs() * sigma).sum(dim=1).clamp_min(1e-12)
         best, done = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=dev)
+        with torch.no_grad():
+            best_loss = F.cross_entropy(model(x).to(torch.float64), y, reduction="none")
 
         def vertex(g: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             """argmax over the feasible set of <g, s - z0> (fractional knapsack under the budget)."""
@@ -136,9 +139,13 @@ class CPGD(TabularAttack):
                 keep = ~done[rows]
                 xc = repair(enc.decode(zc[keep]), x[open_rows], threat)
                 with torch.no_grad():
-                    wrong = model(xc).argmax(dim=1) != y[open_rows]
-                ok = wrong & satisfied(xc, x[open_rows], threat)
-                best[open_rows[ok]] = xc[ok]
+                    logits = model(xc).to(torch.float64)
+                valid = satisfied(xc, x[open_rows], threat)
+                loss = F.cross_entropy(logits, y[open_rows], reduction="none")
+                ok = valid & (logits.argmax(dim=1) != y[open_rows])
+                better = ok | (valid & (loss > best_loss[open_rows]))
+                best[open_rows[better]] = xc[better]
+                best_loss[open_rows[better]] = loss[better]
                 done[open_rows[ok]] = True
 
         for r in range(self.restarts):
