@@ -12,6 +12,7 @@ import torch
 from scipy.optimize import linprog
 from torch import nn
 
+from bastion.errors import ThreatModelError
 from bastion.tabular import (
     CPGD,
     Encoder,
@@ -191,6 +192,16 @@ def test_base_class_rechecks_instead_of_trusting_the_repair(
     attacked = result.changed.any(dim=1)
     assert attacked.any() and not result.valid[attacked].any()
     assert not result.success[attacked].any(), "an invalid record must never count as a success"
+
+
+def test_threat_schema_must_match_the_model_columns(mixed_model: TorchTabularClassifier) -> None:
+    data = mixed_data(20)
+    freed = TabularThreatModel(MIXED.updated("age", immutable=False))  # same columns, new mutability
+    result = CPGD(steps=3)(mixed_model, data.x, data.y, freed)
+    assert result.valid.all()
+    other = MIXED.updated("housing", categories=("own", "rent", "boat"))
+    with pytest.raises(ThreatModelError, match="differ in feature names, kinds or categories"):
+        CPGD(steps=3)(mixed_model, data.x, data.y, TabularThreatModel(other))
 
 
 @needs_shared

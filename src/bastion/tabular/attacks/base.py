@@ -116,8 +116,13 @@ class TabularAttack(ABC):
             )
         if not isinstance(threat, TabularThreatModel):
             raise ThreatModelError(f"threat must be a TabularThreatModel, got {type(threat).__name__}")
-        if threat.schema.names != model.schema.names:
-            raise ThreatModelError("the threat model's schema and the model's schema name different features")
+        layout = [(f.name, f.kind, f.categories) for f in threat.schema.features]
+        if layout != [(f.name, f.kind, f.categories) for f in model.schema.features]:
+            # mutability, ranges and costs may differ (a threat may free a feature); the columns may not
+            raise ThreatModelError(
+                "the threat model's schema and the model's schema differ in feature names, kinds or "
+                "categories; build the threat from model.schema (schema.updated(...) to change a feature)"
+            )
         if self.access == "gradient" and not getattr(model, "differentiable", False):
             raise ModelContractError(NEEDS_GRADIENTS.format(name=self.name, model=type(model).__name__))
         check_records(x, threat.schema)
