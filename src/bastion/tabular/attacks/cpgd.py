@@ -94,8 +94,8 @@ class CPGD(TabularAttack):
             cost[:, sj] = weights[sj] * sigma[sj] * extent
             target = {}
             for j, s in enc.categorical_blocks():
-                if not bool(movable[j]):
-                    continue
+                if not bool(movable[j]) or (threat.budget is not None and float(weights[j]) > threat.budget):
+                    continue  # a category switch the budget can never pay for would only waste it
                 gb, orig = g[:, s], z0[rows][:, s].argmax(dim=1)
                 k = gb.argmax(dim=1)
                 gain[:, j] = gb.gather(1, k[:, None]).squeeze(1) - gb.gather(1, orig[:, None]).squeeze(1)
