@@ -40,6 +40,18 @@ Public API:
   subclasses implement ``_run``), :class:`CPGD`, :class:`TabularAttackResult` (x, x_adv, y, success,
   valid, predictions, changed, cost, queries, gradient_evals, ``robust_accuracy``,
   ``constraint_satisfaction``, ``summary()``, ``changes(i)``, ``show(i)``).
+
+Writing another attack: subclass :class:`TabularAttack`, set ``name`` and ``access`` ("scores" for
+black-box attacks, which then accept :class:`SklearnTabularClassifier`), and implement
+``_run(model, x, y, threat, generator=)`` returning candidate records (N, D). ``model`` is a
+:class:`CountingTabularClassifier` (query it as ``model(x)``); :func:`feasible_box` gives each
+feature's allowed interval, ``threat.movable()`` / ``threat.cost_weights()`` the rest, and
+:func:`repair` projects a candidate. The base class repairs, re-verifies and counts; never bypass it.
+
+Shared data notes: Taiwan's ``ID`` is a row id (``schema.without("ID")`` and
+``load_tabular(..., ignore=["ID"])``); Adult's ``fnlwgt`` is a census sampling weight and
+``education``/``education_num`` move together (not a linear relation under the shared schema, where
+``education`` is categorical): freeze them in realistic threat models (``mutable=``).
 """
 
 from __future__ import annotations
