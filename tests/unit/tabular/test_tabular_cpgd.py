@@ -92,6 +92,54 @@ def test_cpgd_flips_exactly_what_the_lp_says(budget: float | None) -> None:
     assert result.gradient_evals > 0 and result.queries >= 300
 
 
+def test_cpgd_finds_the_best_category_switch_on_a_linear_model() -> None:
+    schema = TabularSchema(
+        features=(
+            Feature("f", "numeric", low=0, high=10, immutable=True),
+            Feature("c", "categorical", categories=("a", "b", "c", "d")),
+        ),
+        classes=("0", "1"),
+    )
+    v = torch.tensor([0.0, 2.0, -1.5, 1.0])  # logit 1 - logit 0 = 0.5 f + v[c] - 3
+    enc = Encoder(schema, torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64))
+    layer = nn.Linear(5, 2)
+    with torch.no_grad():
+        layer.weight.copy_(torch.stack([torch.zeros(5), torch.cat([torch.tensor([0.5]), v])]))
+        layer.bias.copy_(torch.tensor([0.0, -3.0]))
+    model = TorchTabularClassifier(layer, enc)
+    g = torch.Generator().manual_seed(0)
+    x = torch.stack([10 * torch.rand(200, generator=g), torch.randint(0, 4, (200,), generator=g)], 1).double()
+    y = model(x).argmax(dim=1)
+    base = 0.5 * x[:, 0] - 3
+    reach = torch.where(y == 1, base + v.min(), base + v.max())  # the best switch's margin
+    flippable = torch.where(y == 1, reach < 0, reach >= 0)
+    clear = (reach.abs() > 1e-3).numpy()
+    result = CPGD(steps=10)(model, x, y, TabularThreatModel(schema), seed=0)
+    assert flippable[clear].any() and (~flippable[clear]).any()
+    assert (result.success.numpy()[clear] == flippable.numpy()[clear]).all()
+    none = CPGD(steps=10)(model, x, y, TabularThreatModel(schema, budget=0.5), seed=0)
+    assert not none.success.any() and torch.equal(none.x_adv, x)  # a switch costs 1 > 0.5
+
+
+def test_unbounded_feature_and_inequality_relation() -> None:
+    schema = TabularSchema(
+        features=(Feature("a", "numeric"), Feature("b", "numeric", low=0, high=5)),
+        classes=("0", "1"),
+        relations=(Relation({"a": 1, "b": 1}, "<=", 6.0),),
+    )
+    data = TabularData(
+        torch.tensor([[1.0, 1.0], [2.0, 3.0], [0.0, 0.5]] * 10, dtype=torch.float64),
+        torch.tensor([0, 1, 0] * 10),
+        schema,
+        ("0", "1"),
+    )
+    model = train_mlp(data, hidden=(8,), epochs=30, seed=0, lr=0.05)
+    result = CPGD(steps=10, unbounded_std=2.0)(model, data.x, data.y, TabularThreatModel(schema), seed=0)
+    assert result.valid.all()
+    assert (result.x_adv.sum(dim=1) <= 6.0 + 1e-9).all()
+    assert ((result.x_adv[:, 0] - data.x[:, 0]).abs() <= 2.0 * float(model.encoder.std[0]) + 1e-9).all()
+
+
 # -- invariants on a mixed schema with relations, budget, directions -----------------------------------
 MIXED = TabularSchema(
     features=(
