@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         AttributeResult,
         attribute_leak,
     )
+    from bastion.attacks.inference.base import MembershipAttack
     from bastion.attacks.inference.inversion_metrics import InversionQuality, inversion_quality, ssim
     from bastion.attacks.inference.label_only import BoundaryDistance, LabelOracle
     from bastion.attacks.inference.lira import LiRA
@@ -53,6 +54,7 @@ _WHERE = {
     "LossThreshold": "threshold",
     "MIFace": "mi_face",
     "MIFaceResult": "mi_face",
+    "MembershipAttack": "base",
     "MembershipResult": "metrics",
     "RMIA": "rmia",
     "ReferenceModels": "references",
@@ -82,6 +84,7 @@ __all__ = [
     "LossThreshold",
     "MIFace",
     "MIFaceResult",
+    "MembershipAttack",
     "MembershipResult",
     "RMIA",
     "ReferenceModels",

@@ -14,12 +14,10 @@ HopSkipJump's own label checks included; queries per input are capped by ``max_q
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 
-from bastion.attacks.inference._query import check_targets
-from bastion.attacks.inference.metrics import MembershipResult
+from bastion.attacks.inference.base import MembershipAttack, Scored
 from bastion.errors import AttackError
 from bastion.model import Classifier
 from bastion.threat import Bounds, ThreatModel
@@ -47,7 +45,7 @@ class LabelOracle:
         return torch.nn.functional.one_hot(probs.argmax(1), probs.shape[1]).to(x.dtype)
 
 
-class BoundaryDistance:
+class BoundaryDistance(MembershipAttack):
     """Score = l2 distance to the decision boundary found by HopSkipJump with ``max_queries`` per input."""
 
     name = "label-only"
@@ -62,22 +60,12 @@ class BoundaryDistance:
     def params(self) -> dict[str, object]:
         return {"max_queries": self.max_queries, "steps": self.steps, "batch_size": self.batch_size}
 
-    def run(
-        self,
-        model: Classifier,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        is_member: torch.Tensor,
-        *,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> MembershipResult:
-        """Score x (N, ...), labels y (N,) against ``is_member`` (N,) bool; randomness (HopSkipJump's
-        starts and probes) from ``generator`` or ``seed`` (default 0)."""
+    def _score(
+        self, model: Classifier, x: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator
+    ) -> Scored:
+        """Score x (N, ...), labels y (N,); ``generator`` drives HopSkipJump's starts and probes."""
         from bastion.attacks.evasion.hopskipjump import HopSkipJump
 
-        check_targets(model, x, y, is_member)
-        start = time.perf_counter()
         oracle = LabelOracle(model)
         low, high = model.bounds
         diameter = math.sqrt(x[0].numel()) * (high - low)
@@ -85,8 +73,6 @@ class BoundaryDistance:
         hsj = HopSkipJump(
             max_queries=self.max_queries, steps=self.steps, gradient_queries_init=50, max_num_evals=200
         )
-        if generator is None:
-            generator = torch.Generator(device=x.device).manual_seed(0 if seed is None else int(seed))
         scores = []
         for lo in range(0, x.shape[0], self.batch_size):
             sl = slice(lo, lo + self.batch_size)
@@ -94,11 +80,4 @@ class BoundaryDistance:
             flipped = res.predictions.cpu() != y[sl].cpu()
             dist = res.distance.detach().cpu().double()
             scores.append(torch.where(flipped, dist, torch.full_like(dist, diameter)))
-        return MembershipResult.from_scores(
-            torch.cat(scores),
-            is_member,
-            attack=self.name,
-            queries=oracle.queries,
-            params=self.params(),
-            seconds=time.perf_counter() - start,
-        )
+        return Scored(torch.cat(scores), oracle.queries)

@@ -22,13 +22,12 @@ diagonal Gaussian), the offline standardised distances averaged.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 
 import torch
 
-from bastion.attacks.inference._query import Victim, check_targets, logit_confidence
-from bastion.attacks.inference.metrics import MembershipResult
+from bastion.attacks.inference._query import Victim, logit_confidence
+from bastion.attacks.inference.base import MembershipAttack, Scored
 from bastion.attacks.inference.references import ReferenceModels
 from bastion.errors import AttackError, DataError
 from bastion.model import Classifier
@@ -74,7 +73,7 @@ def _log_normal(v: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch
     return -0.5 * ((v - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)
 
 
-class LiRA:
+class LiRA(MembershipAttack):
     """LiRA with ``online`` (IN and OUT Gaussians) or offline (OUT only) statistics."""
 
     def __init__(
@@ -144,35 +143,23 @@ class LiRA:
         score = ratio if self.online else -torch.special.log_ndtr(-z)
         return score, victim.queries, ref_queries
 
-    def run(
+    def _score(
         self,
         model: Classifier,
         x: torch.Tensor,
         y: torch.Tensor,
-        is_member: torch.Tensor,
         *,
+        generator: torch.Generator,
         references: ReferenceModels,
         ref_in: torch.Tensor | None = None,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> MembershipResult:
-        """Score x (N, ...), labels y (N,) against ``is_member`` (N,) bool. Deterministic given the
-        references (``seed``/``generator`` accepted for a uniform signature)."""
-        check_targets(model, x, y, is_member)
-        start = time.perf_counter()
+    ) -> Scored:
+        """Scores through :meth:`scores`. Deterministic given the ``references``: ``generator`` is unused."""
         s, queries, ref_queries = self.scores(model, x, y, references, ref_in)
-        return MembershipResult.from_scores(
+        fixed = (
+            self.fixed_variance if self.fixed_variance is not None else len(references) < FIXED_VARIANCE_BELOW
+        )
+        return Scored(
             s,
-            is_member,
-            attack=self.name,
-            queries=queries,
-            params={
-                **self.params(),
-                "fixed_variance": self.fixed_variance
-                if self.fixed_variance is not None
-                else len(references) < FIXED_VARIANCE_BELOW,
-                "references": len(references),
-                "reference_queries": ref_queries,
-            },
-            seconds=time.perf_counter() - start,
+            queries,
+            {"fixed_variance": fixed, "references": len(references), "reference_queries": ref_queries},
         )

@@ -24,13 +24,12 @@ Target queries: N + M rows (targets and population samples); references score bo
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import torch
 
-from bastion.attacks.inference._query import Victim, check_targets, true_log_prob
-from bastion.attacks.inference.metrics import MembershipResult
+from bastion.attacks.inference._query import Victim, true_log_prob
+from bastion.attacks.inference.base import MembershipAttack, Scored
 from bastion.attacks.inference.references import ReferenceModels
 from bastion.errors import AttackError, DataError
 from bastion.model import Classifier
@@ -38,10 +37,11 @@ from bastion.model import Classifier
 __all__ = ["RMIA"]
 
 
-class RMIA:
+class RMIA(MembershipAttack):
     """RMIA with ``gamma``, offline parameter ``a`` and ``population_size`` samples z."""
 
     name = "rmia"
+    generator_device = "cpu"  # z is drawn over the (CPU) population's indices: the same z on any device
 
     def __init__(
         self,
@@ -95,28 +95,24 @@ class RMIA:
             queries += v.queries
         return torch.stack(rows), queries
 
-    def run(
+    def _score(
         self,
         model: Classifier,
         x: torch.Tensor,
         y: torch.Tensor,
-        is_member: torch.Tensor,
         *,
+        generator: torch.Generator,
         references: ReferenceModels,
         ref_in: torch.Tensor | None = None,
         population: torch.Tensor | None = None,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> MembershipResult:
-        """Score x (N, ...), labels y (N,) against ``is_member`` (N,) bool.
+    ) -> Scored:
+        """Score x (N, ...), labels y (N,) with the ``references``.
 
         ``ref_in`` (R, N) bool: which references trained on each target (None: none did).
         ``population`` (P,) bool over ``references.population``: rows that may serve as z (default all;
         exclude the targets when they belong to the population). ``population_size`` of them (offline:
-        of those with an OUT reference) are drawn with ``generator``/``seed`` (default seed 0).
+        of those with an OUT reference) are drawn with ``generator`` (``run``'s ``seed``, default 0).
         """
-        check_targets(model, x, y, is_member)
-        start = time.perf_counter()
         r, n = len(references), x.shape[0]
         ref_in = torch.zeros(r, n, dtype=torch.bool) if ref_in is None else ref_in.cpu()
         if ref_in.shape != (r, n) or ref_in.dtype != torch.bool:
@@ -125,8 +121,6 @@ class RMIA:
         allowed = torch.ones(len(pop), dtype=torch.bool) if population is None else population.cpu()
         if allowed.shape != (len(pop),) or allowed.dtype != torch.bool:
             raise DataError(f"population must be a ({len(pop)},) bool mask over the references' population")
-        if generator is None:
-            generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         if self.offline:  # Pr(z) offline needs an OUT reference of z: draw only such z
             allowed = allowed & (~references.assignment.keep).any(0)
         candidates = allowed.nonzero().flatten()
@@ -154,16 +148,5 @@ class RMIA:
             score = (dominated + torch.sigmoid(ratio_x.log())) / (ratio_z.numel() + 1)
         else:
             score = dominated / ratio_z.numel()
-        return MembershipResult.from_scores(
-            score,
-            is_member,
-            attack=self.name,
-            queries=victim.queries,
-            params={
-                **self.params(),
-                "references": r,
-                "z_samples": int(ratio_z.numel()),
-                "reference_queries": q1 + q2,
-            },
-            seconds=time.perf_counter() - start,
-        )
+        extra = {"references": r, "z_samples": int(ratio_z.numel()), "reference_queries": q1 + q2}
+        return Scored(score, victim.queries, extra)

@@ -15,12 +15,10 @@ Target queries: N rows. Shadow queries: R x P rows (P = population size), counte
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from bastion.attacks.inference._query import Victim, check_targets
-from bastion.attacks.inference.metrics import MembershipResult
+from bastion.attacks.inference._query import Victim
+from bastion.attacks.inference.base import MembershipAttack, Scored
 from bastion.attacks.inference.references import ReferenceModels
 from bastion.errors import AttackError
 from bastion.model import Classifier
@@ -57,7 +55,7 @@ def _fit_logistic(
     return mean, std, w.detach(), b.detach()
 
 
-class ShadowModels:
+class ShadowModels(MembershipAttack):
     """Per-class logistic attack models on the ``top`` largest log-probabilities (default all)."""
 
     name = "shadow"
@@ -82,21 +80,17 @@ class ShadowModels:
             "batch_size": self.batch_size,
         }
 
-    def run(
+    def _score(
         self,
         model: Classifier,
         x: torch.Tensor,
         y: torch.Tensor,
-        is_member: torch.Tensor,
         *,
+        generator: torch.Generator,
         references: ReferenceModels,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> MembershipResult:
-        """Fit the attack models on the references' population outputs, then score x (N, ...), y (N,)
-        against ``is_member`` (N,) bool. Deterministic (L-BFGS from zeros)."""
-        check_targets(model, x, y, is_member)
-        start = time.perf_counter()
+    ) -> Scored:
+        """Fit the attack models on the ``references``' population outputs, then score x (N, ...), y (N,).
+        Deterministic (L-BFGS from zeros): ``generator`` is unused."""
         pop = references.population
         k = pop.num_classes
         top = min(self.top or k, k)
@@ -121,11 +115,6 @@ class ShadowModels:
             )
             sel = y_cpu == c
             score[sel] = ((target[sel] - mean) / std) @ w + b
-        return MembershipResult.from_scores(
-            score,
-            is_member,
-            attack=self.name,
-            queries=victim.queries,
-            params={**self.params(), "references": len(references), "reference_queries": ref_queries},
-            seconds=time.perf_counter() - start,
+        return Scored(
+            score, victim.queries, {"references": len(references), "reference_queries": ref_queries}
         )

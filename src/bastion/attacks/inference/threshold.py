@@ -10,18 +10,16 @@ hard, so it finds "easy" non-members and rarely identifies a member with confide
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from bastion.attacks.inference._query import Victim, check_targets, true_log_prob
-from bastion.attacks.inference.metrics import MembershipResult
+from bastion.attacks.inference._query import Victim, true_log_prob
+from bastion.attacks.inference.base import MembershipAttack, Scored
 from bastion.model import Classifier
 
 __all__ = ["LossThreshold"]
 
 
-class LossThreshold:
+class LossThreshold(MembershipAttack):
     """Score = log p_y(x) = -cross-entropy (N,); higher = member."""
 
     name = "threshold"
@@ -37,26 +35,8 @@ class LossThreshold:
         victim = Victim(model, self.batch_size)
         return true_log_prob(victim.log_probs(x), y), victim.queries
 
-    def run(
-        self,
-        model: Classifier,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        is_member: torch.Tensor,
-        *,
-        seed: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> MembershipResult:
-        """Score x (N, ...) with labels y (N,) and measure against ``is_member`` (N,) bool.
-        Deterministic (``seed``/``generator`` are accepted for a uniform signature)."""
-        check_targets(model, x, y, is_member)
-        start = time.perf_counter()
-        s, queries = self.scores(model, x, y)
-        return MembershipResult.from_scores(
-            s,
-            is_member,
-            attack=self.name,
-            queries=queries,
-            params=self.params(),
-            seconds=time.perf_counter() - start,
-        )
+    def _score(
+        self, model: Classifier, x: torch.Tensor, y: torch.Tensor, *, generator: torch.Generator
+    ) -> Scored:
+        """Deterministic: ``generator`` is unused."""
+        return Scored(*self.scores(model, x, y))
