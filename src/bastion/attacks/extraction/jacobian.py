@@ -25,18 +25,19 @@ import torch
 from torch import nn
 
 from bastion.attacks.base import check_positive
-from bastion.attacks.extraction._finish import as_inputs, finish
 from bastion.attacks.extraction._oracle import Oracle
 from bastion.attacks.extraction._training import CloneTraining, check_output, fit_clone, targets_for
-from bastion.attacks.extraction.clone import ExtractionResult, small_cnn
+from bastion.attacks.extraction.base import ExtractionAttack, Progress, Queried
+from bastion.attacks.extraction.clone import small_cnn
 from bastion.attacks.extraction.knockoff import DEFAULT_BUDGETS
 from bastion.model import Classifier
 
 __all__ = ["JacobianAugmentation"]
 
 
-class JacobianAugmentation:
-    """Papernot et al.'s substitute training; hyperparameters at construction, :meth:`run` attacks.
+class JacobianAugmentation(ExtractionAttack):
+    """Papernot et al.'s substitute training; hyperparameters at construction, :meth:`run` attacks
+    (the pool is the seed data: a Dataset or (N, ...) tensor whose labels are never used).
 
     ``seed_size`` inputs are drawn (seeded) from the seed data; ``output`` is ``labels`` (the paper's
     setting) or ``probs``; ``clone`` a factory of untrained modules (default :func:`small_cnn`).
@@ -71,38 +72,29 @@ class JacobianAugmentation:
         self.training = training or CloneTraining()
         self.query_batch = int(query_batch)
 
-    def params(self) -> dict[str, Any]:
-        p = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "training"}
-        return {**p, "budgets": list(self.budgets), "training": self.training.to_dict()}
-
-    def run(
+    def _query(
         self,
-        victim: Classifier,
-        seed_data: Any,
-        budget: int,
-        *,
-        test: Any = None,
-        reference: Classifier | None = None,
-        seed: int = 0,
-        progress: Callable[[str, int, int], None] | None = None,
-    ) -> ExtractionResult:
-        """Grow a substitute from ``seed_data`` (a Dataset or (N, ...) tensor; its labels are never
-        used) with at most ``budget`` victim queries; ``test``/``reference`` as in Knockoff's run."""
-        check_positive("budget", budget, integer=True)
-        x_seed, name = as_inputs(seed_data, victim.bounds)
-        g = torch.Generator().manual_seed(seed)
-        oracle = Oracle(victim, budget, self.query_batch)
-        pick = torch.randperm(x_seed.shape[0], generator=g)[: min(self.seed_size, budget)]
-        xs = x_seed[pick.to(x_seed.device)]
+        oracle: Oracle,
+        pool: Any,
+        x_pool: torch.Tensor,
+        generator: torch.Generator,
+        seed: int,
+        progress: Progress | None,
+    ) -> Queried:
+        """Grow the set from ``seed_size`` pool inputs until the budget is spent (see the module
+        docstring); the rounds run are returned as a parameter."""
+        bounds = oracle.victim.bounds
+        pick = torch.randperm(x_pool.shape[0], generator=generator)[: min(self.seed_size, oracle.budget)]
+        xs = x_pool[pick.to(x_pool.device)]
         answers = oracle.released(xs)
-        low, high = victim.bounds
+        low, high = bounds
         rounds = 0
         while oracle.left > 0:
             sub = fit_clone(
                 self._factory(xs, answers),
                 xs,
                 targets_for(answers, self.output),
-                victim.bounds,
+                bounds,
                 self.training,
                 seed + rounds,
                 name="substitute",
@@ -112,31 +104,15 @@ class JacobianAugmentation:
                 lam = -lam
             index = torch.arange(xs.shape[0])
             if self.reservoir is not None:
-                index = torch.randperm(xs.shape[0], generator=g)[: self.reservoir]
+                index = torch.randperm(xs.shape[0], generator=generator)[: self.reservoir]
             index = index[: oracle.left].to(xs.device)
             new = _jacobian_step(sub, xs[index], answers[index].argmax(1), lam, low, high)
             new_answers = oracle.released(new)
             xs, answers = torch.cat([xs, new]), torch.cat([answers, new_answers])
             rounds += 1
-            if progress is not None:
-                progress("queries", oracle.queries, budget)
-        params = {**self.params(), "rounds": rounds}
-        return finish(
-            attack=self.name,
-            params=params,
-            victim=victim,
-            x_q=xs,
-            released=answers,
-            output=self.output,
-            budgets=self.budgets,
-            factory=self._clone,
-            training=self.training,
-            test=test,
-            reference=reference,
-            seed=seed,
-            pool_name=name,
-            progress=None if progress is None else (lambda d, t: progress("clones", d, t)),
-        )
+            if progress is not None and oracle.left > 0:  # the base class reports the budget spent
+                progress("queries", oracle.queries, oracle.budget)
+        return Queried(xs, answers, {"rounds": rounds})
 
     def _factory(self, xs: torch.Tensor, answers: torch.Tensor) -> Callable[[], nn.Module]:
         if self._clone is not None:

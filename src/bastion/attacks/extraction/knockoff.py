@@ -32,14 +32,13 @@ import torch
 from torch import nn
 
 from bastion.attacks.base import check_positive
-from bastion.attacks.extraction._finish import as_inputs, finish
 from bastion.attacks.extraction._oracle import Oracle
 from bastion.attacks.extraction._training import CloneTraining, check_output
 from bastion.attacks.extraction.active import uncertainty_queries
 from bastion.attacks.extraction.adaptive import Bandit, bandit_queries, kmeans
-from bastion.attacks.extraction.clone import ExtractionResult, small_cnn
+from bastion.attacks.extraction.base import ExtractionAttack, Progress, Queried
+from bastion.attacks.extraction.clone import small_cnn
 from bastion.errors import AttackError
-from bastion.model import Classifier
 
 __all__ = ["DEFAULT_BUDGETS", "KnockoffNets"]
 
@@ -48,7 +47,7 @@ REWARDS = ("cert", "div", "loss", "all")
 STRATEGIES = ("random", "adaptive", "uncertainty")
 
 
-class KnockoffNets:
+class KnockoffNets(ExtractionAttack):
     """Knockoff Nets with hyperparameters at construction; :meth:`run` attacks a victim.
 
     ``output``: ``probs`` trains on the released probabilities, ``labels`` on their top-1 only.
@@ -90,67 +89,35 @@ class KnockoffNets:
         self.clusters, self.round_size, self.bandit_lr = clusters, int(round_size), float(bandit_lr)
         self.query_batch, self.initial = int(query_batch), float(initial)
 
-    def params(self) -> dict[str, Any]:
-        p = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "training"}
-        return {**p, "budgets": list(self.budgets), "training": self.training.to_dict()}
+    @property
+    def attack_name(self) -> str:
+        return f"{self.name}-{self.strategy}"
 
-    def run(
+    def _query(
         self,
-        victim: Classifier,
+        oracle: Oracle,
         pool: Any,
-        budget: int,
-        *,
-        test: Any = None,
-        reference: Classifier | None = None,
-        seed: int = 0,
-        progress: Callable[[str, int, int], None] | None = None,
-    ) -> ExtractionResult:
-        """Spend exactly ``budget`` queries (rows) on ``victim`` with inputs from ``pool`` (a Dataset or
-        (N, ...) tensor inside the victim's bounds), train the clones, measure them on ``test`` (a
-        Dataset; fidelity against ``reference`` if given, else the victim, whose answers there are
-        counted as ``evaluation_queries``). ``progress(stage, done, total)`` reports queries and clones.
-        """
-        check_positive("budget", budget, integer=True)
-        x_pool, pool_name = as_inputs(pool, victim.bounds)
-        if budget > x_pool.shape[0]:
-            raise AttackError(f"the pool holds {x_pool.shape[0]} inputs, fewer than the budget of {budget}")
-        g = torch.Generator().manual_seed(seed)
-        oracle = Oracle(victim, budget, self.query_batch)
+        x_pool: torch.Tensor,
+        generator: torch.Generator,
+        seed: int,
+        progress: Progress | None,
+    ) -> Queried:
+        """The whole budget on distinct pool inputs: a seeded random sample, the bandit's rounds, or
+        uncertainty sampling's rounds (see the module docstring)."""
+        budget, n = oracle.budget, x_pool.shape[0]
+        if budget > n:
+            raise AttackError(f"the pool holds {n} inputs, fewer than the budget of {budget}")
         if self.strategy == "random":
-            order = torch.randperm(x_pool.shape[0], generator=g)[:budget].to(x_pool.device)
-            x_q, released = x_pool[order], oracle.released(x_pool[order])
-        elif self.strategy == "uncertainty":
-            order = torch.randperm(x_pool.shape[0], generator=g).to(x_pool.device)
-            shape = tuple(int(d) for d in x_pool.shape[1:])
-            x_q, released = uncertainty_queries(
-                oracle, x_pool, order, self._factory(shape), self.output, self.training,
-                self.initial, seed, progress,
-            )  # fmt: skip
-        else:
-            bandit = Bandit(self.reward, self.round_size, self.bandit_lr, self.output)
-            actions = self._actions(pool, x_pool, g)
-            shape = tuple(int(d) for d in x_pool.shape[1:])
-            x_q, released = bandit_queries(
-                oracle, x_pool, actions, self._factory(shape), bandit, g, seed, progress
-            )
-        if progress is not None:
-            progress("queries", oracle.queries, budget)
-        return finish(
-            attack=f"{self.name}-{self.strategy}",
-            params=self.params(),
-            victim=victim,
-            x_q=x_q,
-            released=released,
-            output=self.output,
-            budgets=self.budgets,
-            factory=self._clone,
-            training=self.training,
-            test=test,
-            reference=reference,
-            seed=seed,
-            pool_name=pool_name,
-            progress=None if progress is None else (lambda d, t: progress("clones", d, t)),
-        )
+            order = torch.randperm(n, generator=generator)[:budget].to(x_pool.device)
+            return Queried(x_pool[order], oracle.released(x_pool[order]))
+        build = self._factory(tuple(int(d) for d in x_pool.shape[1:]))
+        if self.strategy == "uncertainty":
+            order = torch.randperm(n, generator=generator).to(x_pool.device)
+            args = (self.output, self.training, self.initial, seed, progress)
+            return Queried(*uncertainty_queries(oracle, x_pool, order, build, *args))
+        bandit = Bandit(self.reward, self.round_size, self.bandit_lr, self.output)
+        actions = self._actions(pool, x_pool, generator)
+        return Queried(*bandit_queries(oracle, x_pool, actions, build, bandit, generator, seed, progress))
 
     def _factory(self, shape: tuple[int, ...]) -> Callable[[int], nn.Module]:
         """A clone builder taking the number of classes (known once the first answers arrive)."""
