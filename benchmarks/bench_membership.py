@@ -128,6 +128,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--label-only", action="store_true", help="add the label-only attack (slow)")
     ap.add_argument("--art", action="store_true", help="add ART's black-box attack (needs the bench venv)")
+    ap.add_argument(
+        "--dp-epsilon", type=float, default=None,
+        help="train the target AND every reference with DP-SGD at this epsilon (delta 1e-5, prv accountant): "
+        "the attacker knows the recipe",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -154,9 +159,22 @@ def main() -> None:
     shape = tuple(ds.x.shape[1:])
     factory = _cnn(shape) if args.arch == "cnn" else _factory(shape, args.hidden)
     cfg = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    method, options = "standard", dict[str, Any]()
+    if args.dp_epsilon is not None:
+        method = "dp-sgd"
+        options = {
+            "target_epsilon": args.dp_epsilon,
+            "delta": 1e-5,
+            "max_grad_norm": 1.0,
+            "accountant": "prv",
+        }
 
     t0 = time.perf_counter()
-    target = train_reference(factory, t_set, member, seed=10_000 + args.seed, config=cfg).classifier
+    trained = train_reference(
+        factory, t_set, member, seed=10_000 + args.seed, config=cfg, method=method, options=options
+    )
+    target = trained.classifier
+    privacy = trained.card.get("privacy")
     t_train = time.perf_counter() - t0
     with torch.no_grad():
         acc_in = float((target(t_set.x[member]).argmax(1) == t_set.y[member]).float().mean())
@@ -165,11 +183,14 @@ def main() -> None:
         root = args.refs_dir or Path(tmp)
         t0 = time.perf_counter()
         online = train_references(
-            factory, pool, args.references, root / "on", seed=args.seed + 1, config=cfg,
+            factory, pool, args.references, root / "on", seed=args.seed + 1, config=cfg, method=method,
+            options=options,
             progress=lambda d, t: print(f"references {d}/{t} ({time.perf_counter() - t0:.0f} s)", flush=True),
         )  # fmt: skip
         t_online = time.perf_counter() - t0
-        offline = train_references(factory, p_set, 4, root / "off", seed=args.seed + 2, config=cfg)
+        offline = train_references(
+            factory, p_set, 4, root / "off", seed=args.seed + 2, config=cfg, method=method, options=options
+        )
     ref_in = online.assignment.keep[:, :n_t]
     x, y = t_set.x, t_set.y
     rows: list[tuple[str, MembershipResult]] = []
@@ -224,8 +245,15 @@ def main() -> None:
     print(
         f"\n{args.data}: {arch}, target trained on {int(member.sum())} of {n_t} "
         f"(train acc {acc_in:.1%}, held-out acc {acc_out:.1%}, {t_train:.1f} s); {r} online references "
-        f"in {t_online:.0f} s; measured on {n_eval} examples ({int(member[~fit].sum())} members)\n"
+        f"in {t_online:.0f} s; measured on {n_eval} examples ({int(member[~fit].sum())} members)"
     )
+    if privacy:
+        print(
+            f"DP-SGD (target and references): epsilon {privacy.get('epsilon'):.3g} at delta "
+            f"{privacy.get('delta'):g} ({privacy.get('accountant')}), noise multiplier "
+            f"{privacy.get('noise_multiplier'):.3g}"
+        )
+    print()
     print("| attack | AUC | balanced acc | TPR@0.1% FPR | TPR@1% FPR | target queries | seconds |")
     print("|---|---|---|---|---|---|---|")
     for label, res in rows:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -115,13 +115,21 @@ def _build(factory: Factory, seed: int) -> TorchClassifier | nn.Module:
 
 
 def train_reference(
-    factory: Factory, population: Dataset, keep: torch.Tensor, *, seed: int, config: TrainingConfig
+    factory: Factory,
+    population: Dataset,
+    keep: torch.Tensor,
+    *,
+    seed: int,
+    config: TrainingConfig,
+    method: str = "standard",
+    options: Mapping[str, Any] | None = None,
 ) -> Any:
     """Train one reference model on ``population`` rows where ``keep`` (N,) is True, from a fresh
-    ``factory()`` initialised with ``seed``, through ``bastion.harden(method="standard")``; returns its
-    :class:`~bastion.defenses.training.harden.HardenResult`. A pure function of its arguments (same
-    arguments, same weights on one device and torch build). No rows are held out for validation: every
-    IN example must be trained on for the assignment to be true."""
+    ``factory()`` initialised with ``seed``, through ``bastion.harden(method=method, **options)``
+    (``standard`` by default; ``dp-sgd`` with ``target_epsilon``... when the attacker knows the target
+    was trained privately); returns its :class:`~bastion.defenses.training.harden.HardenResult`. A pure
+    function of its arguments (same arguments, same weights on one device and torch build). No rows are
+    held out for validation: every IN example must be trained on for the assignment to be true."""
     from bastion.defenses.training.harden import harden
 
     if keep.shape != (len(population),) or keep.dtype != torch.bool:
@@ -130,7 +138,9 @@ def train_reference(
         raise DataError("a reference model needs at least one training example (its keep row is empty)")
     cfg = replace(config, seed=int(seed), validation=0.0)
     subset = population.subset(keep.nonzero().flatten())
-    return harden(_build(factory, seed), subset, method="standard", config=cfg, from_scratch=True)
+    return harden(
+        _build(factory, seed), subset, method=method, config=cfg, from_scratch=True, **dict(options or {})
+    )
 
 
 @dataclass(frozen=True)
@@ -190,11 +200,14 @@ def train_references(
     *,
     seed: int = 0,
     config: TrainingConfig | None = None,
+    method: str = "standard",
+    options: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ReferenceModels:
     """Train ``n_models`` references on a seeded assignment over ``population``, saved in ``folder``.
 
-    Reference ``i`` trains with seed ``config.seed + i`` (``config`` defaults to ``TrainingConfig()``).
+    Reference ``i`` trains with seed ``config.seed + i`` (``config`` defaults to ``TrainingConfig()``)
+    by ``harden(method=method, **options)`` (see :func:`train_reference`).
     A folder that already holds an assignment for the same population, model count, seed and training
     settings is resumed: saved references are loaded, not retrained. Anything else raises DataError.
     ``progress(done, total)`` is called after each model.
@@ -203,7 +216,10 @@ def train_references(
     root = Path(folder).expanduser()
     assignment = Assignment.random(n_models, len(population), seed)
     population_hash = fingerprint(population)
-    training = json.loads(json.dumps(cfg.to_dict()))  # as stored (tuples become lists)
+    recipe: dict[str, Any] = cfg.to_dict()
+    if method != "standard" or options:  # only then: folders written before methods existed still resume
+        recipe = {**recipe, "method": method, "options": dict(options or {})}
+    training = json.loads(json.dumps(recipe))  # as stored (tuples become lists)
     existing = _read_assignment(root)
     if existing is not None:
         old, meta = existing
@@ -230,7 +246,10 @@ def train_references(
     for i in range(n_models):
         path = root / _weights_name(i)
         if not path.is_file():
-            result = train_reference(factory, population, assignment.keep[i], seed=cfg.seed + i, config=cfg)
+            result = train_reference(
+                factory, population, assignment.keep[i], seed=cfg.seed + i, config=cfg, method=method,
+                options=options,
+            )  # fmt: skip
             result.save(path)
         models.append(_load_one(factory, path, population))
         if progress is not None:
