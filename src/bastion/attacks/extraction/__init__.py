@@ -6,13 +6,15 @@
 - :class:`JacobianAugmentation` (Papernot et al. 2017): a substitute grown from a small seed set along its
   own Jacobian.
 
-Both return an :class:`ExtractionResult` (the clone, its queries, accuracy and fidelity against the query
+Both subclass :class:`ExtractionAttack` (which owns the budget, the oracle and the curve) and return an
+:class:`ExtractionResult` (the clone, its queries, accuracy and fidelity against the query
 budget); :func:`fidelity` and :func:`transfer_rate` measure a clone against its victim.
 """
 
 from __future__ import annotations
 
 from bastion.attacks.extraction._training import CloneTraining
+from bastion.attacks.extraction.base import ExtractionAttack
 from bastion.attacks.extraction.clone import (
     CurvePoint,
     ExtractionResult,
@@ -29,6 +31,7 @@ __all__ = [
     "DEFAULT_BUDGETS",
     "CloneTraining",
     "CurvePoint",
+    "ExtractionAttack",
     "ExtractionResult",
     "JacobianAugmentation",
     "KnockoffNets",

@@ -22,6 +22,9 @@ often exactly zero); label-only outputs make ``p_k`` 0/1, so the estimate is zer
 crosses into class ``k``. The attack reports what it reached either way (``stop_reason``).
 White-box (``gradient="white-box"``) differentiates the model itself: an upper bound on the leak,
 flagged in the result, meaningless on a policy wrapper (its outputs are piecewise constant).
+
+The parts live beside this file: the NES estimator in ``_nes``, the stopping rules and best-iterate
+bookkeeping in ``_mi_face_search``, total variation and the post-processing filters in ``_mi_face_images``.
 """
 
 from __future__ import annotations
@@ -33,13 +36,16 @@ from typing import Any
 import torch
 
 from bastion.attacks.base import differentiable
+from bastion.attacks.inference._mi_face_images import POSTPROCESS, total_variation
+from bastion.attacks.inference._mi_face_images import postprocess as _postprocess
+from bastion.attacks.inference._mi_face_search import Search
+from bastion.attacks.inference._nes import nes_gradient
 from bastion.errors import AttackError
 from bastion.model import Classifier
 
 __all__ = ["GRADIENTS", "POSTPROCESS", "MIFace", "MIFaceResult", "total_variation"]
 
 GRADIENTS = ("nes", "white-box")
-POSTPROCESS = ("none", "denoise", "sharpen", "denoise-sharpen")
 
 
 @dataclass(frozen=True)
@@ -73,35 +79,6 @@ class MIFaceResult:
             "params": self.params,
             "seed": self.seed,
         }
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Anisotropic total variation per sample (N,): mean absolute difference of neighbouring pixels of
-    images (N, C, H, W)."""
-    if x.dim() != 4:
-        raise AttackError(f"tv_weight needs images (N, C, H, W), got shape {tuple(x.shape)}")
-    dh = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().flatten(1).mean(1)
-    dw = (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().flatten(1).mean(1)
-    return dh + dw
-
-
-def _blur(x: torch.Tensor) -> torch.Tensor:
-    kernel = torch.tensor([1.0, 2.0, 1.0], device=x.device, dtype=x.dtype)
-    k2 = (kernel[:, None] * kernel[None, :] / 16.0).expand(x.shape[1], 1, 3, 3)
-    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
-    return torch.nn.functional.conv2d(padded, k2, groups=x.shape[1])
-
-
-def _postprocess(x: torch.Tensor, how: str) -> torch.Tensor:
-    if how == "none":
-        return x
-    if x.dim() != 4:
-        raise AttackError(f"postprocess={how!r} needs images (K, C, H, W), got {tuple(x.shape)}")
-    if "denoise" in how:
-        x = _blur(x)
-    if "sharpen" in how:  # unsharp mask
-        x = x + 0.5 * (x - _blur(x))
-    return x
 
 
 class MIFace:
@@ -188,17 +165,15 @@ class MIFace:
                 (grad_p,) = torch.autograd.grad(p.sum(), xg)
             p = p.detach()
         else:
-            low, high = model.bounds
-            m = self.samples // 2
-            u = torch.randn((x.shape[0], m, *x.shape[1:]), generator=g).to(x.device, x.dtype)
-            probes = torch.cat([x[:, None] + self.sigma * u, x[:, None] - self.sigma * u], 1)
-            probes = probes.clamp(low, high).flatten(0, 1)
-            rows = torch.cat([x, probes])
-            kk = torch.cat([k, k.repeat_interleave(2 * m)])
-            p_all = self._confidence(model, rows, kk)
-            p, pp = p_all[: x.shape[0]], p_all[x.shape[0] :].view(x.shape[0], 2 * m)
-            diff = (pp[:, :m] - pp[:, m:]).view(x.shape[0], m, *([1] * (x.dim() - 1)))
-            grad_p = (diff * u).sum(1) / (2 * self.sigma * m)
+            p, grad_p = nes_gradient(
+                lambda rows, kk: self._confidence(model, rows, kk),
+                x,
+                k,
+                samples=self.samples,
+                sigma=self.sigma,
+                bounds=model.bounds,
+                generator=g,
+            )
         return p, 1.0 - p + tv, tv_grad - grad_p
 
     def run(
@@ -234,56 +209,40 @@ class MIFace:
         x = start.detach().float().expand(n, *start.shape).clone().clamp(low, high)
         k = k.to(x.device)
         g = torch.Generator().manual_seed(seed)
-        best_x, best_cost = x.clone(), torch.full((n,), float("inf"))
-        best_p, since = torch.zeros(n), torch.zeros(n, dtype=torch.long)
-        used, done = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
-        reason = ["steps"] * n
-        active = torch.arange(n)
+        search = Search(
+            x,
+            steps=self.steps,
+            patience=self.patience,
+            threshold=self.threshold,
+            max_queries=self.max_queries,
+            per_eval=per_eval,
+        )
         grad_evals = 0
         for i in range(self.steps + 1):
-            if self.max_queries is not None:
-                over = used[active] + per_eval > self.max_queries
-                for j in active[over].tolist():
-                    reason[j] = "budget"
-                active = active[~over]
+            active = search.affordable()
             if active.numel() == 0:
                 break
             ia = active.to(x.device)
             p, cost, grad = self.cost_and_gradient(model, x[ia], k[ia], g)
-            p, cost = p.cpu(), cost.cpu()
-            used[active] += per_eval
             grad_evals += active.numel() if self.white_box else 0
-            better = cost < best_cost[active]
-            best_cost[active] = torch.where(better, cost, best_cost[active])
-            best_p[active] = torch.where(better, p, best_p[active])
-            best_x[ia[better.to(x.device)]] = x[ia[better.to(x.device)]]
-            since[active] = torch.where(better, 0, since[active] + 1)
-            at_threshold = cost <= self.threshold
-            stalled = since[active] >= self.patience
-            stop = at_threshold | stalled | (i == self.steps)
-            for j in torch.nonzero(stop).flatten().tolist():
-                why = "threshold" if at_threshold[j] else "patience" if stalled[j] else "steps"
-                reason[int(active[j])] = why
-            keep = ~stop
-            ia_keep = ia[keep.to(x.device)]
-            step = grad[keep.to(x.device)]
+            keep = search.record(i, x, p.cpu(), cost.cpu()).to(x.device)
+            step = grad[keep]
             if self.normalize:  # root-mean-square pixel change = step_size, whatever the gradient's scale
                 rms = step.flatten(1).norm(dim=1).div(x[0].numel() ** 0.5).clamp_min(1e-30)
                 step = step / rms.view(-1, *([1] * (step.dim() - 1)))
-            x[ia_keep] = (x[ia_keep] - self.step_size * step).clamp(low, high)
-            done[active[keep]] += 1
-            active = active[keep]
+            x[ia[keep]] = (x[ia[keep]] - self.step_size * step).clamp(low, high)
+            search.advance(keep.cpu())
             if progress is not None:
                 progress(i + 1, self.steps + 1)
-        recon = _postprocess(best_x, self.postprocess).clamp(low, high)
+        recon = _postprocess(search.best_x, self.postprocess).clamp(low, high)
         return MIFaceResult(
             reconstructions=recon,
             classes=k.cpu(),
-            confidence=best_p,
-            cost=best_cost,
-            steps=done,
-            stop_reason=tuple(reason),
-            queries=int(used.sum()),
+            confidence=search.best_p,
+            cost=search.best_cost,
+            steps=search.done,
+            stop_reason=tuple(search.reason),
+            queries=int(search.used.sum()),
             gradient_evals=grad_evals,
             white_box=self.white_box,
             params=self.params(),
