@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
+from bastion.cli._privacy_render import extraction_summary, render_extraction
 from bastion.cli.app import DeviceOpt, JsonOpt, ModelArg, WeightsOpt, app
 from bastion.cli.common import (
     DATA_HELP,
@@ -16,7 +16,6 @@ from bastion.cli.common import (
     err,
     friendly_errors,
     load_victim_inputs,
-    out,
     parse_epsilon,
     progress_bar,
     write_json,
@@ -24,7 +23,6 @@ from bastion.cli.common import (
 from bastion.errors import AttackError
 
 if TYPE_CHECKING:
-    from bastion.attacks.extraction import ExtractionResult, TransferResult
     from bastion.model import Classifier
 
 STRATEGIES = ("uncertainty", "random", "adaptive", "jacobian")
@@ -117,7 +115,7 @@ def extract(
     Example: [bold]bastion extract zoo:mnist-cnn --pool fashion-mnist:DIR --budget 5000 --output labels
     --test-data mnist:DIR --out clone.safetensors[/]
     """
-    from bastion.attacks.extraction import CloneTraining, JacobianAugmentation, KnockoffNets
+    from bastion.attacks.extraction import CloneTraining, ExtractionAttack, JacobianAugmentation, KnockoffNets
     from bastion.data import load_dataset
     from bastion.defenses.output_policy import OutputPolicy
 
@@ -148,7 +146,7 @@ def extract(
     training = CloneTraining(steps=steps)
     mode = "labels" if policy.kind == "labels" else "probs"
     marks = _budgets(curve, budget)
-    attack: Any = (
+    attack: ExtractionAttack = (
         JacobianAugmentation(mode, budgets=marks, training=training)
         if strategy == "jacobian"
         else KnockoffNets(strategy, mode, budgets=marks, training=training)
@@ -181,39 +179,10 @@ def extract(
     result = replace(
         result, info={**result.info, "victim": victim, "pool": pool, "output_policy": str(policy)}
     )
-    summary = _summary(result, transfer, strategy)
-    _render(result, transfer, summary)
+    summary = extraction_summary(result, transfer, strategy)
+    render_extraction(result, transfer, summary)
     if out_path is not None:
         weights_path, card_path = result.save(out_path)
         err.print(f"clone written to {weights_path} (card: {card_path})")
     if json_path is not None:
         write_json(json_path, summary)
-
-
-def _summary(result: ExtractionResult, transfer: TransferResult | None, strategy: str) -> dict[str, Any]:
-    card = result.card()
-    card["strategy"] = strategy
-    if transfer is not None:
-        card["transfer"] = dict(transfer.__dict__)
-    return card
-
-
-def _render(result: ExtractionResult, transfer: TransferResult | None, summary: dict[str, Any]) -> None:
-    released = f"{summary['output_policy']} released, pool {summary['pool']}"
-    title = f"{summary['attack']} on {summary['victim']} ({released})"
-    table = Table(title=title, title_justify="left")
-    for col in ("queries", "clone accuracy", "fidelity"):
-        table.add_column(col, justify="right")
-    for p in result.curve:
-        acc = "-" if p.accuracy is None else f"{p.accuracy:.1%}"
-        fid = "-" if p.fidelity is None else f"{p.fidelity:.1%}"
-        table.add_row(f"{p.budget:,}", acc, fid)
-    out.print(table)
-    out.print(f"victim queries: {result.queries:,} (budget curve reuses them)", highlight=False)
-    if transfer is not None:
-        rate = "-" if transfer.rate is None else f"{transfer.rate:.1%}"
-        out.print(
-            f"transfer rate ({transfer.attack} on the clone): {rate} of {transfer.n} inputs both "
-            f"classify correctly ({transfer.clone_fooled} fooled the clone)",
-            highlight=False,
-        )

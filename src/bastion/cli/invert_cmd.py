@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import torch
 import typer
-from rich.table import Table
 
+from bastion.cli._privacy_render import inversion_quality_without_ssim, render_inversion, save_inversion_grid
 from bastion.cli.app import DeviceOpt, JsonOpt, LabelOpt, MeanOpt, ModelArg, SeedOpt, StdOpt, WeightsOpt, app
 from bastion.cli.common import (
     friendly_errors,
@@ -22,8 +22,6 @@ from bastion.cli.common import (
 from bastion.errors import AttackError, DataError
 
 if TYPE_CHECKING:
-    from bastion.attacks.inference.inversion_metrics import InversionQuality
-    from bastion.attacks.inference.mi_face import MIFaceResult
     from bastion.data import Dataset
 
 _OUTPUT_HELP = (
@@ -222,7 +220,7 @@ def invert(
             from bastion.attacks.inference.inversion_metrics import evaluator_accuracy
 
             acc, recognised = evaluator_accuracy(judge, result.reconstructions, result.classes)
-            quality = _no_ssim(acc, recognised)
+            quality = inversion_quality_without_ssim(acc, recognised)
     ssim_only = None
     if quality is None and dataset is not None:
         from bastion.attacks.inference.inversion_metrics import ssim
@@ -230,9 +228,9 @@ def invert(
         low, high = dataset.bounds
         means = class_means(dataset, result.classes).to(result.reconstructions.device)
         ssim_only = ssim(result.reconstructions, means, data_range=high - low).cpu()
-    _render(result, quality, ssim_only, output if not white_box else "white-box")
+    render_inversion(result, quality, ssim_only, output if not white_box else "white-box")
     if out_path is not None:
-        _save_grid(result, out_path, dataset)
+        save_inversion_grid(result, out_path, dataset)
         out.print(f"reconstructions written to {out_path}", highlight=False)
     if json_path is not None:
         payload: dict[str, Any] = {"model": model, "output": output, **result.to_dict()}
@@ -241,69 +239,3 @@ def invert(
         if ssim_only is not None:
             payload["ssim"] = ssim_only.tolist()
         write_json(json_path, payload)
-
-
-def _no_ssim(accuracy: float, recognised: torch.Tensor) -> InversionQuality:
-    from bastion.attacks.inference.inversion_metrics import InversionQuality
-
-    nan = torch.full(recognised.shape, float("nan"), dtype=torch.float64)
-    return InversionQuality(accuracy, recognised, nan, float("nan"))
-
-
-def _render(
-    result: MIFaceResult, quality: InversionQuality | None, ssim: torch.Tensor | None, view: str
-) -> None:
-    table = Table(title=f"MI-Face ({view})", title_justify="left")
-    for col in ("class", "confidence", "steps", "stopped by", "recognised", "SSIM to class mean"):
-        table.add_column(col, justify="left" if col == "stopped by" else "right")
-    scores = quality.ssim if quality is not None else ssim
-    for i, k in enumerate(result.classes.tolist()):
-        table.add_row(
-            str(k),
-            f"{float(result.confidence[i]):.3f}",
-            str(int(result.steps[i])),
-            result.stop_reason[i],
-            "-" if quality is None else ("yes" if bool(quality.recognised[i]) else "no"),
-            "-" if scores is None or bool(torch.isnan(scores[i])) else f"{float(scores[i]):.3f}",
-        )
-    out.print(table)
-    summary = f"queries: {result.queries}"
-    if quality is not None:
-        summary += f"; evaluator accuracy {quality.evaluator_accuracy:.1%}"
-    if scores is not None and not bool(torch.isnan(scores).all()):
-        summary += f"; mean SSIM to class means {float(scores.mean()):.3f}"
-    out.print(summary, highlight=False)
-
-
-def _save_grid(result: MIFaceResult, path: Path, dataset: Dataset | None) -> None:
-    """One column per class: the reconstruction, and the class mean below it when data is given."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bastion._files import atomic_write
-    from bastion.attacks.inference.inversion_metrics import class_means
-
-    if path.suffix.lower() != ".png":
-        raise DataError(f"--out writes a PNG image: name it *.png, not {path.name}")
-    recon = result.reconstructions.detach().cpu()
-    if recon.dim() != 4:
-        raise DataError(f"--out draws images (C, H, W); these inputs have shape {tuple(recon.shape[1:])}")
-    rows = [recon] + ([class_means(dataset, result.classes).cpu()] if dataset is not None else [])
-    low, high = dataset.bounds if dataset is not None else (float(recon.min()), float(recon.max()))
-    n = recon.shape[0]
-    fig, axes = plt.subplots(len(rows), n, figsize=(max(1.2 * n, 2.4), 1.4 * len(rows)), squeeze=False)
-    for r, images in enumerate(rows):
-        for c in range(n):
-            img = ((images[c] - low) / max(high - low, 1e-12)).clamp(0, 1)
-            ax = axes[r][c]
-            ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(str(int(result.classes[c])), fontsize=8)
-        axes[r][0].set_ylabel("inverted" if r == 0 else "class mean", fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=80), "wb")
-    plt.close(fig)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import torch
 import typer
-from rich.table import Table
 
+from bastion.cli._membership_setup import concat, reference_factory, run_attack, warn_overlap
+from bastion.cli._privacy_render import plot_roc, render_membership
 from bastion.cli.app import (
     BoundsOpt,
     DeviceOpt,
@@ -21,14 +22,8 @@ from bastion.cli.app import (
     WeightsOpt,
     app,
 )
-from bastion.cli.common import err, friendly_errors, load_victim_inputs, out, progress_bar, write_json
+from bastion.cli.common import friendly_errors, load_victim_inputs, progress_bar, write_json
 from bastion.errors import AttackError, DataError, ModelContractError
-
-if TYPE_CHECKING:
-    from bastion.attacks.inference.metrics import MembershipResult
-    from bastion.attacks.inference.references import Factory
-    from bastion.data import Dataset
-    from bastion.model import Classifier, TorchClassifier
 
 ATTACKS = ("threshold", "shadow", "lira", "lira-offline", "rmia", "label-only")
 _ATTACK_HELP = (
@@ -37,41 +32,6 @@ _ATTACK_HELP = (
     "lira-offline (OUT references only), rmia (Zarifzadeh et al. 2024, offline; works with 1 reference), "
     "label-only (distance to the decision boundary with HopSkipJump; labels only)."
 )
-
-
-def _factory(
-    spec: str, weights: str | None, bounds: Any, mean: Any, std: Any, device: torch.device
-) -> Factory:
-    """Builds the reference architecture from a model spec (re-initialised by the training)."""
-    from bastion.cli.common import parse_stats
-    from bastion.loading import load_model
-
-    def build() -> TorchClassifier:
-        clf = load_model(
-            spec,
-            weights=weights,
-            bounds=bounds,
-            mean=parse_stats(mean, "--mean"),
-            std=parse_stats(std, "--std"),
-        )
-        return clf.to(device)
-
-    return build
-
-
-def _concat(name: str, *parts: Dataset) -> Dataset:
-    from bastion.data import Dataset
-
-    first = parts[0]
-    for p in parts[1:]:
-        if p.input_shape != first.input_shape or p.num_classes != first.num_classes:
-            raise DataError(
-                f"{p.name} ({p.input_shape}, {p.num_classes} classes) does not match {first.name} "
-                f"({first.input_shape}, {first.num_classes} classes)"
-            )
-    x = torch.cat([p.x.to(first.x.device) for p in parts])
-    y = torch.cat([p.y.to(first.x.device) for p in parts])
-    return Dataset(x, y, first.num_classes, first.bounds, first.class_names, name)
 
 
 @app.command()
@@ -200,7 +160,7 @@ def membership(
         device=device,
     )
     non = load_dataset(non_members, split=non_members_split, label=label).take(limit, seed=seed + 1)
-    targets = _concat("targets", mem, non)
+    targets = concat("targets", mem, non)
     is_member = torch.cat([torch.ones(len(mem), dtype=torch.bool), torch.zeros(len(non), dtype=torch.bool)])
     x, y = targets.x, targets.y
     extra: dict[str, Any] = {}
@@ -209,11 +169,11 @@ def membership(
         if needs_refs:
             pop = load_dataset(population, split=population_split, label=label) if population else None
             if pop is not None:
-                _warn_overlap(targets, pop)
+                warn_overlap(targets, pop)
             pool = (
-                _concat("targets+population", targets, pop) if attack == "lira" and pop else (pop or targets)
+                concat("targets+population", targets, pop) if attack == "lira" and pop else (pop or targets)
             )
-            build = _factory(
+            build = reference_factory(
                 factory or model,
                 None if factory else weights,
                 parse_bounds(bounds) or mem.bounds,
@@ -238,12 +198,12 @@ def membership(
                 if attack == "lira"
                 else {"references": refs}
             )
-        result = _run(
+        result = run_attack(
             attack, clf, x, y, is_member, extra, seed, population_size, gamma, offline_a, max_queries
         )
-    _render(result, model, mem.name, non.name)
+    render_membership(result, model, mem.name, non.name)
     if roc is not None:
-        _plot_roc(result, roc)
+        plot_roc(result, roc)
     if json_path is not None:
         payload = {
             "model": model,
@@ -253,111 +213,3 @@ def membership(
             **result.to_dict(),
         }
         write_json(json_path, payload)
-
-
-def _warn_overlap(targets: Dataset, pop: Dataset) -> None:
-    """The population must be disjoint from the targets: shared examples are IN references that the
-    offline attacks assume are OUT (and counted twice in lira's pool)."""
-    import warnings
-
-    from bastion.provenance.hashing import input_hashes
-
-    shared = set(input_hashes(targets.x)) & set(input_hashes(pop.x))
-    if shared:
-        warnings.warn(
-            f"{len(shared)} example(s) of --population are also targets (--members/--non-members): the "
-            "references should not train on the targets; pass disjoint population data",
-            stacklevel=2,
-        )
-
-
-def _run(
-    attack: str,
-    clf: Classifier,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    is_member: torch.Tensor,
-    extra: dict[str, Any],
-    seed: int,
-    population_size: int,
-    gamma: float,
-    offline_a: float,
-    max_queries: int,
-) -> MembershipResult:
-    from bastion.attacks.inference.label_only import BoundaryDistance
-    from bastion.attacks.inference.lira import LiRA
-    from bastion.attacks.inference.rmia import RMIA
-    from bastion.attacks.inference.shadow import ShadowModels
-    from bastion.attacks.inference.threshold import LossThreshold
-
-    if attack == "threshold":
-        return LossThreshold().run(clf, x, y, is_member, seed=seed)
-    if attack == "label-only":
-        return BoundaryDistance(max_queries=max_queries).run(clf, x, y, is_member, seed=seed)
-    if attack == "shadow":
-        return ShadowModels().run(clf, x, y, is_member, references=extra["references"], seed=seed)
-    if attack == "rmia":
-        rmia = RMIA(gamma=gamma, a=offline_a, population_size=population_size)
-        return rmia.run(clf, x, y, is_member, references=extra["references"], seed=seed)
-    return LiRA(online=attack == "lira").run(clf, x, y, is_member, seed=seed, **extra)
-
-
-def _render(result: MembershipResult, model: str, members: str, non_members: str) -> None:
-    table = Table(title=f"{result.attack} on {model}: {members} vs {non_members}", title_justify="left")
-    columns = ("members", "non-mem.", "AUC", "bal. acc", "TPR@0.1%FPR", "TPR@1%FPR", "queries", "seconds")
-    for col in columns:
-        table.add_column(col, justify="right")
-    table.add_row(
-        str(result.n_members),
-        str(result.n_non_members),
-        f"{result.auc:.4f}",
-        f"{result.balanced_accuracy:.2%}",
-        f"{result.tpr_at_0_1pct_fpr:.2%}",
-        f"{result.tpr_at_1pct_fpr:.2%}",
-        f"{result.queries:,}",
-        f"{result.seconds:.1f}",
-    )
-    out.print(table)
-    refs = result.params.get("references")
-    if refs:
-        out.print(
-            f"{refs} reference model(s); {result.params.get('reference_queries', 0):,} queries to them "
-            "(the attacker's own models, not the target's)",
-            highlight=False,
-        )
-    n = result.n_non_members
-    if n < 1000:
-        out.print(
-            f"with {n} non-members the lowest false-positive rate measurable is {1 / n:.2%}: "
-            "TPR@0.1% FPR is the TPR at zero false positives (no interpolation)",
-            highlight=False,
-        )
-
-
-def _plot_roc(result: MembershipResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curve = result.roc()
-    floor = 1 / max(result.n_non_members, 1) / 2
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot(
-        curve.fpr.clamp_min(floor),
-        curve.tpr.clamp_min(floor),
-        label=f"{result.attack} (AUC {result.auc:.3f})",
-    )
-    ax.plot([floor, 1], [floor, 1], "k--", lw=0.8, label="chance")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlim(floor, 1)
-    ax.set_ylim(floor, 1)
-    ax.set_xlabel("false-positive rate")
-    ax.set_ylabel("true-positive rate")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    err.print(f"ROC curve written to {path}")
