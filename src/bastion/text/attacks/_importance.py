@@ -10,8 +10,11 @@ Word importance (one batched model call, ``len(words) + 1`` counted queries):
 
 :func:`greedy_word_edits` walks the ranked words and, per word, scores every candidate edit in one call,
 keeping the one that lowers the true class's probability most (if it lowers it at all), until the
-prediction flips. Candidates that break the threat model are dropped *before* they are queried, with the
-same verifier the base class runs afterwards, so no query is spent on an edit that could not count.
+prediction flips (optionally, among candidates that flip, the one most similar to the original under the
+sentence encoder: TextFooler's choice). Candidates that break the threat model are dropped *before* they
+are queried, with the same verifier the base class runs afterwards (word constraints by
+:func:`violations`, sentence similarity by the same encoder and threshold as :func:`sentence_violations`),
+so no query is spent on an edit that could not count.
 """
 
 from __future__ import annotations
@@ -115,12 +118,15 @@ def greedy_word_edits(
     *,
     method: ImportanceMethod = "unk",
     edits_per_word: int = 1,
+    prefer_similar: bool = False,
 ) -> str:
     """Edit the most important words of ``text`` one at a time until the prediction flips.
 
     ``propose(current, word, generator)`` returns candidate texts: ``current`` with one more edit inside
     ``word`` (a span of ``current``), the rest unchanged, the number of words unchanged. A word is edited
-    up to ``edits_per_word`` times in a row. Returns the adversarial text, or ``text`` when none flips.
+    up to ``edits_per_word`` times in a row. With ``prefer_similar`` (and an encoder in ``resources``),
+    of the candidates that flip the prediction the one most similar to ``text`` wins, not the one with
+    the lowest true-class probability. Returns the adversarial text, or ``text`` when none flips.
     """
     imp = word_importance(model, text, label, method=method, skip=skip_words(threat, resources))
     words = split_words(text)
@@ -137,9 +143,16 @@ def greedy_word_edits(
                 and len(split_words(c)) == len(words)
                 and not violations(text, c, threat, resources)
             ]
+            sims = _similarities(text, candidates, threat, resources, prefer_similar)
+            if sims is not None and threat.min_sentence_similarity is not None:
+                keep = [i for i, s in enumerate(sims) if not s < threat.min_sentence_similarity]
+                candidates, sims = [candidates[i] for i in keep], [sims[i] for i in keep]
             if not candidates:
                 break
             probs = true_class_probability(model, candidates, label)
+            flips = [i for i in range(len(candidates)) if int(probs[i].argmax()) != label]
+            if flips and sims is not None and prefer_similar:
+                return candidates[max(flips, key=lambda i: (sims[i], -i))]  # ties: the first
             best = int(probs[:, label].argmin())
             if float(probs[best, label]) >= p_true:
                 break  # no candidate helps: leave the word as it is
@@ -147,3 +160,14 @@ def greedy_word_edits(
             if int(probs[best].argmax()) != label:
                 return current
     return text
+
+
+def _similarities(
+    text: str, candidates: list[str], threat: TextThreatModel, resources: Resources, wanted: bool
+) -> list[float] | None:
+    """Sentence similarities of ``candidates`` to ``text`` when the threat or the caller needs them."""
+    if not candidates or resources.encoder is None:
+        return None
+    if threat.min_sentence_similarity is None and not wanted:
+        return None
+    return list(resources.encoder.similarities([text] * len(candidates), candidates))
