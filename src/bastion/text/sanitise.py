@@ -14,9 +14,14 @@ Why ASCII is never mapped: UTS #39's skeleton is a key for *comparing* strings a
 too ("m" -> "rn", "I" and "1" -> "l", "0" -> "O"); applied to clean text it would rewrite "I" as "l" and
 "modern" as "rnodern" and move clean accuracy. The tricks this undoes are non-ASCII by nature; an
 ASCII-for-ASCII swap ("l" for "I") is a visible typo, DeepWordBug's threat, not this one. So clean ASCII
-text is a fixed point. A prototype shared by several ASCII characters ("l" stands for l, I, 1 and |;
-"O" for O and 0; "rn" for m) is read back as the member that matches the look-alike's own case or
-digit-ness (Cyrillic "І" -> "I", "ⅼ" -> "l", a digit-like "O" -> "0"), so "Іt" comes back as "It".
+text is a fixed point.
+
+A prototype shared by several ASCII characters ("l" stands for l, I, 1 and |; "O" for O and 0; "rn" for
+m) needs a reading. Its word decides: among lower-case letters a look-alike reads as lower case ("bƖeak"
+-> "bleak", though "Ɩ" is a capital), among capitals as a capital, among digits as a digit; at a word's
+start it keeps its own kind ("Іt" -> "It"). That leaves a capital look-alike of "l" at a word's start
+("Ɩove" -> "Iove"); pass ``vocabulary`` (the model's known words, lower case) and the reading that makes
+a known word wins ("love"). An adaptive attacker finds exactly these gaps, so give it when you can.
 
 Mapping comes before NFKC on purpose: the attacker chose a character for how it *looks*, and where NFKC
 and the confusables table disagree (long s "ſ": NFKC "s", looks like "f") the look is what the reader saw.
@@ -25,9 +30,10 @@ The skeleton is for Latin-script models: it maps genuine Cyrillic or Greek words
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
@@ -49,29 +55,77 @@ def _ascii_classes() -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _pick(char: str, proto: str) -> str:
-    """The ASCII reading of ``char`` whose prototype is ``proto``: the class member of ``char``'s kind."""
-    members = _ascii_classes().get(proto, ())
-    if len(members) < 2:
-        return proto
-    cat = unicodedata.category(char)
-    want = {"Lu": str.isupper, "Lt": str.isupper, "Ll": str.islower, "Nd": str.isdigit, "No": str.isdigit}
-    test = want.get(cat)
-    single = [m for m in members if len(m) == 1]
-    if test is not None:
-        hit = [m for m in single if test(m)]
-        if hit:
-            return hit[0]
-    return single[0] if cat.startswith("L") and single and proto not in single else proto
+_KIND = {"Lu": str.isupper, "Lt": str.isupper, "Ll": str.islower, "Nd": str.isdigit, "No": str.isdigit}
 
 
 @lru_cache(maxsize=4096)
-def _map_char(char: str) -> str:
-    """A non-ASCII character through the confusables table (NFD, map, NFC); ASCII where it can be."""
+def _map_char(char: str) -> tuple[str, ...]:
+    """A non-ASCII character through the confusables table (NFD, map, NFC): its readings, best first.
+
+    One reading unless the prototype stands for several ASCII strings ("l": l, I, 1, |); then the members,
+    the one of the character's own kind (upper/lower case, digit) first.
+    """
     table = confusables_table()
     mapped = "".join(table.get(c, c) for c in unicodedata.normalize("NFD", char))
     mapped = unicodedata.normalize("NFC", unicodedata.normalize("NFD", mapped))
-    return _pick(char, mapped) if mapped.isascii() else mapped
+    members = _ascii_classes().get(mapped, ()) if mapped.isascii() else ()
+    if len(members) < 2:
+        return (mapped,)
+    test = _KIND.get(unicodedata.category(char))
+    single = [m for m in members if len(m) == 1]
+    first = [m for m in single if test(m)] if test is not None else []
+    if not first and unicodedata.category(char).startswith("L"):
+        first = [m for m in single if m.isalpha() and m.islower()] or [m for m in single if m.isalpha()]
+    first = first[:1] or [mapped]
+    return tuple(first + [m for m in members if m not in first])
+
+
+def _prefer(options: tuple[str, ...], test: Callable[[str], bool]) -> tuple[str, ...]:
+    hit = [m for m in options if len(m) == 1 and test(m)]
+    return tuple(hit[:1] + [m for m in options if m not in hit[:1]])
+
+
+def _resolve(pieces: list[str], options: dict[int, tuple[str, ...]], vocabulary: frozenset[str]) -> None:
+    """Pick a reading for every ambiguous piece, in place, from its word.
+
+    A look-alike among lower-case letters (not at the word's start) reads as lower case ("bƖeak" ->
+    "bleak", not "bIeak"), among capitals as a capital, among digits as a digit; at a word's start it
+    keeps its own case ("Іt" -> "It"). With a ``vocabulary``, the first combination of readings (in that
+    order of preference) that makes a known word wins.
+    """
+    word = [p.isalnum() or (not p.isascii() and any(c.isalnum() for c in p)) for p in pieces]
+    for i, opts in options.items():
+        j, k = i - 1, i + 1
+        while j >= 0 and word[j] and j in options:
+            j -= 1
+        while k < len(pieces) and word[k] and k in options:
+            k += 1
+        near = [pieces[n] for n in (j, k) if 0 <= n < len(pieces) and word[n] and n not in options]
+        initial = i == 0 or not word[i - 1]
+        if any(n[-1:].islower() or n[:1].islower() for n in near) and not (initial and opts[0].isupper()):
+            options[i] = _prefer(opts, str.islower)
+        elif near and all(n.isupper() for n in near):
+            options[i] = _prefer(opts, str.isupper)
+        elif near and all(n.isdigit() for n in near):
+            options[i] = _prefer(opts, str.isdigit)
+        pieces[i] = options[i][0]
+    if not vocabulary:
+        return
+    start = 0
+    while start < len(pieces):  # each word with an ambiguous piece: try readings against the vocabulary
+        end = start
+        while end < len(pieces) and word[end]:
+            end += 1
+        slots = [i for i in range(start, end) if i in options]
+        if slots and "".join(pieces[start:end]).lower() not in vocabulary:
+            for combo in itertools.islice(itertools.product(*(options[i] for i in slots)), 64):
+                trial = pieces[start:end]
+                for i, reading in zip(slots, combo, strict=True):
+                    trial[i - start] = reading
+                if "".join(trial).lower() in vocabulary:
+                    pieces[start:end] = trial
+                    break
+        start = end + 1
 
 
 def _invisible(char: str) -> bool:
@@ -90,6 +144,10 @@ class Sanitiser:
     nfkc: bool = True
     strip_format: bool = True
     skeleton: bool = True
+    vocabulary: frozenset[str] = field(default=frozenset(), repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vocabulary", frozenset(w.lower() for w in self.vocabulary))
 
     def sanitise(self, text: str) -> str:
         """One text, sanitised."""
@@ -99,7 +157,16 @@ class Sanitiser:
         if self.strip_format:
             out = "".join(c for c in out if not _invisible(c))
         if self.skeleton:
-            out = "".join(c if c.isascii() else _map_char(c) for c in out)
+            pieces: list[str] = []
+            options: dict[int, tuple[str, ...]] = {}
+            for c in out:
+                readings = (c,) if c.isascii() else _map_char(c)
+                if len(readings) > 1:
+                    options[len(pieces)] = readings
+                pieces.append(readings[0])
+            if options:
+                _resolve(pieces, options, self.vocabulary)
+            out = "".join(pieces)
         if self.nfkc:
             out = unicodedata.normalize("NFKC", out)
             if self.strip_format:  # NFKC can compose or expose nothing invisible, but stay certain
