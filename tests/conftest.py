@@ -255,3 +255,22 @@ def log(db_url: tuple[str, str]) -> Iterator[Any]:
     audit = AuditLog(url, prefix=prefix)
     yield audit
     audit.close()
+
+
+@pytest.fixture(scope="session")
+def digits_linear_victim() -> TorchClassifier:
+    """A linear softmax classifier on the 8x8 digits (about 95% test accuracy), named "linear": the
+    extraction tests' victim. Trained with Adam (150 full-batch steps) from seed 0, without touching
+    the caller's global RNG; treat it as read-only (it is shared by the whole session)."""
+    from bastion.data import load_dataset
+
+    train = load_dataset("digits", split="train")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+        opt = torch.optim.Adam(net.parameters(), lr=0.05)
+        for _ in range(150):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(train.x), train.y).backward()
+            opt.step()
+    return TorchClassifier(net, bounds=train.bounds, num_classes=10, name="linear")

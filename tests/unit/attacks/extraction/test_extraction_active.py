@@ -121,20 +121,13 @@ def test_random_shift_translates_each_image():
     assert torch.equal(y, z)
 
 
-def test_small_images_are_never_shifted():
+def test_small_images_are_never_shifted(digits_linear_victim):
     """On 8x8 digits one pixel is an eighth of the image: a linear victim's label-only clone lost 12
     points of fidelity to a one-pixel shift, so images under 16 pixels are left alone."""
     from bastion.data import load_dataset
 
     train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=0.05)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(train.x), train.y).backward()
-        opt.step()
-    victim = TorchClassifier(net, bounds=train.bounds, num_classes=10, name="linear")
+    victim = digits_linear_victim
     clone = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))  # noqa: E731
     training = CloneTraining(steps=200, min_epochs=5, batch_size=32, lr=5e-3)
     kw = {"test": test, "reference": victim, "seed": 0}

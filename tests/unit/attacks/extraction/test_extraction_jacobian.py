@@ -25,16 +25,10 @@ FAST = CloneTraining(steps=200, min_epochs=3, batch_size=32, lr=5e-3)
 
 
 @pytest.fixture(scope="module")
-def setting():
+def setting(digits_linear_victim):
+    """The shared linear digits victim (tests/conftest.py) and the digits train/test splits."""
     train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=0.05)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(train.x), train.y).backward()
-        opt.step()
-    return TorchClassifier(net, bounds=train.bounds, num_classes=10, name="linear"), train, test
+    return digits_linear_victim, train, test
 
 
 def test_spends_exactly_the_budget_growing_from_the_seed_set(setting):

@@ -67,17 +67,9 @@ def digits():
 
 
 @pytest.fixture(scope="module")
-def linear_victim(digits):
-    """A linear softmax classifier on the digits (about 95% test accuracy)."""
-    train, _ = digits
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=0.05)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(train.x), train.y).backward()
-        opt.step()
-    return TorchClassifier(net, bounds=train.bounds, num_classes=10, name="linear")
+def linear_victim(digits_linear_victim):
+    """The shared linear digits victim (tests/conftest.py)."""
+    return digits_linear_victim
 
 
 @pytest.mark.parametrize("strategy", ["random", "adaptive"])
