@@ -39,7 +39,17 @@ Public API:
 * attacks — :class:`TabularAttack` (final ``__call__(model, x, y, threat, generator=, seed=)``,
   subclasses implement ``_run``), :class:`CPGD`, :class:`TabularAttackResult` (x, x_adv, y, success,
   valid, predictions, changed, cost, queries, gradient_evals, ``robust_accuracy``,
-  ``constraint_satisfaction``, ``summary()``, ``changes(i)``, ``show(i)``).
+  ``constraint_satisfaction``, ``summary()``, ``changes(i)``, ``show(i)``); :class:`MoEvA`
+  (population, generations, mutation, step, extreme, unbounded_std: the gradient-free genetic search
+  for black-box models); :class:`TabularCascade` (stages, default CPGD then MoEvA) ->
+  :class:`TabularCascadeResult` (result, stages: :class:`CascadeStage`).
+* threats — :func:`german_credit_threat`, :func:`taiwan_credit_threat`, :func:`threat_preset`
+  (name, schema), :data:`THREAT_PRESETS`, :func:`with_payment_total` (Taiwan's derived total and its
+  relation).
+* defense and verdict — :func:`adversarial_train` (data, threat, attack=CPGD(steps=10), mix=0.5, ...)
+  -> TorchTabularClassifier; :func:`robustness_report` (model, x, y, result=None) ->
+  :class:`RobustnessReport` (clean/balanced accuracy, MCC, robust accuracy, ``degenerate``);
+  :func:`balanced_accuracy`, :func:`matthews`.
 
 Writing another attack: subclass :class:`TabularAttack`, set ``name`` and ``access`` ("scores" for
 black-box attacks, which then accept :class:`SklearnTabularClassifier`), and implement
@@ -56,37 +66,68 @@ Shared data notes: Taiwan's ``ID`` is a row id (``schema.without("ID")`` and
 
 from __future__ import annotations
 
-from bastion.tabular.attacks import CPGD, CountingTabularClassifier, TabularAttack
+from bastion.tabular.adversarial_training import adversarial_train
+from bastion.tabular.attacks import (
+    CPGD,
+    CascadeStage,
+    CountingTabularClassifier,
+    MoEvA,
+    TabularAttack,
+    TabularCascade,
+    TabularCascadeResult,
+)
 from bastion.tabular.constraints import CONSTRAINTS, feasible_box, repair, satisfied, violations
 from bastion.tabular.data import TabularData, from_records, load_tabular, records
 from bastion.tabular.encoding import Encoder
 from bastion.tabular.model import SklearnTabularClassifier, TabularClassifier, TorchTabularClassifier
 from bastion.tabular.results import TabularAttackResult
+from bastion.tabular.robustness import RobustnessReport, balanced_accuracy, matthews, robustness_report
 from bastion.tabular.schema import Feature, Relation, TabularSchema
 from bastion.tabular.threat import TabularThreatModel
+from bastion.tabular.threats import (
+    THREAT_PRESETS,
+    german_credit_threat,
+    taiwan_credit_threat,
+    threat_preset,
+    with_payment_total,
+)
 from bastion.tabular.train import train_mlp
 
 __all__ = [
     "CONSTRAINTS",
     "CPGD",
+    "CascadeStage",
     "CountingTabularClassifier",
     "Encoder",
     "Feature",
+    "MoEvA",
     "Relation",
+    "RobustnessReport",
     "SklearnTabularClassifier",
+    "THREAT_PRESETS",
     "TabularAttack",
     "TabularAttackResult",
+    "TabularCascade",
+    "TabularCascadeResult",
     "TabularClassifier",
     "TabularData",
     "TabularSchema",
     "TabularThreatModel",
     "TorchTabularClassifier",
+    "adversarial_train",
+    "balanced_accuracy",
     "feasible_box",
     "from_records",
+    "german_credit_threat",
     "load_tabular",
+    "matthews",
     "records",
     "repair",
+    "robustness_report",
     "satisfied",
+    "taiwan_credit_threat",
+    "threat_preset",
     "train_mlp",
     "violations",
+    "with_payment_total",
 ]

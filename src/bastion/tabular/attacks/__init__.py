@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 from bastion.tabular.attacks.base import CountingTabularClassifier, TabularAttack
+from bastion.tabular.attacks.cascade import CascadeStage, TabularCascade, TabularCascadeResult
 from bastion.tabular.attacks.cpgd import CPGD
+from bastion.tabular.attacks.moeva import MoEvA
 
-__all__ = ["CPGD", "CountingTabularClassifier", "TabularAttack"]
+__all__ = [
+    "CPGD",
+    "CascadeStage",
+    "CountingTabularClassifier",
+    "MoEvA",
+    "TabularAttack",
+    "TabularCascade",
+    "TabularCascadeResult",
+]
