@@ -23,9 +23,10 @@ class WordCNN(nn.Module):
     ids (N, L) int64 -> embedding (N, L, E) -> one 1-D convolution per width (``filters`` maps each,
     ReLU) -> max over time -> dropout -> linear -> logits (N, num_classes).
 
-    Every sequence is right-padded by ``width - 1`` zero vectors inside the network and only windows that
-    *start* on one of its words (the first ``length`` positions, at least one) enter the max; so texts
-    shorter than a filter still get a feature, and extra padding in a batch changes nothing.
+    As in Kim's code, every text is padded by ``width - 1`` zero vectors on both sides inside the network
+    (so the first and last words sit in every position of a window, and texts shorter than a filter still
+    get features); only windows that touch one of its ``length`` words (at least one) enter the max, so
+    extra ``<pad>`` ids after a text in a batch change nothing.
     """
 
     def __init__(
@@ -50,11 +51,13 @@ class WordCNN(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         lengths = (ids != 0).sum(dim=1).clamp_min(1)  # (N,)
         e = self.embedding(ids).transpose(1, 2)  # (N, E, L)
-        positions = torch.arange(ids.shape[1], device=ids.device)
-        beyond = positions[None, None, :] >= lengths[:, None, None]  # (N, 1, L): windows starting on padding
         pooled = []
         for conv, w in zip(self.convs, self.widths, strict=True):
-            h = F.relu(conv(F.pad(e, (0, w - 1))))  # (N, filters, L)
+            h = F.relu(
+                conv(F.pad(e, (w - 1, w - 1)))
+            )  # (N, filters, L + w - 1); window p covers words p-w+1..p
+            positions = torch.arange(h.shape[2], device=ids.device)
+            beyond = positions[None, None, :] >= (lengths + w - 1)[:, None, None]  # windows of padding only
             pooled.append(h.masked_fill(beyond, float("-inf")).amax(dim=2))
         return self.fc(self.dropout(torch.cat(pooled, dim=1)))
 
