@@ -14,6 +14,11 @@ whole-text threshold would accept almost anything. With several edits the window
   corpus). It is **not** USE: it ignores word order and scores a GloVe neighbour swap (even "good" ->
   "bad", which GloVe places close) as very similar, so thresholds calibrated for USE (0.84, 0.98) do not
   transfer one to one. It needs nothing beyond the word embeddings.
+
+What a threshold means (200 SST-2 validation sentences, median 17 words, window 15; quantiles 5/50/95%):
+one word swapped for a random one of its 50 nearest GloVe neighbours (cosine >= 0.5) -- USE 0.77 / 0.92 /
+0.98 (85% >= 0.84, 8% >= 0.98), SIF-GloVe 0.95 / 0.99 / 1.00 (100% >= 0.84); a random *other* sentence --
+USE 0.04 / 0.17 / 0.38 (none >= 0.84), SIF-GloVe 0.50 / 0.78 / 0.91 (26% >= 0.84).
 """
 
 from __future__ import annotations
