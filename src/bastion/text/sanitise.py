@@ -18,10 +18,12 @@ text is a fixed point.
 
 A prototype shared by several ASCII characters ("l" stands for l, I, 1 and |; "O" for O and 0; "rn" for
 m) needs a reading. Its word decides: among lower-case letters a look-alike reads as lower case ("bƖeak"
--> "bleak", though "Ɩ" is a capital), among capitals as a capital, among digits as a digit; at a word's
-start it keeps its own kind ("Іt" -> "It"). That leaves a capital look-alike of "l" at a word's start
-("Ɩove" -> "Iove"); pass ``vocabulary`` (the model's known words, lower case) and the reading that makes
-a known word wins ("love"). An adaptive attacker finds exactly these gaps, so give it when you can.
+-> "bleak", though "Ɩ" is a capital), among capitals as a capital, among digits as a digit. At a word's
+start it keeps its own kind when the text has capitals elsewhere or that reading is a stop word ("Іt is"
+-> "It is"), and reads as lower case in lower-cased text ("Ɩove it" -> "love it"). That leaves a capital
+look-alike of "l" at a word's start in cased text ("Ɩove It" -> "Iove It"): pass ``vocabulary`` (the
+model's known words) and the reading that makes a known word wins ("love"). An adaptive attacker finds
+exactly such gaps, so give it when you can.
 
 Mapping comes before NFKC on purpose: the attacker chose a character for how it *looks*, and where NFKC
 and the confusables table disagree (long s "ſ": NFKC "s", looks like "f") the look is what the reader saw.
@@ -40,6 +42,7 @@ import torch
 
 from bastion.text.confusables import confusables_table, is_default_ignorable, skeleton
 from bastion.text.model import TextClassifier, check_texts
+from bastion.text.stopwords import STOPWORDS
 
 __all__ = ["SanitisedTextClassifier", "Sanitiser", "nfkc_only"]
 
@@ -94,6 +97,7 @@ def _resolve(pieces: list[str], options: dict[int, tuple[str, ...]], vocabulary:
     order of preference) that makes a known word wins.
     """
     word = [p.isalnum() or (not p.isascii() and any(c.isalnum() for c in p)) for p in pieces]
+    cased = any(p.isupper() for n, p in enumerate(pieces) if p.isascii() and n not in options)
     for i, opts in options.items():
         j, k = i - 1, i + 1
         while j >= 0 and word[j] and j in options:
@@ -101,8 +105,14 @@ def _resolve(pieces: list[str], options: dict[int, tuple[str, ...]], vocabulary:
         while k < len(pieces) and word[k] and k in options:
             k += 1
         near = [pieces[n] for n in (j, k) if 0 <= n < len(pieces) and word[n] and n not in options]
-        initial = i == 0 or not word[i - 1]
-        if any(n[-1:].islower() or n[:1].islower() for n in near) and not (initial and opts[0].isupper()):
+        lo, hi = i, i + 1
+        while lo > 0 and word[lo - 1]:
+            lo -= 1
+        while hi < len(pieces) and word[hi]:
+            hi += 1
+        as_is = "".join(pieces[lo:hi]).lower()
+        title = lo == i and opts[0].isupper() and (cased or as_is in STOPWORDS)
+        if any(n[-1:].islower() or n[:1].islower() for n in near) and not title:
             options[i] = _prefer(opts, str.islower)
         elif near and all(n.isupper() for n in near):
             options[i] = _prefer(opts, str.isupper)

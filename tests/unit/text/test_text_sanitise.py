@@ -76,10 +76,11 @@ def test_ambiguous_prototypes_are_read_from_their_word() -> None:
     capital_l = "\u0196"  # LATIN CAPITAL LETTER IOTA: prototype "l", a capital, looks like l and I
     assert sanitise(f"b{capital_l}eak") == "bleak"  # among lower case: lower case
     assert sanitise(f"HE{capital_l}LO") == "HEILO" and sanitise(f"2{capital_l}5") == "215"
-    assert sanitise("\u0406t is") == "It is"  # at a word's start: its own case
-    assert sanitise(f"{capital_l}ove") == "Iove"  # ... which a vocabulary resolves
+    assert sanitise("\u0406t is") == "It is"  # at a word's start: its own case when a stop word results
+    assert sanitise(f"{capital_l}ove it") == "love it"  # ... or lower case in lower-cased text
+    assert sanitise(f"{capital_l}ove It") == "Iove It"  # cased text: own case, which a vocabulary resolves
     vocab = Sanitiser(vocabulary=frozenset({"Love", "bleak"}))
-    assert vocab.sanitise(f"{capital_l}ove and \u0406t") == "love and It"
+    assert vocab.sanitise(f"{capital_l}ove It") == "love It"
     assert vocab.sanitise("plain ASCII Iove") == "plain ASCII Iove"  # ASCII is still never touched
 
 
