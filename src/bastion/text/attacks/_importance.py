@@ -20,7 +20,7 @@ so no query is spent on an edit that could not count.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -29,7 +29,7 @@ from bastion.errors import AttackError
 from bastion.text.constraints import Resources, normalise_word, violations
 from bastion.text.model import TextClassifier
 from bastion.text.threat import TextThreatModel
-from bastion.text.words import Word, split_words
+from bastion.text.words import Word, char_edit_distance, split_words
 
 __all__ = [
     "Importance",
@@ -132,6 +132,7 @@ def greedy_word_edits(
     words = split_words(text)
     position = {w: i for i, w in enumerate(words)}  # a word's index stays put: edits keep the count
     current, p_true = text, float(imp.probs[label])
+    spent = 0  # Levenshtein edits of the accepted edits: an upper bound of current's distance to text
     for word in imp.ranked:
         index = position[word]
         for _ in range(edits_per_word):
@@ -141,7 +142,7 @@ def greedy_word_edits(
                 for c in dict.fromkeys(propose(current, span, generator))
                 if c != current
                 and len(split_words(c)) == len(words)
-                and not violations(text, c, threat, resources)
+                and not violations(text, c, _cheap(threat, spent, current, span, c), resources)
             ]
             sims = _similarities(text, candidates, threat, resources, prefer_similar)
             if sims is not None and threat.min_sentence_similarity is not None:
@@ -156,10 +157,29 @@ def greedy_word_edits(
             best = int(probs[:, label].argmin())
             if float(probs[best, label]) >= p_true:
                 break  # no candidate helps: leave the word as it is
+            spent += _word_distance(current, span, candidates[best])
             current, p_true = candidates[best], float(probs[best, label])
             if int(probs[best].argmax()) != label:
                 return current
     return text
+
+
+def _word_distance(current: str, word: Word, candidate: str) -> int:
+    """Edit distance of ``candidate`` to ``current`` where it differs only inside ``word``'s span."""
+    new = candidate[word.start : len(candidate) - (len(current) - word.end)]
+    return char_edit_distance(word.text, new)
+
+
+def _cheap(threat: TextThreatModel, spent: int, current: str, word: Word, candidate: str) -> TextThreatModel:
+    """``threat`` without its character budget when the triangle inequality already proves it kept.
+
+    The full-text Levenshtein check is the verifier's costly part (O(length x budget) per candidate);
+    ``spent`` + this edit bounds the candidate's distance to the original from above.
+    """
+    cap = threat.max_char_edits
+    if cap is not None and spent + _word_distance(current, word, candidate) <= cap:
+        return replace(threat, max_char_edits=None)
+    return threat
 
 
 def _similarities(
