@@ -32,7 +32,15 @@ from bastion.errors import DataError, ModelContractError, UnsafeArtifactError
 from bastion.model import Classifier, TorchClassifier
 from bastion.threat import Bounds
 
-__all__ = ["ModelSource", "load_model", "load_victim", "model_source", "read_state_dict", "sha256_file"]
+__all__ = [
+    "ModelSource",
+    "factory_object",
+    "load_model",
+    "load_victim",
+    "model_source",
+    "read_state_dict",
+    "sha256_file",
+]
 
 PICKLE_SUFFIXES = frozenset({".pt", ".pth", ".bin"})
 SAFE_ALTERNATIVES = (
@@ -261,7 +269,9 @@ def _call_factory(fn: Callable[..., object], label: str) -> object:
         raise ModelContractError(f"{label}() raised {_one_line(exc)}") from exc
 
 
-def _build(target: str, factory: str) -> nn.Module | TorchClassifier:
+def factory_object(target: str, factory: str) -> object:
+    """What ``target:factory()`` returns: ``target`` a ``.py`` file or a dotted module name, the factory
+    called with no arguments. The user's code, run because they named it; callers check the type."""
     if target.endswith(".py"):
         module = _import_file(_existing_file(target, "a Python file defining the model factory"))
     elif _MODULE_NAME.match(target):
@@ -285,7 +295,11 @@ def _build(target: str, factory: str) -> nn.Module | TorchClassifier:
         raise ModelContractError(
             f"{target} has no callable {factory!r}; it defines: {', '.join(defined) or 'no public callables'}"
         )
-    built = _call_factory(fn, f"{target}:{factory}")
+    return _call_factory(fn, f"{target}:{factory}")
+
+
+def _build(target: str, factory: str) -> nn.Module | TorchClassifier:
+    built = factory_object(target, factory)
     if not isinstance(built, nn.Module | TorchClassifier):
         raise ModelContractError(
             f"{target}:{factory}() returned {type(built).__name__}, not a torch.nn.Module or a "

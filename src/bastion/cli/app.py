@@ -151,6 +151,19 @@ def attack(
         ),
     ] = None,
     json_path: JsonOpt = None,
+    preset: Annotated[
+        str,
+        typer.Option(help="Text attacks: the threat preset, 'paper' (the paper's thresholds) or 'strict'."),
+    ] = "paper",
+    text_column: Annotated[
+        str, typer.Option("--text-column", help="Text attacks: the text column of csv:FILE data.")
+    ] = "text",
+    sanitise: Annotated[
+        bool,
+        typer.Option(
+            help="Text attacks: attack the model behind the sanitiser (NFKC, invisible, confusables)."
+        ),
+    ] = False,
 ) -> None:
     """Run one attack and report clean accuracy, the success rate on the inputs the model classified
     correctly, the distances of the adversarials it found, and its cost.
@@ -158,8 +171,26 @@ def attack(
     Inputs the model already misclassifies are not counted as successes (they need no perturbation):
     success rate and median distance are over the correctly classified inputs only.
 
+    Text models take the text attacks (deepwordbug, invisible, homoglyph, textfooler, pwws) with a
+    --preset; every edit is checked against the preset's constraints before it counts, and successful
+    edits are shown.
+
     Example: [bold]bastion attack zoo:digits-cnn digits --attack pgd --norm linf --epsilon 0.1 --limit 200[/]
+
+    Text: [bold]bastion attack zoo:sst2-wordcnn sst2 --split validation --attack pwws --preset strict[/]
+    (named text sets are read from $BASTION_DATA, e.g. ../shared/data)
     """
+    from bastion.text.registry import TEXT_ATTACKS
+
+    if attack.strip().lower() in TEXT_ATTACKS:
+        from bastion.cli.text_attack import run_text_attack
+
+        run_text_attack(
+            model_spec=model, data_spec=data, attack=attack, preset=preset, split=split,
+            text_column=text_column, label=label, limit=limit, queries=queries, sanitise=sanitise,
+            seed=seed, examples=5, json_path=json_path,
+        )  # fmt: skip
+        return
     from bastion.attacks import get, info
     from bastion.model import predict
     from bastion.threat import Norm, ThreatModel
