@@ -3,10 +3,12 @@ fixed point, and what NFKC alone leaves (measured)."""
 
 from __future__ import annotations
 
+import importlib.util
 import string
 import sys
 import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ import torch
 from bastion.errors import DataError
 from bastion.text.confusables import (
     UNICODE_VERSION,
+    build_table,
     confusables_table,
     homoglyphs,
     is_default_ignorable,
@@ -136,3 +139,30 @@ def test_sanitised_classifier_wraps_any_model() -> None:
     with pytest.raises(DataError, match="not one string"):
         Sanitiser()("text")
     assert Sanitiser().describe() == "strip format + skeleton + NFKC" and nfkc_only().describe() == "NFKC"
+
+
+def test_build_table_regenerates_a_module_from_confusables_txt(tmp_path: Path) -> None:
+    src = tmp_path / "confusables.txt"
+    src.write_text(
+        "\ufeff# confusables.txt\n# Date: 2026-01-01\n# \u00a9 2026 Unicode\u00ae, Inc.\n"
+        "# Unicode Security Mechanisms for UTS #39\n# Version: 99.0.0\n\n"
+        "0430 ;\t0061 ;\tMA\t# ( \u0430 \u2192 a ) CYRILLIC SMALL LETTER A\n"
+        "FB00 ;\t0066 0066 ;\tMA\t# ligature ff\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "table.py"
+    assert build_table(src, out, "a test") == 2
+    spec = importlib.util.spec_from_file_location("generated_table", out)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    namespace = vars(module)
+    assert namespace["UNICODE_VERSION"] == "99.0.0" and namespace["ENTRIES"] == 2
+    assert "0430 0061\nFB00 0066 0066" in str(namespace["TABLE"])
+    assert "sha256 of the source file" in str(namespace["__doc__"]) and "Permission is hereby" in str(
+        namespace["__doc__"]
+    )
+    bad = tmp_path / "other.txt"
+    bad.write_text("0430 ; 0061 ; MA\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"confusables\.txt"):
+        build_table(bad, out)
