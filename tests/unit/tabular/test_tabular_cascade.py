@@ -58,6 +58,9 @@ def test_cascade_on_a_differentiable_model_merges_and_counts_both_stages() -> No
     assert res.queries == r1.queries + r2.queries == first.queries + second.queries
     assert res.gradient_evals == r1.gradient_evals > 0 and second.gradient_evals == 0
     assert int(res.success.sum()) == first.successes + second.successes
+    wrong = int((model(d.x).argmax(dim=1) != d.y).sum())
+    assert first.already_wrong == wrong > 0 and second.already_wrong == 0
+    assert first.flipped == first.successes - wrong and second.flipped == second.successes
     expected = r1.x_adv.clone()
     expected[left] = r2.x_adv
     assert torch.equal(res.x_adv, expected) and res.valid.all()

@@ -36,8 +36,9 @@ __all__ = ["CascadeStage", "TabularCascade", "TabularCascadeResult"]
 @dataclass(frozen=True)
 class CascadeStage:
     """One stage's share of the work: ``attacked`` records it ran on, ``successes`` it added (valid,
-    misclassified; on the first stage this includes records the model already got wrong), its
-    ``queries``/``gradient_evals``/``seconds``, and ``skipped`` (why it did not run, or None)."""
+    misclassified), of which ``already_wrong`` the model misclassified unchanged (only the first
+    stage has any), its ``queries``/``gradient_evals``/``seconds``, and ``skipped`` (why it did not
+    run, or None). ``flipped`` = successes - already_wrong: records the attack itself turned."""
 
     attack: str
     attacked: int
@@ -46,9 +47,14 @@ class CascadeStage:
     gradient_evals: int
     seconds: float
     skipped: str | None = None
+    already_wrong: int = 0
+
+    @property
+    def flipped(self) -> int:
+        return self.successes - self.already_wrong
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "flipped": self.flipped}
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,7 @@ class TabularCascade:
                     part.queries,
                     part.gradient_evals,
                     part.seconds,
+                    already_wrong=int((part.success & ~part.changed.any(dim=1)).sum()),
                 )
             )
             merged = part if merged is None else _merge(merged, part, open_rows)

@@ -32,7 +32,7 @@ import torch
 
 from bastion.attacks.base import check_positive
 from bastion.errors import AttackError
-from bastion.tabular.attacks.base import CountingTabularClassifier, TabularAttack
+from bastion.tabular.attacks.base import Access, CountingTabularClassifier, TabularAttack
 from bastion.tabular.constraints import feasible_box, repair, satisfied
 from bastion.tabular.threat import TabularThreatModel
 
@@ -77,7 +77,7 @@ class MoEvA(TabularAttack):
     """Constrained genetic search (MoEvA2-style) for black-box tabular models (scores access)."""
 
     name: ClassVar[str] = "moeva"
-    access: ClassVar = "scores"
+    access: ClassVar[Access] = "scores"
 
     def __init__(
         self,
