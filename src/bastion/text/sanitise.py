@@ -138,6 +138,11 @@ def _resolve(pieces: list[str], options: dict[int, tuple[str, ...]], vocabulary:
         start = end + 1
 
 
+def _strip(text: str) -> str:
+    return "".join(c for c in text if " " <= c <= "~" or not _invisible(c))
+
+
+@lru_cache(maxsize=65536)
 def _invisible(char: str) -> bool:
     cat = unicodedata.category(char)
     return cat == "Cf" or (cat == "Cc" and not char.isspace()) or is_default_ignorable(char)
@@ -165,12 +170,15 @@ class Sanitiser:
             return text  # the common case, and the fixed point: ASCII is never mapped
         out = text
         if self.strip_format:
-            out = "".join(c for c in out if not _invisible(c))
+            out = _strip(out)
         if self.skeleton:
             pieces: list[str] = []
             options: dict[int, tuple[str, ...]] = {}
             for c in out:
-                readings = (c,) if c.isascii() else _map_char(c)
+                if c.isascii():
+                    pieces.append(c)
+                    continue
+                readings = _map_char(c)
                 if len(readings) > 1:
                     options[len(pieces)] = readings
                 pieces.append(readings[0])
@@ -179,8 +187,8 @@ class Sanitiser:
             out = "".join(pieces)
         if self.nfkc:
             out = unicodedata.normalize("NFKC", out)
-            if self.strip_format:  # NFKC can compose or expose nothing invisible, but stay certain
-                out = "".join(c for c in out if not _invisible(c))
+            if self.strip_format and not out.isascii():  # NFKC should expose nothing invisible: be certain
+                out = _strip(out)
         return out
 
     def __call__(self, texts: Sequence[str]) -> list[str]:
