@@ -91,10 +91,10 @@ def _prefer(options: tuple[str, ...], test: Callable[[str], bool]) -> tuple[str,
 def _resolve(pieces: list[str], options: dict[int, tuple[str, ...]], vocabulary: frozenset[str]) -> None:
     """Pick a reading for every ambiguous piece, in place, from its word.
 
-    A look-alike among lower-case letters (not at the word's start) reads as lower case ("bƖeak" ->
-    "bleak", not "bIeak"), among capitals as a capital, among digits as a digit; at a word's start it
-    keeps its own case ("Іt" -> "It"). With a ``vocabulary``, the first combination of readings (in that
-    order of preference) that makes a known word wins.
+    A look-alike among lower-case letters reads as lower case ("bƖeak" -> "bleak", not "bIeak"), among
+    capitals as a capital, among digits as a digit; at a word's start a capital keeps its case when the
+    text has other capitals or the word is a stop word ("Іt" -> "It"). With a ``vocabulary``, the first
+    combination of readings (in that order of preference) that makes a known word wins.
     """
     word = [p.isalnum() or (not p.isascii() and any(c.isalnum() for c in p)) for p in pieces]
     cased = any(p.isupper() for n, p in enumerate(pieces) if p.isascii() and n not in options)
