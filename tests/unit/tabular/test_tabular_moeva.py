@@ -217,3 +217,14 @@ def test_errors_and_access(boosted: SklearnTabularClassifier) -> None:
     with pytest.raises(ModelContractError, match="gradient-free"):
         CPGD(steps=2)(boosted, data.x, data.y, TabularThreatModel(MIXED))
     assert MoEvA.access == "scores"
+
+
+def test_lightgbm_through_the_sklearn_api_when_installed() -> None:
+    lightgbm = pytest.importorskip("lightgbm")
+    data = mixed_data()
+    est = lightgbm.LGBMClassifier(n_estimators=40, random_state=0, n_jobs=1, verbose=-1)
+    model = SklearnTabularClassifier(est.fit(data.x.numpy(), data.y.numpy()), MIXED)
+    threat = TabularThreatModel(MIXED, budget=0.4)
+    result = MoEvA(population=16, generations=10)(model, data.x[:80], data.y[:80], threat, seed=0)
+    assert result.valid.all() and int((result.success & result.changed.any(dim=1)).sum()) > 0
+    assert torch.equal(result.success, model(result.x_adv).argmax(dim=1) != data.y[:80])
