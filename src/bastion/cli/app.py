@@ -164,6 +164,17 @@ def attack(
             help="Text attacks: attack the model behind the sanitiser (NFKC, invisible, confusables)."
         ),
     ] = False,
+    schema: Annotated[
+        Path | None,
+        typer.Option(help="Tabular data: the feature schema JSON (types, codes, ranges, what may move)."),
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(help="Tabular attacks: total change budget (range-normalised cost).")
+    ] = None,
+    threat_preset: Annotated[
+        str | None,
+        typer.Option(help="Tabular attacks: a named threat (german_credit, default_credit_taiwan)."),
+    ] = None,
 ) -> None:
     """Run one attack and report clean accuracy, the success rate on the inputs the model classified
     correctly, the distances of the adversarials it found, and its cost.
@@ -179,9 +190,21 @@ def attack(
 
     Text: [bold]bastion attack zoo:sst2-wordcnn sst2 --split validation --attack pwws --preset strict[/]
     (named text sets are read from $BASTION_DATA, e.g. ../shared/data)
+
+    Tabular models take cpgd, moeva or cascade with --schema: [bold]bastion attack model.py:build
+    german_credit.csv.gz --schema tabular_schema.json --attack cascade --threat-preset german_credit[/]
     """
+    from bastion.cli.tabular_attack import TABULAR_ATTACKS
     from bastion.text.registry import TEXT_ATTACKS
 
+    if schema is not None or attack.strip().lower() in TABULAR_ATTACKS:
+        from bastion.cli.tabular_attack import run_tabular_attack
+
+        run_tabular_attack(
+            model_spec=model, data_spec=data, schema_path=schema, attack=attack, threat_preset=threat_preset,
+            budget=budget, limit=limit, seed=seed, examples=5, json_path=json_path,
+        )  # fmt: skip
+        return
     if attack.strip().lower() in TEXT_ATTACKS:
         from bastion.cli.text_attack import run_text_attack
 

@@ -1,0 +1,83 @@
+"""``bastion attack`` on a tabular model, end to end: the user's schema, CSV and model factory (a
+scikit-learn model, attacked black-box), a real process, JSON, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from test_cli import bastion
+
+from bastion.tabular import Feature, TabularSchema
+
+MODEL = """
+from pathlib import Path
+import csv
+from sklearn.linear_model import LogisticRegression
+
+def build():
+    rows = list(csv.DictReader(open(Path(__file__).with_name("loans.csv"))))
+    x = [[float(r["income"]), float(r["amount"]), float(r["age"])] for r in rows]
+    return LogisticRegression().fit(x, [int(r["label"]) for r in rows])
+"""
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    rng = np.random.default_rng(0)
+    income = rng.integers(20, 100, 80)
+    amount = rng.integers(1, 50, 80)
+    age = rng.integers(20, 70, 80)
+    label = (amount * 2 > income).astype(int)  # 1 = refused: asks for much against its income
+    data = tmp_path / "loans.csv"
+    data.write_text("income,amount,age,label\n" + "".join(
+        f"{a},{b},{c},{d}\n" for a, b, c, d in zip(income, amount, age, label, strict=True)
+    ))  # fmt: skip
+    schema = TabularSchema(
+        features=(
+            Feature("income", "integer", low=0, high=200, immutable=True),
+            Feature("amount", "integer", low=1, high=60, max_change=10),
+            Feature("age", "integer", low=18, high=100, immutable=True),
+        ),
+        label="label",
+    )
+    path = schema.to_json(tmp_path / "schema.json")
+    model = tmp_path / "model.py"
+    model.write_text(MODEL)
+    return model, data, path
+
+
+def test_tabular_attack_end_to_end(tmp_path: Path) -> None:
+    model, data, schema = _files(tmp_path)
+    out = tmp_path / "result.json"
+    res = bastion(
+        "attack", f"{model}:build", f"csv:{data}", "--schema", str(schema), "--attack", "moeva",
+        "--json", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(out.read_text())
+    assert summary["records"] == 80 and summary["constraint_satisfaction"] == 1.0
+    assert summary["success_rate"] > 0 and summary["mean_queries"] > 0
+    # Only 'amount' may move (income and age are immutable), by at most 10.
+    for line in summary["examples"]:
+        changed = line.split(": ", 1)[1]
+        assert "income" not in changed and "age" not in changed and "amount" in changed, line
+        before, after = (int(v) for v in changed.removeprefix("amount ").split(" -> "))
+        assert abs(after - before) <= 10, line
+
+
+def test_tabular_attack_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+    model, data, schema = _files(tmp_path)
+    other = tmp_path / "other.csv"
+    other.write_text("income,amount,height,label\n50,10,170,0\n")
+    cases = {
+        "--schema": ("attack", f"{model}:build", f"csv:{data}", "--attack", "moeva"),
+        "moeva": ("attack", f"{model}:build", f"csv:{data}", "--schema", str(schema), "--attack", "cpgd"),
+        "height": ("attack", f"{model}:build", f"csv:{other}", "--schema", str(schema), "--attack", "moeva"),
+    }
+    for expected, args in cases.items():
+        res = bastion(*args)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2, (expected, res.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+        assert expected in lines[0], (expected, lines[0])
