@@ -13,7 +13,7 @@ from bastion.data._util import existing_path
 from bastion.data.dataset import Dataset
 from bastion.errors import DataError
 
-__all__ = ["load_csv"]
+__all__ = ["label_order", "load_csv"]
 
 
 def _as_number(value: str) -> float | None:
@@ -23,8 +23,9 @@ def _as_number(value: str) -> float | None:
         return None
 
 
-def _class_order(values: set[str]) -> list[str]:
-    # Numeric labels sort by value ("2" before "10"); anything else sorts as text.
+def label_order(values: set[str]) -> list[str]:
+    """Class names in index order: numbers by value ("2" before "10"), anything else as text. Image,
+    text and tabular CSV labels all map to classes this way."""
     numbers = {v: _as_number(v) for v in values}
     if all(n is not None and not math.isnan(n) for n in numbers.values()):
         return sorted(values, key=lambda v: (numbers[v], v))
@@ -71,7 +72,7 @@ def load_csv(path: str | Path, label: str | None = None) -> Dataset:
         labels.append(row[label_at].strip())
     if not rows:
         raise DataError(f"{source}: no data rows after the header")
-    class_names = _class_order(set(labels))
+    class_names = label_order(set(labels))
     index = {name: i for i, name in enumerate(class_names)}
     x32 = x.astype(np.float32)  # bounds from the float32 values, so rounding cannot step outside them
     low, high = float(x32.min()), float(x32.max())

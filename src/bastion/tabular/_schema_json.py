@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bastion.data.tabular import _class_order
+from bastion.data.tabular import label_order
 from bastion.errors import DataError
 from bastion.tabular.schema import FORMAT, KINDS, Feature, Relation, TabularSchema
 
@@ -100,7 +100,7 @@ def _parse_shared(doc: Mapping[str, Any], dataset: str | Path | None) -> Tabular
         )
     label = entry.get("label", {})
     values = label.get("values", {}) if isinstance(label, dict) else {}
-    classes = _class_order(set(values)) if values else []  # numeric codes by value, others as text
+    classes = label_order(set(values)) if values else []  # numeric codes by value, others as text
     return TabularSchema(
         features=tuple(feats),
         label=str(label.get("name", "label")) if isinstance(label, dict) else "label",

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from bastion.data._util import existing_path
-from bastion.data.tabular import _class_order
+from bastion.data.tabular import label_order
 from bastion.errors import DataError
 from bastion.tabular.schema import Feature, TabularSchema
 
@@ -182,7 +182,7 @@ def load_tabular(
         labels.append(row[label_at].strip())
     if not rows:
         raise DataError(f"{source}: no data rows after the header")
-    classes = schema.classes or tuple(_class_order(set(labels)))
+    classes = schema.classes or tuple(label_order(set(labels)))
     index = {c: i for i, c in enumerate(classes)}
     bad = sorted(set(labels) - set(index))
     if bad:

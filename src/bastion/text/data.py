@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from bastion.data._util import existing_path
-from bastion.data.tabular import _class_order  # the same label order as tabular CSVs (numeric-aware)
+from bastion.data.tabular import label_order  # the same label order as tabular CSVs
 from bastion.errors import DataError
 
 __all__ = [
@@ -152,7 +152,7 @@ def load_text_csv(path: str | Path, text_column: str = "text", label_column: str
         values.append(label)
     if not texts:
         raise DataError(f"{source}: no data rows after the header")
-    class_names = _class_order(set(values))
+    class_names = label_order(set(values))
     index = {v: i for i, v in enumerate(class_names)}
     stem = source.name.split(".")[0]
     return TextData(
