@@ -18,7 +18,7 @@ from typing import Protocol
 from bastion.errors import ThreatModelError
 from bastion.text.stopwords import STOPWORDS
 from bastion.text.threat import TextThreatModel
-from bastion.text.words import char_edit_distance, split_words
+from bastion.text.words import char_edit_distance, split_words, transformations
 
 __all__ = [
     "PartOfSpeech",
@@ -51,8 +51,11 @@ class PartOfSpeech(Protocol):
 
 
 def strip_invisible(text: str) -> str:
-    """``text`` without format characters (Unicode category Cf: zero-width, bidi controls, soft hyphen)."""
-    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+    """``text`` without characters a reader does not see: format characters (category Cf: zero-width,
+    bidi controls, soft hyphen) and the other default-ignorable code points (variation selectors...)."""
+    from bastion.text.confusables import is_default_ignorable
+
+    return "".join(c for c in text if unicodedata.category(c) != "Cf" and not is_default_ignorable(c))
 
 
 def normalise_word(word: str) -> str:
@@ -131,7 +134,7 @@ def violations(
     ):
         out.append("a stop word was edited")
     per_word = threat.max_edits_per_word
-    if per_word is not None and any(char_edit_distance(w, v) > per_word for w, v in subs):
+    if per_word is not None and any(transformations(w, v) > per_word for w, v in subs):
         out.append(f"more than {per_word} edits in one word")
     if not threat.char_level and (other or strip_invisible(adversarial) != adversarial):
         out.append("words were split, merged or dropped under a word-substitution-only threat")

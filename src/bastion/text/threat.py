@@ -32,7 +32,8 @@ class TextThreatModel:
     - ``edits``: allowed edit kinds, from :data:`EDITS`.
     - ``max_char_edits``: Levenshtein distance between original and adversarial, at most (None: no cap).
     - ``max_words_changed``: share of the original's words that may change, in (0, 1] (None: no cap).
-    - ``max_edits_per_word``: character edits inside one word, at most (None: no cap).
+    - ``max_edits_per_word``: typos inside one word, at most, where swapping two adjacent letters is one
+      (optimal string alignment; None: no cap). ``max_char_edits`` counts a swap as two, as Levenshtein does.
     - ``min_word_similarity``: cosine similarity of a substituted word to the original in the word
       embeddings, at least (needs embeddings; None: unchecked).
     - ``min_sentence_similarity``: sentence-encoder cosine similarity of the whole texts, at least (needs a

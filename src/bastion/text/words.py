@@ -8,7 +8,7 @@ import difflib
 import re
 from typing import NamedTuple
 
-__all__ = ["Word", "char_edit_distance", "changed_words", "replace_word", "split_words"]
+__all__ = ["Word", "char_edit_distance", "changed_words", "replace_word", "split_words", "transformations"]
 
 # A word: letters/digits/underscore with inner apostrophes or hyphens ("don't", "well-made"). Invisible
 # format characters (zero-width joiners and the like) count as part of the word they sit in, so an
@@ -78,3 +78,26 @@ def char_edit_distance(a: str, b: str, cap: int | None = None) -> int:
         prev = cur
     d = prev[len(b)]
     return min(d, cap + 1) if cap is not None else d
+
+
+def transformations(a: str, b: str) -> int:
+    """Edits turning word ``a`` into ``b`` when swapping two adjacent characters counts as one edit
+    (optimal string alignment: insertions, deletions, substitutions, adjacent transpositions).
+
+    What DeepWordBug and TextAttack's recipes mean by "one modification per word": a swap of two letters
+    is one typo, where Levenshtein counts two. Words are short, so the full O(len^2) table is cheap.
+    """
+    if a == b:
+        return 0
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]

@@ -10,7 +10,7 @@ import torch
 from bastion.errors import DataError, ModelContractError, ThreatModelError
 from bastion.text import Resources, SklearnTextClassifier, TextThreatModel, violations
 from bastion.text.attacks import BudgetedTextClassifier, TextAttack, show_edit
-from bastion.text.words import changed_words, char_edit_distance, split_words
+from bastion.text.words import changed_words, char_edit_distance, split_words, transformations
 
 
 class KeywordModel:
@@ -77,10 +77,15 @@ def test_verifier_catches_each_broken_constraint() -> None:
     assert any("stop word" in v for v in violations("the film is good", "this film is good", words))
     assert any("split" in v for v in violations("the film is good", "the film is go od", words))
     chars = TextThreatModel(frozenset({"swap"}), max_char_edits=1, max_edits_per_word=1)
-    assert violations("a good film", "a godo film", chars)  # a swap is two Levenshtein edits
+    assert violations("a good film", "a godo film", chars)  # a swap is two Levenshtein edits...
+    two = TextThreatModel(frozenset({"swap"}), max_char_edits=2, max_edits_per_word=1)
+    assert violations("a good film", "a godo film", two) == []  # ...and one typo in its word
+    assert any("in one word" in v for v in violations("a good film", "a dgoo film", two))
+    assert transformations("good", "godo") == 1 and transformations("good", "dgoo") == 2
     invisible = TextThreatModel(frozenset({"invisible"}))
     assert violations("a good film", "a go\u200bod film", invisible) == []
     assert any("visible" in v for v in violations("a good film", "a goo film", invisible))
+    assert violations("a good film", "a go\ufe0fod film", invisible) == []  # a variation selector is unseen
 
 
 def test_missing_resource_is_refused_up_front() -> None:
