@@ -124,14 +124,15 @@ def compare_reports(
     """Compare clean accuracy, then each section's metrics (its :meth:`Section.compare`: robust
     accuracy per threat matched by label, certified accuracy per certifier, ...), and the sets of
     findings (training-time threats show there: BA401-BA404)."""
-    from bastion.audit.sections import SECTIONS
+    from bastion.audit.sections import SECTIONS, TABULAR_SECTIONS, TEXT_SECTIONS
 
     oc, nc = old["clean"]["accuracy"], new["clean"]["accuracy"]
     rows: list[tuple[str, float | None, float | None, float | None]] = [
         ("clean accuracy", oc, nc, _delta(oc, nc))
     ]
     origins = ["clean"]
-    for section in SECTIONS if sections is None else sections:
+    # every built-in pipeline's sections: each compares only the blocks a report holds
+    for section in (*SECTIONS, *TEXT_SECTIONS, *TABULAR_SECTIONS) if sections is None else sections:
         for metric, o, n in section.compare(old, new):
             rows.append((metric, o, n, _delta(o, n)))
             origins.append(section.name)

@@ -9,7 +9,8 @@ Codes are stable (reports are compared across versions): ``BA1xx`` are model and
 training-time threats (a backdoor in the model, poison or noisy labels in the training data, training
 data that no longer matches its manifest; only when configured), ``BA5xx`` privacy: what the deployed
 model's answers leak (its function, who was in its training set, what its classes look like; only with
-``--privacy``).
+``--privacy``), ``BA6xx`` text and tabular models: character tricks that a sanitiser undoes, a
+degenerate tabular model, and an adversarial that breaks its own threat model (a bug).
 """
 
 from __future__ import annotations
@@ -446,6 +447,49 @@ _CHECKS = [
         holds="MI-Face reconstructions are not recognised above chance",
         atlas=("AML.T0024.001",),
         owasp=("ML03",),
+    ),
+    Check(
+        "BA601",
+        "character tricks evade the text model",
+        Severity.HIGH,
+        "Invisible characters (zero-width spaces, joiners, bidi controls) or look-alike letters from other "
+        "scripts (Cyrillic 'а' for 'a') change the text model's decision while a person reads the same text "
+        "(Boucher et al. 2022, Bad Characters). Anyone can paste them: a moderation or spam filter is "
+        "bypassed without any model access beyond trying.",
+        "Put the sanitiser in front of the model (bastion.text.SanitisedTextClassifier: strips invisible "
+        "characters, maps confusables to their UTS #39 skeleton, NFKC); the report's sanitiser rows show "
+        "its effect on these attacks and on clean accuracy.",
+        holds="invisible-character and homoglyph attacks flip at most 1% of the texts",
+        atlas=("AML.T0015", "AML.T0043.001"),
+        owasp=_ML01,
+    ),
+    Check(
+        "BA602",
+        "the tabular model predicts (nearly) one class",
+        Severity.HIGH,
+        "More than 95% of the model's predictions on the audited records are one class while the labels "
+        "are not: an attacker who wants that class needs no attack, and robust accuracy rewards such a model "
+        "(it equals the class's share whatever the attack). A 'robust' model that is degenerate is not "
+        "robust, it is broken.",
+        "Read balanced accuracy and MCC (in the report beside robust accuracy), not accuracy; retrain with "
+        "class weights or resampling, or with a milder adversarial-training budget that keeps both classes.",
+        holds="the model's predictions are not (nearly) one class",
+        atlas=("AML.T0015",),
+        owasp=_ML01,
+    ),
+    Check(
+        "BA603",
+        "an attack counted an adversarial that breaks the threat model",
+        Severity.HIGH,
+        "The audit re-checked every adversarial an attack counted as a success against the threat model's "
+        "constraints (text: edit budget and similarity constraints; tabular: mutability, ranges, one-hot, "
+        "relations) and some fail. The attacks verify their output themselves, so this is a bug in bastion, "
+        "and the robust accuracy reported is too low by those records.",
+        "Report it with report.json (the evidence names the records); do not trust this audit's robust "
+        "accuracy until it is fixed.",
+        holds="every counted adversarial meets the threat model's constraints",
+        atlas=_EVASION,
+        owasp=_ML01,
     ),
 ]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bastion._files import atomic_write
 from bastion.audit.findings import CATALOG
-from bastion.audit.report import AuditReport
+from bastion.audit.report import AuditReport, headline_rows
 from bastion.audit.taxonomy import ATLAS, OWASP_ML, atlas_url, owasp_url
 from bastion.audit.verdict import headline
 
@@ -56,6 +56,7 @@ def render_html(report: AuditReport, sections: Sequence[Section] | None = None) 
         owasp=OWASP_ML,
         atlas_url=atlas_url,
         owasp_url=owasp_url,
+        headline_rows=headline_rows(data),
     )
 
 
@@ -71,11 +72,13 @@ def render_summary(report: AuditReport) -> str:
     """A short markdown summary for a pull request."""
     d = report.to_dict()
     verdict = f"{'✅' if d['verdict']['passed'] else '❌'} {headline(d)}"
+    modality = d["model"].get("modality")
     lines = [
         f"## bastion audit: {verdict}",
         "",
-        f"`{d['model']['name']}` on `{d['data']['name']}` ({d['data']['n_samples']} samples), preset "
-        f"`{d['config']['preset']}`, seed {d['config']['seed']}; "
+        f"`{d['model']['name']}` on `{d['data']['name']}` ({d['data']['n_samples']} samples), "
+        + (f"{modality} model" if modality in ("text", "tabular") else f"preset `{d['config']['preset']}`")
+        + f", seed {d['config']['seed']}; "
         f"clean accuracy {_pct(d['clean']['accuracy'])}.",
         "",
     ]
@@ -86,6 +89,21 @@ def render_summary(report: AuditReport) -> str:
                 f"| {t['label']} | **{_pct(t['robust_accuracy'])}** | {_pct(t['naive_robust_accuracy'])} |"
             )
         lines.append("")
+    rows = headline_rows(d)
+    if rows:
+        lines += ["| threat | clean accuracy | robust accuracy (every attack) | note |", "|---|---|---|---|"]
+        for h in rows:
+            clean, robust = _pct(h["clean_accuracy"]), _pct(h["robust_accuracy"])
+            lines.append(f"| {h['label']} | {clean} | **{robust}** | {h['note']} |")
+        lines.append("")
+    if d.get("text"):
+        from bastion.audit.sections.text import text_lines
+
+        lines += text_lines(d["text"])
+    if d.get("tabular"):
+        from bastion.audit.sections.tabular import tabular_lines
+
+        lines += tabular_lines(d["tabular"])
     if d.get("certification"):
         lines += _certification_lines(d["certification"])
     if d.get("training_threats"):

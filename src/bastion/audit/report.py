@@ -7,14 +7,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["SCHEMA_VERSION", "AuditReport", "Example", "RecoveredTrigger"]
+__all__ = ["SCHEMA_VERSION", "AuditReport", "Example", "RecoveredTrigger", "headline_rows"]
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,10 @@ class AuditReport:
 
     @property
     def robust_accuracy(self) -> float | None:
-        """The lowest adaptive robust accuracy over the audited threats (None if none ran)."""
+        """The lowest adaptive robust accuracy over the audited threats, image threats and the text and
+        tabular sections' headline rows alike (None if none ran)."""
         values = [t["robust_accuracy"] for t in self.threats]
+        values += [h["robust_accuracy"] for h in headline_rows(self.sections)]
         return min(values) if values else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,6 +147,18 @@ class AuditReport:
             "timing": self.timing,
             "environment": self.environment,
         }
+
+
+def headline_rows(blocks: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The headline rows of the sections that measure robustness without an image threat model (text,
+    tabular; schema 1.5): every section block that is an object with a ``headline`` list contributes its
+    rows, each ``{"label", "clean_accuracy", "robust_accuracy", "note"}``, in section order. ``blocks`` is
+    an :class:`AuditReport`'s ``sections`` or a report.json dict."""
+    rows: list[dict[str, Any]] = []
+    for block in blocks.values():
+        if isinstance(block, Mapping) and isinstance(block.get("headline"), list):
+            rows += [dict(r) for r in block["headline"]]
+    return rows
 
 
 def _with_detector(threats: list[dict[str, Any]], detector: dict[str, Any] | None) -> list[dict[str, Any]]:

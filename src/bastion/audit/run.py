@@ -29,7 +29,7 @@ from bastion.data.dataset import Dataset
 from bastion.errors import DataError
 from bastion.model import Classifier, as_classifier, predict
 
-__all__ = ["Progress", "run_audit"]
+__all__ = ["Progress", "run_audit", "run_sections"]
 
 
 def _quiet(task: str, done: int, total: int) -> None:
@@ -44,12 +44,35 @@ def run_audit(
     progress: Progress | None = None,
     model_name: str | None = None,
     sections: Sequence[Section] | None = None,
+    threat: Any = None,
 ) -> AuditReport:
     """Audit ``model`` on ``data`` (the first ``config.limit`` samples). Deterministic for a seed.
 
     ``sections`` replaces the default pipeline (:data:`bastion.audit.sections.SECTIONS`), e.g. to add a
     section of your own; each runs when its ``enabled(config)`` says so, in order.
+
+    Text and tabular models are audited by their own pipelines, chosen by the data: a
+    :class:`~bastion.text.TextData` runs :data:`~bastion.audit.sections.TEXT_SECTIONS` on a text
+    classifier (:func:`bastion.audit.run_text.run_text_audit`), a :class:`~bastion.tabular.TabularData`
+    runs :data:`~bastion.audit.sections.TABULAR_SECTIONS` under ``threat`` (a
+    :class:`~bastion.tabular.TabularThreatModel`; default: the schema's own limits;
+    :func:`bastion.audit.run_tabular.run_tabular_audit`). Same report, verdict and findings.
     """
+    from bastion.tabular.data import TabularData
+    from bastion.text.data import TextData
+
+    if isinstance(data, TextData):
+        from bastion.audit.run_text import run_text_audit
+
+        return run_text_audit(
+            model, data, config, progress=progress, model_name=model_name, sections=sections
+        )
+    if isinstance(data, TabularData):
+        from bastion.audit.run_tabular import run_tabular_audit
+
+        return run_tabular_audit(
+            model, data, config, threat=threat, progress=progress, model_name=model_name, sections=sections
+        )
     cfg = config or AuditConfig()
     pipeline = tuple(SECTIONS if sections is None else sections)
     validate_pipeline(pipeline)
@@ -78,25 +101,7 @@ def run_audit(
         preparations=preparations,
         source=provenance(model, data),
     )
-    blocks: dict[str, Any] = {}
-    artifacts: dict[str, dict[str, Any]] = {}
-    findings: list[Finding] = []
-    ran: list[CheckRun] = []
-    for section in pipeline:
-        if section not in enabled:
-            blocks[section.name] = section.off(cfg)
-            ctx.outputs.update(dict.fromkeys(section.provides))
-            continue
-        result = section.run(ctx)
-        blocks[section.name] = result.block
-        artifacts[section.name] = dict(result.artifacts)
-        findings += result.findings
-        ran += result.checks
-        ctx.outputs.update({k: result.outputs.get(k) for k in section.provides})
-    gate = _gate(ctx.outputs.get("adversarials") or [], cfg)
-    findings += gate
-    ran.append(check("BA301", "all", not gate, minimum=cfg.min_robust_accuracy))
-    findings.sort(key=lambda f: (-int(f.severity), f.code, f.threat))
+    blocks, artifacts, findings, ran = run_sections(ctx, pipeline, enabled)
     total = time.perf_counter() - start
     return AuditReport(
         schema_version=SCHEMA_VERSION,
@@ -106,6 +111,7 @@ def run_audit(
             "num_classes": int(clean_logits.shape[1]),
             "bounds": list(clf.bounds),
             "input_shape": list(x.shape[1:]),
+            "modality": "image",
             "source": ctx.source,
         },
         data={
@@ -137,6 +143,35 @@ def run_audit(
         pipeline=[s.name for s in pipeline],
         section_objects=pipeline,
     )
+
+
+def run_sections(
+    ctx: AuditContext, pipeline: Sequence[Section], enabled: Sequence[Section]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[Finding], list[CheckRun]]:
+    """Run ``pipeline`` on ``ctx`` (the ``enabled`` ones; the others' blocks are :meth:`Section.off`),
+    then the robust-accuracy gate (``BA301``) over the declared ``adversarials``: ``(blocks, artifacts,
+    findings sorted by severity, checks run)``. Shared by the image, text and tabular audits."""
+    cfg = ctx.config
+    blocks: dict[str, Any] = {}
+    artifacts: dict[str, dict[str, Any]] = {}
+    findings: list[Finding] = []
+    ran: list[CheckRun] = []
+    for section in pipeline:
+        if section not in enabled:
+            blocks[section.name] = section.off(cfg)
+            ctx.outputs.update(dict.fromkeys(section.provides))
+            continue
+        result = section.run(ctx)
+        blocks[section.name] = result.block
+        artifacts[section.name] = dict(result.artifacts)
+        findings += result.findings
+        ran += result.checks
+        ctx.outputs.update({k: result.outputs.get(k) for k in section.provides})
+    gate = _gate(ctx.outputs.get("adversarials") or [], cfg)
+    findings += gate
+    ran.append(check("BA301", "all", not gate, minimum=cfg.min_robust_accuracy))
+    findings.sort(key=lambda f: (-int(f.severity), f.code, f.threat))
+    return blocks, artifacts, findings, ran
 
 
 def _clean(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from bastion.cli.app import (
@@ -367,6 +368,49 @@ def audit(
             show_default=False,
         ),
     ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option(
+            "--text-column",
+            rich_help_panel="Text and tabular models",
+            metavar="NAME",
+            help="Audit a text model: the text column of csv:FILE data (a zoo text model such as "
+            "zoo:sst2-wordcnn or a named text set such as sst2 selects the text audit by itself).",
+            show_default=False,
+        ),
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            "--schema",
+            rich_help_panel="Text and tabular models",
+            metavar="FILE",
+            help="Audit a tabular model: the feature schema JSON of the csv:FILE records (types, ranges, "
+            "what may move).",
+            show_default=False,
+        ),
+    ] = None,
+    threat_preset: Annotated[
+        str | None,
+        typer.Option(
+            "--threat-preset",
+            rich_help_panel="Text and tabular models",
+            metavar="NAME",
+            help="Tabular: a named threat (german_credit, default_credit_taiwan); default: the schema's "
+            "own limits.",
+            show_default=False,
+        ),
+    ] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            "--budget",
+            rich_help_panel="Text and tabular models",
+            metavar="B",
+            help="Tabular: the total change budget (range-normalised cost).",
+            show_default=False,
+        ),
+    ] = None,
     weights: WeightsOpt = None,
     split: SplitOpt = "test",
     label: LabelOpt = None,
@@ -394,6 +438,8 @@ def audit(
     Example: [bold]bastion audit zoo:digits-cnn digits --epsilon 0.1 --epsilon 0.2 --out audit-report[/]
     """
     from bastion.audit import AuditConfig, load_config, run_audit, write_report
+    from bastion.cli._audit_modal import load_tabular_audit, load_text_audit, modality, refuse_image_options
+    from bastion.errors import ThreatModelError
 
     cfg = load_config(config) if config is not None else AuditConfig()
     changes: dict[str, Any] = {
@@ -430,23 +476,46 @@ def audit(
         budgets = [parse_epsilon(e) for e in epsilon] if epsilon else sorted({e for _, e in cfg.threats})
         changes["threats"] = tuple((chosen, e) for e in budgets)
     cfg = replace(cfg, **{k: v for k, v in changes.items() if v is not None})
-    # Data outside the model's bounds is not refused here: the audit reports it (BA106) in a report.
-    clf, ds = load_inputs(
-        model,
-        data,
-        weights=weights,
-        split=split,
-        label=label,
-        bounds=bounds,
-        limit=cfg.limit,
-        seed=cfg.seed,
-        mean=mean,
-        std=std,
-        device=device,
-        check_bounds=False,
-    )
-    if bounds is not None:  # declared here: not the range a loader guessed from the data (BA110)
-        ds = replace(ds, meta={**ds.meta, "bounds_source": "declared"})
+    kind = modality(model, data, text_column=text_column, schema=schema)
+    threat: Any = None
+    if kind == "image":
+        if threat_preset is not None or budget is not None:
+            raise ThreatModelError("--threat-preset and --budget are for tabular models: pass --schema FILE")
+        # Data outside the model's bounds is not refused here: the audit reports it (BA106) in a report.
+        clf, ds = load_inputs(
+            model,
+            data,
+            weights=weights,
+            split=split,
+            label=label,
+            bounds=bounds,
+            limit=cfg.limit,
+            seed=cfg.seed,
+            mean=mean,
+            std=std,
+            device=device,
+            check_bounds=False,
+        )
+        if bounds is not None:  # declared here: not the range a loader guessed from the data (BA110)
+            ds = replace(ds, meta={**ds.meta, "bounds_source": "declared"})
+    else:
+        refuse_image_options(
+            kind,
+            {"--epsilon": epsilon, "--norm": norm, "--defense": defense, "--detector": detector,
+             "--certify": certify, "--scan-model": scan_model, "--scan-data": scan_data,
+             "--training-manifest": training_manifest, "--privacy": privacy, "--weights": weights,
+             "--bounds": bounds, "--mean": mean, "--std": std},
+        )  # fmt: skip
+        if kind == "text":
+            clf, ds = load_text_audit(
+                model, data, split=split, text_column=text_column, label=label, limit=cfg.limit,
+                seed=cfg.seed,
+            )  # fmt: skip
+        else:
+            clf, ds, threat = load_tabular_audit(
+                model, data, schema=schema, threat_preset=threat_preset, budget=budget,
+                limit=cfg.limit, seed=cfg.seed,
+            )  # fmt: skip
     with progress_bar() as bar:
         tasks: dict[str, Any] = {}
 
@@ -455,7 +524,7 @@ def audit(
                 tasks[task] = bar.add_task(task, total=max(total, 1))
             bar.update(tasks[task], completed=done if total else 1, total=max(total, 1))
 
-        report = run_audit(clf, ds, cfg, progress=on_progress, model_name=model)
+        report = run_audit(clf, ds, cfg, progress=on_progress, model_name=model, threat=threat)
     paths = write_report(report, str(out_dir))
     also = []
     if sarif is not None:
@@ -479,6 +548,10 @@ def _pct(v: float | None) -> str:
 
 
 def _print_summary(d: dict[str, Any]) -> None:
+    from bastion.audit.report import headline_rows
+    from bastion.audit.sections.tabular import tabular_lines
+    from bastion.audit.sections.text import text_lines
+
     table = Table(
         title=f"{d['model']['name']} on {d['data']['name']} ({d['data']['n_samples']} samples)",
         title_justify="left",
@@ -492,7 +565,15 @@ def _print_summary(d: dict[str, Any]) -> None:
             f"[bold]{_pct(t['robust_accuracy'])}[/]",
             _pct(t["naive_robust_accuracy"]),
         )
+    for h in headline_rows(d):
+        table.add_row(
+            escape(h["label"]), _pct(h["clean_accuracy"]), f"[bold]{_pct(h['robust_accuracy'])}[/]", "n/a"
+        )
     out.print(table)
+    for key, lines in (("text", text_lines), ("tabular", tabular_lines)):
+        if d.get(key):
+            for line in lines(d[key])[2:-1]:
+                out.print(escape(line.removeprefix("- ").replace("**", "")), highlight=False)
     _print_certification(d.get("certification"))
     if d.get("training_threats"):
         from bastion.audit.render import training_lines

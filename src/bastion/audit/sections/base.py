@@ -30,6 +30,7 @@ from bastion.model import Classifier
 __all__ = [
     "AuditContext",
     "CheckRun",
+    "HeadlineRow",
     "MetricRow",
     "Progress",
     "Section",
@@ -41,6 +42,11 @@ __all__ = [
 
 Progress = Callable[[str, int, int], None]
 """Called as ``progress(task, done, total)``; ``total`` is the number of inputs the task attacks."""
+
+AuditModel = Classifier | Any
+"""An image :class:`~bastion.model.Classifier`, a text or a tabular classifier (see :class:`AuditContext`)."""
+AuditData = Dataset | Any
+AuditInputs = torch.Tensor | Any
 
 MetricRow = tuple[str, float | None, float | None]
 """``(metric, old, new)`` for ``report compare``: higher is better."""
@@ -82,12 +88,18 @@ class SectionResult:
 class AuditContext:
     """What every section sees. ``model`` is what the attacks attack (behind ``--defense`` when one is
     configured); ``network`` the bare model (weights-level scans look at it). ``x`` (N, ...) and ``y`` (N,)
-    are the audited inputs, ``correct`` (N,) bool the clean predictions' correctness."""
+    are the audited inputs, ``correct`` (N,) bool the clean predictions' correctness.
 
-    model: Classifier
-    network: Classifier
-    data: Dataset
-    x: torch.Tensor
+    The modality decides the types (:data:`AuditModel`, :data:`AuditData`, :data:`AuditInputs`): images
+    a :class:`~bastion.model.Classifier`, a :class:`~bastion.data.dataset.Dataset` and a tensor ``x``;
+    text a :class:`~bastion.text.TextClassifier`, :class:`~bastion.text.TextData` and ``x`` a list of N
+    strings; tabular a :class:`~bastion.tabular.TabularClassifier`, :class:`~bastion.tabular.TabularData`
+    and records ``x`` (N, D). ``extra`` holds what only one modality has (the tabular threat model)."""
+
+    model: AuditModel
+    network: AuditModel
+    data: AuditData
+    x: AuditInputs
     y: torch.Tensor
     clean_logits: torch.Tensor
     correct: torch.Tensor
@@ -98,6 +110,7 @@ class AuditContext:
     """How the model was loaded and where its bounds came from (report.json's ``model.source``)."""
     outputs: dict[str, Any] = field(default_factory=dict)
     preparations: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -112,6 +125,15 @@ class AuditContext:
     def prepared(self, section: str) -> Any:
         """What ``section``'s :meth:`Section.prepare` returned before any section ran."""
         return self.preparations.get(section)
+
+
+@dataclass(frozen=True)
+class HeadlineRow:
+    """A robust accuracy a section declares under ``adversarials`` without an image threat model (a text
+    preset, a tabular threat): what the ``BA301`` gate reads (``label``, ``robust_accuracy``)."""
+
+    label: str
+    robust_accuracy: float
 
 
 class Section(ABC):
