@@ -15,17 +15,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 from bastion.attacks.base import check_positive
 from bastion.errors import DataError, ThreatModelError
 from bastion.tabular.attacks.base import TabularAttack
 from bastion.tabular.attacks.cpgd import CPGD
 from bastion.tabular.data import TabularData
-from bastion.tabular.encoding import Encoder
 from bastion.tabular.model import TorchTabularClassifier
 from bastion.tabular.threat import TabularThreatModel
-from bastion.tabular.train import mlp
+from bastion.tabular.train import fit_mlp
 
 __all__ = ["adversarial_train"]
 
@@ -52,42 +51,24 @@ def adversarial_train(
     built on ``data.schema``'s columns (mutability, costs and directions may differ).
     """
     attack = attack if attack is not None else CPGD(steps=10)
-    check_positive("epochs", epochs, integer=True, error=DataError)
     check_positive("clean_epochs", clean_epochs, integer=True, allow_zero=True, error=DataError)
-    check_positive("batch_size", batch_size, integer=True, error=DataError)
-    check_positive("lr", lr, error=DataError)
     if not 0.0 <= mix <= 1.0:
         raise DataError(f"mix is the adversarial share of the loss in [0, 1], got {mix!r}")
     if clean_epochs > epochs:
         raise DataError(f"clean_epochs ({clean_epochs}) cannot exceed epochs ({epochs})")
-    if len(data) < 2 or data.num_classes < 2:
-        raise DataError("training needs at least 2 records and 2 classes")
     if [f.name for f in threat.schema.features] != list(data.schema.names):
         raise ThreatModelError(
             "the threat model's features differ from the data's; build it from data.schema"
         )
-    encoder = Encoder.fit(data.schema, data.x)
-    z, y = encoder.encode(data.x), data.y
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module = mlp(encoder.width, data.num_classes, hidden)
-    model = TorchTabularClassifier(module, encoder, num_classes=data.num_classes)
-    batches = torch.Generator().manual_seed(seed)
     attack_gen = torch.Generator(device=data.x.device).manual_seed(seed + 1)
-    opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    module.train()
-    for epoch in range(epochs):
-        perm = torch.randperm(len(y), generator=batches)
-        for i in range(0, len(y), batch_size):
-            idx = perm[i : i + batch_size]
-            loss = loss_fn(module(z[idx]), y[idx])
-            if epoch >= clean_epochs and mix > 0:
-                x_adv = attack(model, data.x[idx], y[idx], threat, generator=attack_gen).x_adv
-                adv = loss_fn(module(encoder.encode(x_adv)), y[idx])
-                loss = (1.0 - mix) * loss + mix * adv
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    module.eval()
-    return model
+
+    def mixed(model: TorchTabularClassifier, z: torch.Tensor, epoch: int, idx: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(model.module(z[idx]), data.y[idx])
+        if epoch >= clean_epochs and mix > 0:
+            x_adv = attack(model, data.x[idx], data.y[idx], threat, generator=attack_gen).x_adv
+            adv = F.cross_entropy(model.module(model.encoder.encode(x_adv)), data.y[idx])
+            loss = (1.0 - mix) * loss + mix * adv
+        return loss
+
+    # epochs, batch_size, lr and the data's size are checked by the shared loop
+    return fit_mlp(data, mixed, hidden, epochs, seed, lr, batch_size, weight_decay)
