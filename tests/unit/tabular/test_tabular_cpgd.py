@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import linprog
+from _tabular_lp import LIN, MAX_CHANGE, MIXED, linear_model, lp_margin, mixed_data
 from torch import nn
 
 from bastion.errors import ThreatModelError
@@ -30,44 +30,6 @@ from bastion.tabular.attacks import base as attack_base
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "tabular"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="tabular data not present in ../shared/data")
-
-# -- known answer: a logistic model on 4 numeric features; the cheapest change is an LP ---------------
-LIN = TabularSchema(
-    features=tuple(Feature(f"f{j}", "numeric", low=0, high=10, immutable=(j == 3)) for j in range(4)),
-    classes=("0", "1"),
-)
-W = torch.tensor([1.5, -2.0, 0.7, 3.0], dtype=torch.float64)
-B = -4.0
-MAX_CHANGE = {"f0": 1.0, "f1": 0.5, "f2": 2.0}
-
-
-def linear_model() -> TorchTabularClassifier:
-    enc = Encoder(LIN, torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
-    layer = nn.Linear(4, 2)
-    with torch.no_grad():  # logit 1 - logit 0 = w.x + b
-        layer.weight.copy_(torch.stack([torch.zeros(4), W.float()]))
-        layer.bias.copy_(torch.tensor([0.0, B]))
-    return TorchTabularClassifier(layer, enc)
-
-
-def lp_margin(x: np.ndarray, y: int, threat: TabularThreatModel) -> float:
-    """The smallest margin s * (w.(x + d) + b) reachable (s = +1 for class 1): the record flips iff < 0."""
-    w, s = W.numpy(), 1.0 if y == 1 else -1.0
-    up, down = [], []
-    for j, f in enumerate(LIN.features):
-        m = 0.0 if f.immutable else MAX_CHANGE.get(f.name, np.inf)
-        up.append(min(10 - x[j], m))
-        down.append(min(x[j], m))
-    # variables d+ (4) and d- (4), both >= 0: minimise s * w.(d+ - d-)
-    c = np.concatenate([s * w, -s * w])
-    bounds = [(0, u) for u in up] + [(0, d) for d in down]
-    a_ub, b_ub = None, None
-    if threat.budget is not None:
-        wt = threat.cost_weights().numpy()
-        a_ub, b_ub = np.concatenate([wt, wt])[None, :], [threat.budget]
-    res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
-    assert res.status == 0
-    return float(s * (w @ x + B) + res.fun)
 
 
 @pytest.mark.parametrize("budget", [None, 0.12])
@@ -140,45 +102,7 @@ def test_unbounded_feature_and_inequality_relation() -> None:
     assert ((result.x_adv[:, 0] - data.x[:, 0]).abs() <= 2.0 * float(model.encoder.std[0]) + 1e-9).all()
 
 
-# -- invariants on a mixed schema with relations, budget, directions -----------------------------------
-MIXED = TabularSchema(
-    features=(
-        Feature("age", "integer", low=18, high=80, immutable=True),
-        Feature("income", "integer", low=0, high=5000, max_change=800.0),
-        Feature("debt", "integer", low=0, high=5000),
-        Feature("total", "integer", low=0, high=10000),
-        Feature("rate", "ordinal", categories=("1", "2", "3", "4"), direction="decrease"),
-        Feature("housing", "categorical", categories=("own", "rent", "free"), cost=0.3),
-        Feature("ratio", "numeric", low=0, high=1, direction="increase"),
-    ),
-    classes=("0", "1"),
-    relations=(Relation({"income": 1, "debt": 1, "total": -1}, "==", 0.0, adjust="total"),),
-)
-
-
-def mixed_data(n: int = 400) -> TabularData:
-    g = torch.Generator().manual_seed(1)
-
-    def ints(lo: int, hi: int) -> torch.Tensor:
-        return torch.randint(lo, hi, (n,), generator=g).double()
-
-    income, debt = ints(0, 5000), ints(0, 5000)
-    x = torch.stack(
-        [
-            ints(18, 80),
-            income,
-            debt,
-            income + debt,
-            ints(0, 4),
-            ints(0, 3),
-            torch.rand(n, generator=g).double(),
-        ],
-        dim=1,
-    )
-    y = ((debt - income) / 2000 + x[:, 4] / 3 - (x[:, 5] == 0).double() + x[:, 6] > 0.3).long()
-    return TabularData(x, y, MIXED, ("0", "1"))
-
-
+# -- invariants on the mixed schema (relations, budget, directions) --------------------------------
 @pytest.fixture(scope="module")
 def mixed_model() -> TorchTabularClassifier:
     return train_mlp(mixed_data(), hidden=(32,), epochs=40, seed=0, lr=0.01)

@@ -6,63 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import linprog
+from _tabular_lp import LIN, MAX_CHANGE, MIXED, linear_model, lp_margin, mixed_data
 from sklearn.ensemble import HistGradientBoostingClassifier
-from torch import nn
 
 from bastion.errors import AttackError, ModelContractError
-from bastion.tabular import (
-    CPGD,
-    Encoder,
-    Feature,
-    MoEvA,
-    Relation,
-    SklearnTabularClassifier,
-    TabularData,
-    TabularSchema,
-    TabularThreatModel,
-    TorchTabularClassifier,
-)
+from bastion.tabular import CPGD, MoEvA, SklearnTabularClassifier, TabularThreatModel
 from bastion.tabular.attacks import moeva as moeva_module
-
-# -- known answer: logit(1) - logit(0) = w.x + b on 4 numeric features; the best change is an LP ------
-LIN = TabularSchema(
-    features=tuple(Feature(f"f{j}", "numeric", low=0, high=10, immutable=(j == 3)) for j in range(4)),
-    classes=("0", "1"),
-)
-W = np.array([1.5, -2.0, 0.7, 3.0])
-B = -4.0
-MAX_CHANGE = {"f0": 1.0, "f1": 0.5, "f2": 2.0}
-
-
-def linear_model() -> TorchTabularClassifier:
-    enc = Encoder(LIN, torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64))
-    layer = nn.Linear(4, 2)
-    with torch.no_grad():
-        layer.weight.copy_(torch.tensor([[0.0] * 4, W.tolist()]))
-        layer.bias.copy_(torch.tensor([0.0, B]))
-    return TorchTabularClassifier(layer, enc)
-
-
-def best_margin(x: np.ndarray, y: int, threat: TabularThreatModel) -> float:
-    """min over allowed changes d of s * (w.(x + d) + b), s = +1 for class 1: negative iff flippable."""
-    s = 1.0 if y == 1 else -1.0
-    m = [0.0 if f.immutable else MAX_CHANGE[f.name] for f in LIN.features]
-    up = [min(10 - x[j], m[j]) for j in range(4)]
-    down = [min(x[j], m[j]) for j in range(4)]
-    a_ub = b_ub = None
-    if threat.budget is not None:  # d = d+ - d-, cost = weights . (d+ + d-)
-        wt = threat.cost_weights().numpy()
-        a_ub, b_ub = np.concatenate([wt, wt])[None, :], [threat.budget]
-    res = linprog(
-        np.concatenate([s * W, -s * W]),
-        A_ub=a_ub,
-        b_ub=b_ub,
-        bounds=[(0, u) for u in up] + [(0, d) for d in down],
-        method="highs",
-    )
-    assert res.status == 0
-    return float(s * (W @ x + B) + res.fun)
 
 
 @pytest.mark.parametrize("budget", [None, 0.12])
@@ -71,7 +20,7 @@ def test_moeva_flips_what_the_lp_says_is_flippable(budget: float | None) -> None
     threat = TabularThreatModel(LIN, max_change=MAX_CHANGE, budget=budget)
     x = 1 + 8 * torch.rand(300, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     y = model(x).argmax(dim=1)
-    margins = np.array([best_margin(r, int(c), threat) for r, c in zip(x.numpy(), y.tolist(), strict=True)])
+    margins = np.array([lp_margin(r, int(c), threat) for r, c in zip(x.numpy(), y.tolist(), strict=True)])
     clear = np.abs(margins) > 1e-2
     flippable = margins < 0
     assert (flippable & clear).sum() > 20 and (~flippable & clear).sum() > 200
@@ -85,35 +34,7 @@ def test_moeva_flips_what_the_lp_says_is_flippable(budget: float | None) -> None
     assert torch.equal(result.x_adv[:, 3], x[:, 3])
 
 
-# -- a black-box model on a mixed schema: relations, budget, directions, categories ------------------
-MIXED = TabularSchema(
-    features=(
-        Feature("age", "integer", low=18, high=80, immutable=True),
-        Feature("income", "integer", low=0, high=5000, max_change=800.0),
-        Feature("debt", "integer", low=0, high=5000),
-        Feature("total", "integer", low=0, high=10000),
-        Feature("rate", "ordinal", categories=("1", "2", "3", "4"), direction="decrease"),
-        Feature("housing", "categorical", categories=("own", "rent", "free"), cost=0.3),
-        Feature("ratio", "numeric", low=0, high=1, direction="increase"),
-    ),
-    classes=("0", "1"),
-    relations=(Relation({"income": 1, "debt": 1, "total": -1}, "==", 0.0, adjust="total"),),
-)
-
-
-def mixed_data(n: int = 400) -> TabularData:
-    g = torch.Generator().manual_seed(1)
-
-    def ints(lo: int, hi: int) -> torch.Tensor:
-        return torch.randint(lo, hi, (n,), generator=g).double()
-
-    income, debt = ints(0, 5000), ints(0, 5000)
-    ratio = torch.rand(n, generator=g).double()
-    x = torch.stack([ints(18, 80), income, debt, income + debt, ints(0, 4), ints(0, 3), ratio], dim=1)
-    y = ((debt - income) / 2000 + x[:, 4] / 3 - (x[:, 5] == 0).double() + x[:, 6] > 0.3).long()
-    return TabularData(x, y, MIXED, ("0", "1"))
-
-
+# -- a black-box model on the mixed schema: relations, budget, directions, categories --------------
 @pytest.fixture(scope="module")
 def boosted() -> SklearnTabularClassifier:
     data = mixed_data()
