@@ -243,3 +243,9 @@ def test_text_and_tabular_usage_errors_exit_2_with_one_line(tmp_path: Path) -> N
         assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
         assert expected in lines[0], (expected, lines[0])
     assert not (tmp_path / "never").exists()
+
+
+def test_audit_help_teaches_text_and_tabular() -> None:
+    text = bastion("audit", "--help").stdout
+    for word in ("--text-column", "--schema", "--threat-preset", "--budget", "BA601", "BA602", "sst2"):
+        assert word in text, word

@@ -435,7 +435,13 @@ def audit(
     Exit code: 0 when the audit passes, 1 when a finding reaches --fail-on or robust accuracy is below
     --min-robust-accuracy, 2 on a usage error.
 
+    Text models (a zoo text model, a named text set or --text-column) get the text attacks at the paper
+    and strict presets and the sanitiser (BA601); tabular models (--schema) the constrained cascade with
+    balanced accuracy, MCC and the degenerate flag (BA602). See docs/audit.md, Text and tabular models.
+
     Example: [bold]bastion audit zoo:digits-cnn digits --epsilon 0.1 --epsilon 0.2 --out audit-report[/]
+
+    Text: [bold]bastion audit zoo:sst2-wordcnn sst2 --split validation --limit 200 --out sst2-audit[/]
     """
     from bastion.audit import AuditConfig, load_config, run_audit, write_report
     from bastion.cli._audit_modal import load_tabular_audit, load_text_audit, modality, refuse_image_options
