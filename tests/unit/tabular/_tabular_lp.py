@@ -1,5 +1,7 @@
-"""Shared set-ups of the tabular attack tests (CPGD, MoEvA): the LP known answer on a linear model and
-a mixed schema with a relation, integers, categories, directions and a cost, with seeded records."""
+"""Shared set-ups of the tabular attack tests (CPGD, MoEvA): the LP known answer on a linear model, and
+a mixed schema with a relation, integers, categories, directions and a cost, with seeded records and
+the constraint checks every attack's records must pass on it. (Not a test module: pytest does not
+rewrite its asserts, so each one says what broke.)"""
 
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from bastion.tabular import (
     Encoder,
     Feature,
     Relation,
+    TabularAttack,
+    TabularAttackResult,
+    TabularClassifier,
     TabularData,
     TabularSchema,
     TabularThreatModel,
@@ -59,8 +64,22 @@ def lp_margin(x: np.ndarray, y: int, threat: TabularThreatModel) -> float:
         bounds=[(0, u) for u in up] + [(0, d) for d in down],
         method="highs",
     )
-    assert res.status == 0
+    assert res.status == 0, f"the LP failed: {res.message}"
     return float(s * (W @ x + B) + res.fun)
+
+
+def lp_case(
+    budget: float | None,
+) -> tuple[TorchTabularClassifier, TabularThreatModel, torch.Tensor, torch.Tensor, np.ndarray]:
+    """The linear model, LIN's threat (MAX_CHANGE, ``budget``), 300 seeded records (300, 4) inside the
+    ranges, labelled by the model itself (every record starts correctly classified), and each record's
+    LP margin (300,): the attack should flip exactly the records whose margin is < 0."""
+    model = linear_model()
+    threat = TabularThreatModel(LIN, max_change=MAX_CHANGE, budget=budget)
+    x = 1 + 8 * torch.rand(300, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = model(x).argmax(dim=1)
+    margins = np.array([lp_margin(r, int(c), threat) for r, c in zip(x.numpy(), y.tolist(), strict=True)])
+    return model, threat, x, y, margins
 
 
 # -- a mixed schema: relations, budget, directions, categories, integers ---------------------------------
@@ -92,3 +111,42 @@ def mixed_data(n: int = 400) -> TabularData:
     x = torch.stack([age, income, debt, income + debt, rate, housing, ratio], dim=1)
     y = ((debt - income) / 2000 + x[:, 4] / 3 - (x[:, 5] == 0).double() + x[:, 6] > 0.3).long()
     return TabularData(x, y, MIXED, ("0", "1"))
+
+
+def check_mixed_records(
+    result: TabularAttackResult,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    model: TabularClassifier,
+    budget: float | None,
+) -> None:
+    """Every record the attack returned for ``x`` (N, 7) keeps MIXED's constraints (re-checked here by
+    hand, not by the library), and a success is exactly the model's misclassification of it."""
+    xa = result.x_adv
+    assert result.valid.all() and result.constraint_satisfaction == 1.0, "an invalid record came back"
+    assert torch.equal(xa[:, 0], x[:, 0]), "the immutable age changed"
+    assert torch.equal(xa[:, :6], xa[:, :6].round()), "an integer or a category code is fractional"
+    assert ((xa[:, 5] >= 0) & (xa[:, 5] <= 2)).all() and ((xa[:, 4] >= 0) & (xa[:, 4] <= 3)).all(), (
+        "a category code is out of range"
+    )
+    assert (xa[:, 4] <= x[:, 4]).all() and (xa[:, 6] >= x[:, 6]).all(), "a direction was broken"
+    assert torch.equal(xa[:, 1] + xa[:, 2], xa[:, 3]), "total != income + debt"
+    assert ((xa[:, 1] - x[:, 1]).abs() <= 800).all(), "income moved more than its max_change"
+    if budget is not None:
+        assert (result.cost <= budget + 1e-9).all(), "a record costs more than the budget"
+    assert torch.equal(result.success, model(xa).argmax(dim=1) != y), "success is not the model's verdict"
+
+
+def attack_mixed(
+    attack: TabularAttack, model: TabularClassifier, n: int, budget: float | None
+) -> tuple[torch.Tensor, torch.Tensor, TabularAttackResult]:
+    """Attack the first ``n`` records of :func:`mixed_data` under MIXED (with ``budget``) at seed 0,
+    check that the attack left its inputs alone and every record it returned
+    (:func:`check_mixed_records`); returns the records (n, 7), their labels (n,) and the result."""
+    data = mixed_data()
+    x, y = data.x[:n], data.y[:n]
+    before = x.clone()
+    result = attack(model, x, y, TabularThreatModel(MIXED, budget=budget), seed=0)
+    assert torch.equal(x, before), "the attack must not mutate its inputs"
+    check_mixed_records(result, x, y, model, budget)
+    return x, y, result

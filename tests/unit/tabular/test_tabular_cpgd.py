@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tabular_lp import LIN, MAX_CHANGE, MIXED, linear_model, lp_margin, mixed_data
+from _tabular_lp import MIXED, attack_mixed, lp_case, mixed_data
 from torch import nn
 
 from bastion.errors import ThreatModelError
@@ -34,12 +34,7 @@ needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="tabular data not 
 
 @pytest.mark.parametrize("budget", [None, 0.12])
 def test_cpgd_flips_exactly_what_the_lp_says(budget: float | None) -> None:
-    model = linear_model()
-    threat = TabularThreatModel(LIN, max_change=MAX_CHANGE, budget=budget)
-    g = torch.Generator().manual_seed(0)
-    x = 1 + 8 * torch.rand(300, 4, generator=g, dtype=torch.float64)
-    y = model(x).argmax(dim=1)  # every record starts correctly classified
-    margins = np.array([lp_margin(r, int(c), threat) for r, c in zip(x.numpy(), y.tolist(), strict=True)])
+    model, threat, x, y, margins = lp_case(budget)  # every record starts correctly classified
     clear = np.abs(margins) > 1e-3  # leave out records the LP puts on the boundary
     flippable = margins < 0
     assert (flippable & clear).sum() > 20 and (~flippable & clear).sum() > 20
@@ -112,24 +107,8 @@ def mixed_model() -> TorchTabularClassifier:
 def test_every_returned_record_satisfies_the_constraints(
     mixed_model: TorchTabularClassifier, budget: float | None
 ) -> None:
-    data = mixed_data()
-    x, y = data.x[:150], data.y[:150]
-    x_before = x.clone()
-    threat = TabularThreatModel(MIXED, budget=budget)
-    result = CPGD(steps=15, restarts=2)(mixed_model, x, y, threat, seed=0)
-    assert torch.equal(x, x_before), "the attack must not mutate its inputs"
-    assert result.valid.all()
+    x, y, result = attack_mixed(CPGD(steps=15, restarts=2), mixed_model, 150, budget)
     xa = result.x_adv
-    assert torch.equal(xa[:, 0], x[:, 0])  # immutable
-    assert torch.equal(xa[:, :6], xa[:, :6].round())  # integers and codes integral
-    assert ((xa[:, 5] >= 0) & (xa[:, 5] <= 2)).all() and ((xa[:, 4] >= 0) & (xa[:, 4] <= 3)).all()
-    assert (xa[:, 4] <= x[:, 4]).all() and (xa[:, 6] >= x[:, 6]).all()  # directions
-    assert torch.equal(xa[:, 1] + xa[:, 2], xa[:, 3])  # the relation
-    assert ((xa[:, 1] - x[:, 1]).abs() <= 800).all()
-    if budget is not None:
-        assert (result.cost <= budget + 1e-9).all()
-    pred = mixed_model(xa).argmax(dim=1)
-    assert torch.equal(result.success, pred != y)
     attacked = mixed_model(x).argmax(dim=1) == y
     with torch.no_grad():  # a record not flipped still comes back at a loss no lower than the original's
         ce = torch.nn.functional.cross_entropy
@@ -137,7 +116,7 @@ def test_every_returned_record_satisfies_the_constraints(
             ce(mixed_model(xa), y, reduction="none") >= ce(mixed_model(x), y, reduction="none") - 1e-5
         ).all()
     assert int((result.success & attacked).sum()) > 0, "the attack should flip some records"
-    again = CPGD(steps=15, restarts=2)(mixed_model, x, y, threat, seed=0)
+    again = CPGD(steps=15, restarts=2)(mixed_model, x, y, TabularThreatModel(MIXED, budget=budget), seed=0)
     assert torch.equal(again.x_adv, result.x_adv)
     i = int((result.success & attacked).nonzero()[0])
     assert result.show(i).startswith(f"#{i} success") and "->" in result.show(i)

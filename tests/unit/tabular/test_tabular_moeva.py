@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _tabular_lp import LIN, MAX_CHANGE, MIXED, linear_model, lp_margin, mixed_data
+from _tabular_lp import LIN, MIXED, attack_mixed, linear_model, lp_case, mixed_data
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from bastion.errors import AttackError, ModelContractError
@@ -16,11 +16,7 @@ from bastion.tabular.attacks import moeva as moeva_module
 
 @pytest.mark.parametrize("budget", [None, 0.12])
 def test_moeva_flips_what_the_lp_says_is_flippable(budget: float | None) -> None:
-    model = linear_model()
-    threat = TabularThreatModel(LIN, max_change=MAX_CHANGE, budget=budget)
-    x = 1 + 8 * torch.rand(300, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    y = model(x).argmax(dim=1)
-    margins = np.array([lp_margin(r, int(c), threat) for r, c in zip(x.numpy(), y.tolist(), strict=True)])
+    model, threat, x, y, margins = lp_case(budget)
     clear = np.abs(margins) > 1e-2
     flippable = margins < 0
     assert (flippable & clear).sum() > 20 and (~flippable & clear).sum() > 200
@@ -46,21 +42,7 @@ def boosted() -> SklearnTabularClassifier:
 def test_every_record_is_valid_and_successes_are_real(
     boosted: SklearnTabularClassifier, budget: float | None
 ) -> None:
-    data = mixed_data()
-    x, y = data.x[:120], data.y[:120]
-    before = x.clone()
-    threat = TabularThreatModel(MIXED, budget=budget)
-    result = MoEvA(population=16, generations=15)(boosted, x, y, threat, seed=0)
-    assert torch.equal(x, before)
-    assert result.valid.all() and result.constraint_satisfaction == 1.0
-    xa = result.x_adv
-    assert torch.equal(xa[:, 0], x[:, 0]) and torch.equal(xa[:, :6], xa[:, :6].round())
-    assert torch.equal(xa[:, 1] + xa[:, 2], xa[:, 3])
-    assert (xa[:, 4] <= x[:, 4]).all() and (xa[:, 6] >= x[:, 6]).all()
-    assert ((xa[:, 1] - x[:, 1]).abs() <= 800).all()
-    if budget is not None:
-        assert (result.cost <= budget + 1e-9).all()
-    assert torch.equal(result.success, boosted(xa).argmax(dim=1) != y)
+    x, y, result = attack_mixed(MoEvA(population=16, generations=15), boosted, 120, budget)
     attacked = boosted(x).argmax(dim=1) == y
     assert int((result.success & attacked).sum()) > 5, "the search should flip some records"
 
