@@ -7,7 +7,8 @@ counted adversarial record is re-checked here against every constraint of the th
 (:func:`bastion.tabular.satisfied`), independently of the attacks' own check (``BA603`` if one fails: a
 bug). Beside robust accuracy: clean and balanced accuracy, the Matthews correlation coefficient and the
 degenerate flag (:func:`bastion.tabular.robustness_report`): a model that predicts one class is "robust"
-to an attacker who wants that class and useless otherwise (``BA602``).
+to an attacker who wants that class and useless otherwise (``BA602``; a constant model is also at chance,
+``BA108``).
 
 The headline row is ``tabular/<schema name>`` (with the budget when the threat sets one); ``BA301`` reads it.
 """
@@ -27,6 +28,7 @@ from bastion.audit.sections.base import (
     SectionResult,
     check,
 )
+from bastion.audit.sections.text import chance_checks, chance_findings
 
 __all__ = ["TabularSection", "tabular_label", "tabular_lines"]
 
@@ -106,7 +108,7 @@ class TabularSection(Section):
             ],
             "examples": _examples(result, counted.tolist(), ctx.config.examples),
         }
-        findings: list[Finding] = []
+        findings: list[Finding] = chance_findings(ctx)
         if report.degenerate:
             findings.append(finding("BA602", report.reason, threat=label, majority_prediction=
                                     report.majority_prediction, majority_label=report.majority_label,
@@ -117,6 +119,7 @@ class TabularSection(Section):
                 f"model (records {broken[:10]})", threat=label, records=broken[:50],
             ))  # fmt: skip
         checks: list[CheckRun] = [
+            *chance_checks(ctx),
             check("BA602", label, not report.degenerate, majority_prediction=report.majority_prediction,
                   majority_label=report.majority_label),
             check("BA603", label, not broken, counted=int(counted.numel())),

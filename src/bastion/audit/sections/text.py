@@ -12,7 +12,8 @@ The sanitiser (:class:`~bastion.text.SanitisedTextClassifier`: invisible charact
 mapped to their UTS #39 skeleton, NFKC; Boucher et al. 2022) is measured adaptively: the character-trick
 attacks run again against the sanitised model, and clean accuracy is reported with and without it.
 
-Findings: ``BA601`` when a character-trick attack flips more than 1% of the texts the model got right;
+Findings: ``BA108`` when clean accuracy is at chance (as for images); ``BA601`` when a character-trick
+attack flips more than 1% of the texts the model got right;
 ``BA603`` when a counted adversarial is not valid or not changed (a bug: the attacks verify themselves).
 """
 
@@ -37,7 +38,15 @@ from bastion.audit.sections.base import (
 )
 from bastion.errors import BastionError, DataError
 
-__all__ = ["CHARACTER_TRICKS", "TEXT_AUDIT_ATTACKS", "TextSection", "edit_segments", "text_lines"]
+__all__ = [
+    "CHARACTER_TRICKS",
+    "TEXT_AUDIT_ATTACKS",
+    "TextSection",
+    "chance_checks",
+    "chance_findings",
+    "edit_segments",
+    "text_lines",
+]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +129,7 @@ class TextSection(Section):
             "examples": _examples(results, self.presets, self.attacks, ctx.config.examples),
         }
         findings, ran_checks = _findings(rows, block["sanitiser"], results)
+        findings, ran_checks = [*chance_findings(ctx), *findings], [*chance_checks(ctx), *ran_checks]
         return SectionResult(block, tuple(findings), tuple(ran_checks), {"adversarials": adversarials})
 
     def _attack(
@@ -185,6 +195,21 @@ class TextSection(Section):
         """Robust accuracy per preset (the union over attacks) and per attack, matched by label."""
         o, n = _metrics(old), _metrics(new)
         return [(k, o.get(k), n.get(k)) for k in dict.fromkeys([*o, *n])]
+
+
+def chance_findings(ctx: AuditContext) -> list[Finding]:
+    """``BA108`` when clean accuracy is no better than always answering the most frequent class (the
+    image pre-check, on text and tabular models: a model loaded wrong or paired with other data)."""
+    from bastion.audit.prechecks import check_clean_accuracy
+
+    found = check_clean_accuracy(ctx.correct.cpu(), ctx.y.cpu())
+    return [found] if found is not None else []
+
+
+def chance_checks(ctx: AuditContext) -> list[CheckRun]:
+    """The ``BA108`` check run (see :func:`chance_findings`)."""
+    passed = not chance_findings(ctx)
+    return [check("BA108", "model", passed, clean_accuracy=float(ctx.correct.float().mean()))]
 
 
 def _metrics(report: Mapping[str, Any]) -> dict[str, float]:
