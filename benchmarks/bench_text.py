@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import io
 import logging
@@ -179,15 +180,20 @@ def textattack_rows(
                 f"{seconds:.1f}",
             ]
         )
-        bad = [x for x, good in zip(wins, ok, strict=True) if not good][:1]
-        for x in bad:
-            why = violations(
+        bad = [x for x, good in zip(wins, ok, strict=True) if not good]
+        reasons = collections.Counter(
+            why
+            for x in bad
+            for why in violations(
                 x.original_result.attacked_text.text, x.perturbed_result.attacked_text.text, threat
             )
+        )
+        if bad:
+            x = bad[0]
             notes.append(
-                f"{name} / TextAttack {recipe.__name__}: e.g. {x.original_result.attacked_text.text!r}"
-                f" -> {x.perturbed_result.attacked_text.text!r} breaks bastion's {threat.preset}: "
-                f"{'; '.join(why)}"
+                f"{name} / TextAttack {recipe.__name__}: {len(bad)} successes break bastion's "
+                f"{threat.preset} ({', '.join(f'{k}: {v}' for k, v in reasons.most_common())}); e.g. "
+                f"{x.original_result.attacked_text.text!r} -> {x.perturbed_result.attacked_text.text!r}"
             )
         print(" | ".join(str(v) for v in rows[-1]), flush=True)
     return rows, notes
@@ -195,7 +201,7 @@ def textattack_rows(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS), help="table 1")
     ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=list(ATTACKS))
     ap.add_argument("--data", type=Path, default=Path(DATA_ROOT))
     ap.add_argument("--n", type=int, default=200, help="texts attacked: the first N of the evaluation split")
@@ -273,17 +279,17 @@ def main() -> None:
     for name in args.sanitiser_models:
         model, evaluation, _ = models[name]
         data = subsets[name]
-        defences = {
+        defences: dict[str, TextClassifier] = {
+            "none": model,
             "sanitiser": SanitisedTextClassifier(model, Sanitiser()),
-            "NFKC only": SanitisedTextClassifier(model, nfkc_only()),
         }
-        clean = {"none": accuracy(model, evaluation)} | {
-            k: accuracy(d, evaluation) for k, d in defences.items()
-        }
-        notes.append(
-            f"{name}: clean accuracy on all {len(evaluation)} texts of {evaluation.name}: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in clean.items())
-        )
+        vocab = getattr(getattr(model, "tokenizer", None), "vocab", None)
+        if vocab is not None:  # the model's known words settle ambiguous look-alikes (l / I / 1)
+            defences["sanitiser + vocabulary"] = SanitisedTextClassifier(
+                model, Sanitiser(vocabulary=frozenset(vocab[2:]))
+            )
+        defences["NFKC only"] = SanitisedTextClassifier(model, nfkc_only())
+        clean = {k: accuracy(d, evaluation) for k, d in defences.items()}
         for attack_name in CHAR_TRICKS:
             threat = TextThreatModel.for_attack(attack_name)
             bare = results.get((name, attack_name, "paper"))
@@ -291,43 +297,33 @@ def main() -> None:
                 bare = make_attack(attack_name, threat)(
                     model, list(data.texts), data.labels, threat, seed=args.seed
                 )
-            row: list[Any] = [name, attack_name, f"{clean['none']:.3f}", f"{bare.success_rate:.1%}"]
             for label, defended in defences.items():
-                t = time.perf_counter()
+                row: list[Any] = [name, attack_name, label, f"{clean[label]:.4f}"]
+                if label == "none":
+                    rows.append([*row, "-", f"{bare.success_rate:.1%}", f"{bare.seconds:.1f}"])
+                    print(" | ".join(str(v) for v in rows[-1]), flush=True)
+                    continue
                 adaptive = make_attack(attack_name, threat)(
                     defended, list(data.texts), data.labels, threat, seed=args.seed
                 )
-                row += [
-                    f"{clean[label]:.3f}",
-                    f"{transfer_success(defended, bare):.1%}",
-                    f"{adaptive.success_rate:.1%}",
-                ]
-                timing.append(f"{name} / {attack_name} adaptive vs {label}: {time.perf_counter() - t:.1f} s")
-                if adaptive.success.any() and label == "sanitiser" and attack_name != "deepwordbug":
-                    i = int(torch.nonzero(adaptive.success)[0])
-                    notes.append(f"{name} / {attack_name} adaptive vs sanitiser, e.g.: {adaptive.show(i)}")
-            rows.append(row)
-            print(" | ".join(str(v) for v in row), flush=True)
+                rows.append(
+                    [*row, f"{transfer_success(defended, bare):.1%}", f"{adaptive.success_rate:.1%}",
+                     f"{adaptive.seconds:.1f}"]
+                )  # fmt: skip
+                print(" | ".join(str(v) for v in rows[-1]), flush=True)
+                if adaptive.success.any() and label.startswith("sanitiser") and attack_name != "deepwordbug":
+                    for i in torch.nonzero(adaptive.success).flatten().tolist():
+                        notes.append(f"{name} / {attack_name} adaptive vs {label}: {adaptive.show(i)}")
     timing.append(f"part 2 (sanitiser): {time.perf_counter() - t_part:.0f} s")
     if rows:
-        print("\n## Sanitiser (paper presets)\n")
+        print("\n## Sanitiser (paper presets; adaptive = attacked through the defence)\n")
         print(
             markdown(
-                [
-                    "model",
-                    "attack",
-                    "clean acc",
-                    "success (bare)",
-                    "clean acc, sanitiser",
-                    "transfer success",
-                    "adaptive success",
-                    "clean acc, NFKC",
-                    "transfer success, NFKC",
-                    "adaptive success, NFKC",
-                ],
+                ["model", "attack", "defence", "clean acc (whole split)", "transfer success",
+                 "success (adaptive)", "seconds"],
                 rows,
             )
-        )
+        )  # fmt: skip
 
     # --- 3. TextAttack side by side --------------------------------------------------------------
     if args.textattack:
