@@ -237,6 +237,7 @@ def test_text_and_tabular_usage_errors_exit_2_with_one_line(tmp_path: Path) -> N
         "--certify": ("audit", f"{tab_model}:build", f"csv:{tab_data}", "--schema", str(schema),
                       "--certify", "ibp"),
         "--schema": ("audit", "zoo:digits-mlp", "digits", "--threat-preset", "german_credit"),
+        "pass --text-column": ("audit", f"{model}:build", f"csv:{data}", "--label", "label"),
         "no text column 'text'": ("audit", f"{model}:build", f"csv:{data}", "--text-column", "text"),
     }  # fmt: skip
     for expected, args in cases.items():

@@ -445,7 +445,7 @@ def audit(
     """
     from bastion.audit import AuditConfig, load_config, run_audit, write_report
     from bastion.cli._audit_modal import load_tabular_audit, load_text_audit, modality, refuse_image_options
-    from bastion.errors import ThreatModelError
+    from bastion.errors import DataError, ThreatModelError
 
     cfg = load_config(config) if config is not None else AuditConfig()
     changes: dict[str, Any] = {
@@ -488,20 +488,27 @@ def audit(
         if threat_preset is not None or budget is not None:
             raise ThreatModelError("--threat-preset and --budget are for tabular models: pass --schema FILE")
         # Data outside the model's bounds is not refused here: the audit reports it (BA106) in a report.
-        clf, ds = load_inputs(
-            model,
-            data,
-            weights=weights,
-            split=split,
-            label=label,
-            bounds=bounds,
-            limit=cfg.limit,
-            seed=cfg.seed,
-            mean=mean,
-            std=std,
-            device=device,
-            check_bounds=False,
-        )
+        try:
+            clf, ds = load_inputs(
+                model,
+                data,
+                weights=weights,
+                split=split,
+                label=label,
+                bounds=bounds,
+                limit=cfg.limit,
+                seed=cfg.seed,
+                mean=mean,
+                std=std,
+                device=device,
+                check_bounds=False,
+            )
+        except DataError as exc:  # words in a CSV read as image/vector features: say how to audit text
+            if "is not a number" not in str(exc):
+                raise
+            raise DataError(
+                f"{exc}; to audit a text model pass --text-column NAME, a tabular one --schema FILE"
+            ) from None
         if bounds is not None:  # declared here: not the range a loader guessed from the data (BA110)
             ds = replace(ds, meta={**ds.meta, "bounds_source": "declared"})
     else:
