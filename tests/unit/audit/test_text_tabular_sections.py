@@ -191,5 +191,12 @@ def test_a_threat_over_another_schema_is_refused() -> None:
         run_audit(Refuses(), _records(), CFG, threat=TabularThreatModel(other))
 
 
-def test_text_pipeline_is_the_default_for_text_data() -> None:
+def test_each_pipeline_has_its_schema() -> None:
     assert [s.name for s in TEXT_SECTIONS] == ["text"] and [s.name for s in TABULAR_SECTIONS] == ["tabular"]
+    schema = report_schema(TABULAR_SECTIONS)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    d = run_audit(Refuses(), _records(), CFG).to_dict()
+    jsonschema.validate(d, schema)
+    d["tabular"]["counted_valid"] = 1.5  # the fragment is enforced, not only present
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(d, schema)
