@@ -238,6 +238,8 @@ def test_text_and_tabular_usage_errors_exit_2_with_one_line(tmp_path: Path) -> N
                       "--certify", "ibp"),
         "--schema": ("audit", "zoo:digits-mlp", "digits", "--threat-preset", "german_credit"),
         "pass --text-column": ("audit", f"{model}:build", f"csv:{data}", "--label", "label"),
+        "unknown text_attacks 'bert'": ("audit", f"{model}:build", f"csv:{data}", "--text-column", "review",
+                                        "--text-attacks", "invisible,bert"),
         "no text column 'text'": ("audit", f"{model}:build", f"csv:{data}", "--text-column", "text"),
     }  # fmt: skip
     for expected, args in cases.items():
@@ -251,5 +253,15 @@ def test_text_and_tabular_usage_errors_exit_2_with_one_line(tmp_path: Path) -> N
 
 def test_audit_help_teaches_text_and_tabular() -> None:
     text = bastion("audit", "--help").stdout
-    for word in ("--text-column", "--schema", "--threat-preset", "--budget", "BA601", "BA602", "sst2"):
+    for word in (
+        "--text-column",
+        "--text-attacks",
+        "--text-presets",
+        "--schema",
+        "--threat-preset",
+        "--budget",
+        "BA601",
+        "BA602",
+        "sst2",
+    ):
         assert word in text, word

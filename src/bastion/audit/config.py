@@ -61,6 +61,8 @@ __all__ = [
     "SCAN_DATA_METHODS",
     "PRIVACY_METHODS",
     "SCAN_MODEL_METHODS",
+    "TEXT_ATTACK_NAMES",
+    "TEXT_PRESETS",
     "AuditConfig",
     "ConfigError",
     "load_config",
@@ -75,6 +77,9 @@ class ConfigError(BastionError):
 SCAN_MODEL_METHODS = ("neural-cleanse",)
 SCAN_DATA_METHODS = ("ac", "spectral", "label-noise")
 PRIVACY_METHODS = ("extraction", "membership", "inversion")
+# The text registry's names (bastion.text.registry), restated: importing the config imports no text attack.
+TEXT_ATTACK_NAMES = ("deepwordbug", "invisible", "homoglyph", "pwws", "textfooler")
+TEXT_PRESETS = ("paper", "strict")
 
 _CERTIFY_HELP = "use ibp (linf threats) or smoothing:SIGMA (l2 threats), e.g. smoothing:0.25"
 
@@ -147,6 +152,11 @@ class AuditConfig:
     privacy_evaluator_weights: str | None = None
     privacy_clone_steps: int = 400
     privacy_inversion_queries: int = 2000
+    text_attacks: tuple[str, ...] = TEXT_ATTACK_NAMES
+    """Text audits: the attacks run, each at every preset of ``text_presets``."""
+    text_presets: tuple[str, ...] = TEXT_PRESETS
+    text_max_queries: int | None = None
+    """Text audits: the query budget per attacked text (None: unlimited)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -209,6 +219,18 @@ class AuditConfig:
             raise ConfigError(f"examples must be an integer >= 0, got {self.examples!r}")
         self._check_privacy()
         self._check_training()
+        self._check_text()
+
+    def _check_text(self) -> None:
+        """The text keys: known attacks and presets (at least one of each), a positive query budget."""
+        for key, valid in (("text_attacks", TEXT_ATTACK_NAMES), ("text_presets", TEXT_PRESETS)):
+            names = _names(getattr(self, key), key, valid)
+            if not names:
+                raise ConfigError(f"{key} names none; use any of: {', '.join(valid)} (comma-separated)")
+            object.__setattr__(self, key, names)
+        q = self.text_max_queries
+        if q is not None and (not isinstance(q, int) or isinstance(q, bool) or q < 1):
+            raise ConfigError(f"text_max_queries must be a positive integer, got {q!r}")
 
     def _check_privacy(self) -> None:
         """The privacy keys: known methods, budgets, an output policy the wrapper understands, and the
@@ -320,6 +342,8 @@ class AuditConfig:
         out["threats"] = [{"norm": n.value, "epsilon": e} for n, e in self.threats]
         out["privacy"] = list(self.privacy)
         out["privacy_budget"] = list(self.privacy_budget)
+        out["text_attacks"] = list(self.text_attacks)
+        out["text_presets"] = list(self.text_presets)
         out["fail_on"] = str(self.fail_on)
         return out
 
@@ -354,6 +378,9 @@ _TOP = {
     "privacy_evaluator_weights",
     "privacy_clone_steps",
     "privacy_inversion_queries",
+    "text_attacks",
+    "text_presets",
+    "text_max_queries",
 }
 _CHECKS = {
     "enabled": "checks",

@@ -411,6 +411,38 @@ def audit(
             show_default=False,
         ),
     ] = None,
+    text_attacks: Annotated[
+        str | None,
+        typer.Option(
+            "--text-attacks",
+            rich_help_panel="Text and tabular models",
+            metavar="NAMES",
+            help="Text: the attacks run (comma-separated; default deepwordbug,invisible,homoglyph,pwws,"
+            "textfooler).",
+            show_default=False,
+        ),
+    ] = None,
+    text_presets: Annotated[
+        str | None,
+        typer.Option(
+            "--text-presets",
+            rich_help_panel="Text and tabular models",
+            metavar="NAMES",
+            help="Text: the threat presets, paper and/or strict (default both).",
+            show_default=False,
+        ),
+    ] = None,
+    text_queries: Annotated[
+        int | None,
+        typer.Option(
+            "--text-queries",
+            min=1,
+            rich_help_panel="Text and tabular models",
+            metavar="N",
+            help="Text: the query budget per attacked text (default unlimited).",
+            show_default=False,
+        ),
+    ] = None,
     weights: WeightsOpt = None,
     split: SplitOpt = "test",
     label: LabelOpt = None,
@@ -475,6 +507,9 @@ def audit(
         "checks": checks,
         "curve": curve,
         "batch_size": batch_size if batch_size != 500 else None,
+        "text_attacks": text_attacks,
+        "text_presets": text_presets,
+        "text_max_queries": text_queries,
     }
     if epsilon or norm:
         norms = {n for n, _ in cfg.threats}

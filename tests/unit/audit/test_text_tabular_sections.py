@@ -200,3 +200,19 @@ def test_each_pipeline_has_its_schema() -> None:
     d["tabular"]["counted_valid"] = 1.5  # the fragment is enforced, not only present
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(d, schema)
+
+
+def test_the_config_chooses_the_text_attacks_and_presets() -> None:
+    from bastion.audit.config import ConfigError
+
+    cfg = AuditConfig(limit=None, text_attacks="invisible", text_presets=["strict"], text_max_queries=500)
+    d = run_audit(WordScore(), TEXTS, cfg).to_dict()
+    assert [(r["attack"], r["preset"]) for r in d["text"]["attacks"]] == [("invisible", "strict")]
+    assert d["text"]["attacks"][0]["params"]["max_queries"] == 500
+    assert d["config"]["text_attacks"] == ["invisible"] and [h["label"] for h in d["text"]["headline"]] == [
+        "text/strict"
+    ]
+    with pytest.raises(ConfigError, match="unknown text_attacks 'bert'"):
+        AuditConfig(text_attacks="invisible,bert")
+    with pytest.raises(ConfigError, match="text_presets names none"):
+        AuditConfig(text_presets="")

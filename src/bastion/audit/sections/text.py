@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from bastion.audit.config import TEXT_ATTACK_NAMES, TEXT_PRESETS
 from bastion.audit.findings import Finding, finding
 from bastion.audit.sections.base import (
     AuditContext,
@@ -50,10 +51,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TEXT_AUDIT_ATTACKS = ("deepwordbug", "invisible", "homoglyph", "pwws", "textfooler")
+TEXT_AUDIT_ATTACKS = TEXT_ATTACK_NAMES
 CHARACTER_TRICKS = ("invisible", "homoglyph")
 """The attacks the sanitiser undoes (BA601); DeepWordBug's visible typos are not among them."""
-PRESETS = ("paper", "strict")
+PRESETS = TEXT_PRESETS
 TRICK_ALARM = 0.01
 _EDIT = re.compile(r"(\[[^\[\]]*? -> [^\[\]]*?\])")
 
@@ -65,8 +66,8 @@ def edit_segments(shown: str) -> list[dict[str, Any]]:
 
 
 class TextSection(Section):
-    """``TextSection(attacks=..., presets=("paper", "strict"), max_queries=None)``: hyperparameters here,
-    model and texts from the context."""
+    """``TextSection(attacks=None, presets=None, max_queries=None)``: hyperparameters here (None: the
+    config's ``text_attacks``, ``text_presets``, ``text_max_queries``), model and texts from the context."""
 
     name = "text"
     provides = ("adversarials",)
@@ -74,27 +75,27 @@ class TextSection(Section):
 
     def __init__(
         self,
-        attacks: Sequence[str] = TEXT_AUDIT_ATTACKS,
-        presets: Sequence[str] = ("paper", "strict"),
+        attacks: Sequence[str] | None = None,
+        presets: Sequence[str] | None = None,
         *,
         max_queries: int | None = None,
     ) -> None:
-        # the registry's names, restated so that importing the audit does not import the text attacks
-        unknown = [a for a in attacks if a not in TEXT_AUDIT_ATTACKS] + [
-            p for p in presets if p not in PRESETS
-        ]
-        if unknown or not attacks or not presets:
+        unknown = [a for a in attacks or () if a not in TEXT_AUDIT_ATTACKS]
+        unknown += [p for p in presets or () if p not in PRESETS]
+        if unknown or attacks == () or presets == ():
             raise BastionError(
                 f"text section: unknown or no attacks/presets {unknown}; attacks: "
                 f"{', '.join(TEXT_AUDIT_ATTACKS)}; presets: {', '.join(PRESETS)}"
             )
-        self.attacks = tuple(attacks)
-        self.presets = tuple(presets)
+        self.attacks: tuple[str, ...] | None = None if attacks is None else tuple(attacks)
+        self.presets: tuple[str, ...] | None = None if presets is None else tuple(presets)
         self.max_queries = max_queries
 
     def run(self, ctx: AuditContext) -> SectionResult:
         from bastion.text.sanitise import SanitisedTextClassifier
 
+        attacks = self.attacks or ctx.config.text_attacks  # None: the config's
+        presets = self.presets or ctx.config.text_presets
         model: Any = ctx.model  # a TextClassifier (the context types the image audit's models)
         texts: list[str] = list(ctx.x)
         correct = ctx.correct.cpu()
@@ -102,14 +103,14 @@ class TextSection(Section):
         sanitised = model if already else SanitisedTextClassifier(model)
         rows: list[dict[str, Any]] = []
         results: dict[tuple[str, str], Any] = {}
-        for preset in self.presets:
-            for name in self.attacks:
+        for preset in presets:
+            for name in attacks:
                 row, result = self._attack(ctx, model, name, preset, texts)
                 rows.append(row)
                 if result is not None:
                     results[(name, preset)] = result
         headline, adversarials = [], []
-        for preset in self.presets:
+        for preset in presets:
             ran = [r for (n, p), r in results.items() if p == preset]
             fooled = torch.zeros(len(texts), dtype=torch.bool)
             for r in ran:
@@ -123,10 +124,10 @@ class TextSection(Section):
             adversarials.append(HeadlineRow(label, robust))
         block: dict[str, Any] = {
             "attacks": rows,
-            "presets": list(self.presets),
+            "presets": list(presets),
             "headline": headline,
-            "sanitiser": self._sanitiser(ctx, sanitised, already, texts, results),
-            "examples": _examples(results, self.presets, self.attacks, ctx.config.examples),
+            "sanitiser": self._sanitiser(ctx, sanitised, already, texts, results, presets, attacks),
+            "examples": _examples(results, presets, attacks, ctx.config.examples),
         }
         findings, ran_checks = _findings(rows, block["sanitiser"], results)
         findings, ran_checks = [*chance_findings(ctx), *findings], [*chance_checks(ctx), *ran_checks]
@@ -140,7 +141,9 @@ class TextSection(Section):
 
         row: dict[str, Any] = {"attack": name, "preset": preset, "status": "ran", "reason": None}
         try:
-            attack, threat = make_text_attack(name, preset, max_queries=self.max_queries)
+            attack, threat = make_text_attack(
+                name, preset, max_queries=self.max_queries or ctx.config.text_max_queries
+            )
         except (DataError, ImportError, OSError) as exc:  # a missing offline resource: say how to get it
             log.warning("text attack %s/%s not run: %s", name, preset, exc)
             return {**row, "status": "not run", "reason": str(exc)}, None
@@ -158,7 +161,14 @@ class TextSection(Section):
         return {**row, **{k: summary[k] for k in keep}, "n_fooled": int(result.success.sum())}, result
 
     def _sanitiser(
-        self, ctx: AuditContext, sanitised: Any, already: bool, texts: list[str], results: Mapping[Any, Any]
+        self,
+        ctx: AuditContext,
+        sanitised: Any,
+        already: bool,
+        texts: list[str],
+        results: Mapping[Any, Any],
+        presets: Sequence[str],
+        attacks: Sequence[str],
     ) -> dict[str, Any]:
         """Clean accuracy with and without the sanitiser; the character tricks against it (adaptive)."""
         model: Any = ctx.model
@@ -173,8 +183,8 @@ class TextSection(Section):
             "clean_accuracy_sanitised": acc_san,
             "rows": [],
         }
-        for preset in self.presets:
-            for name in (a for a in self.attacks if a in CHARACTER_TRICKS):
+        for preset in presets:
+            for name in (a for a in attacks if a in CHARACTER_TRICKS):
                 bare_result = results.get((name, preset))
                 if already:  # the audited model is the sanitised one: its own rows are the measurement
                     row, result = {"status": "ran" if bare_result else "not run"}, bare_result
