@@ -44,7 +44,10 @@ def render_html(report: AuditReport, sections: Sequence[Section] | None = None) 
     data = report.to_dict()
     shown = [known[name] for name in report.pipeline if name in known]
     figures = {s.name: s.figures(data, report.artifacts.get(s.name, {})) for s in shown}
-    env = Environment(loader=PackageLoader("bastion.audit", "templates"), autoescape=select_autoescape())
+    # Escape everything the report prints (model and data names, finding details, user text): the
+    # default extension list does not match "report.html.j2", which left it unescaped.
+    escaped = select_autoescape(("html", "htm", "xml", "html.j2"))
+    env = Environment(loader=PackageLoader("bastion.audit", "templates"), autoescape=escaped)
     return env.get_template("report.html.j2").render(
         r=data,
         sections=shown,

@@ -193,3 +193,10 @@ def test_the_standard_presets_focused_stages_run_in_the_audit(digits_model, digi
     assert [c["code"] for c in report.checks].count("BA205") == 1
     doubled = [s["attack"] for s in rows if s["kind"] == "check" and s["attack"].endswith("×2")]
     assert doubled == ["apgd-ce ×2", "apgd-t ×2"]  # the focused stage is the extra effort already
+
+
+def test_the_html_report_escapes_what_it_prints(digits_model, digits_test):
+    # A model or data name is the user's text: it must never become markup in a reviewer's browser.
+    report = run_audit(digits_model, digits_test, FAST, model_name="<script>alert(1)</script>")
+    page = render_html(report)
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
