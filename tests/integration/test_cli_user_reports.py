@@ -263,7 +263,9 @@ def test_audit_help_is_grouped_into_panels():
     text = run_here("audit", "--help").stdout
     for panel in ("Threats and attacks", "Defenses and certification", "Training-time threats", "Verdict"):
         assert panel in text
-    assert len(text.splitlines()) < 200  # was ~300 lines at 80 columns
+    assert "Text and tabular models" in text
+    # was ~300 lines at 80 columns; the text and tabular panel (one line per option) brought it to ~205
+    assert len(text.splitlines()) < 210
 
 
 @pytest.mark.slow  # two CLI runs that train or audit (~20-40 s)

@@ -374,8 +374,7 @@ def audit(
             "--text-column",
             rich_help_panel="Text and tabular models",
             metavar="NAME",
-            help="Audit a text model: the text column of csv:FILE data (a zoo text model such as "
-            "zoo:sst2-wordcnn or a named text set such as sst2 selects the text audit by itself).",
+            help="Text model: csv:FILE's text column.",
             show_default=False,
         ),
     ] = None,
@@ -385,8 +384,7 @@ def audit(
             "--schema",
             rich_help_panel="Text and tabular models",
             metavar="FILE",
-            help="Audit a tabular model: the feature schema JSON of the csv:FILE records (types, ranges, "
-            "what may move).",
+            help="Tabular model: its feature schema JSON.",
             show_default=False,
         ),
     ] = None,
@@ -396,8 +394,7 @@ def audit(
             "--threat-preset",
             rich_help_panel="Text and tabular models",
             metavar="NAME",
-            help="Tabular: a named threat (german_credit, default_credit_taiwan); default: the schema's "
-            "own limits.",
+            help="Tabular: a named threat (german_credit...).",
             show_default=False,
         ),
     ] = None,
@@ -407,7 +404,7 @@ def audit(
             "--budget",
             rich_help_panel="Text and tabular models",
             metavar="B",
-            help="Tabular: the total change budget (range-normalised cost).",
+            help="Tabular: the total change budget.",
             show_default=False,
         ),
     ] = None,
@@ -417,8 +414,7 @@ def audit(
             "--text-attacks",
             rich_help_panel="Text and tabular models",
             metavar="NAMES",
-            help="Text: the attacks run (comma-separated; default deepwordbug,invisible,homoglyph,pwws,"
-            "textfooler).",
+            help="Text: attacks to run (default all five).",
             show_default=False,
         ),
     ] = None,
@@ -428,7 +424,7 @@ def audit(
             "--text-presets",
             rich_help_panel="Text and tabular models",
             metavar="NAMES",
-            help="Text: the threat presets, paper and/or strict (default both).",
+            help="Text: paper and/or strict (default both).",
             show_default=False,
         ),
     ] = None,
@@ -439,7 +435,7 @@ def audit(
             min=1,
             rich_help_panel="Text and tabular models",
             metavar="N",
-            help="Text: the query budget per attacked text (default unlimited).",
+            help="Text: query budget per text (default none).",
             show_default=False,
         ),
     ] = None,
@@ -467,13 +463,10 @@ def audit(
     Exit code: 0 when the audit passes, 1 when a finding reaches --fail-on or robust accuracy is below
     --min-robust-accuracy, 2 on a usage error.
 
-    Text models (a zoo text model, a named text set or --text-column) get the text attacks at the paper
-    and strict presets and the sanitiser (BA601); tabular models (--schema) the constrained cascade with
-    balanced accuracy, MCC and the degenerate flag (BA602). See docs/audit.md, Text and tabular models.
+    Text models (zoo:sst2-wordcnn, sst2, --text-column): attacks and sanitiser (BA601); tabular models
+    (--schema): the constrained cascade, MCC, degenerate flag (BA602). See docs/audit.md.
 
     Example: [bold]bastion audit zoo:digits-cnn digits --epsilon 0.1 --epsilon 0.2 --out audit-report[/]
-
-    Text: [bold]bastion audit zoo:sst2-wordcnn sst2 --split validation --limit 200 --out sst2-audit[/]
     """
     from bastion.audit import AuditConfig, load_config, run_audit, write_report
     from bastion.cli._audit_modal import load_tabular_audit, load_text_audit, modality, refuse_image_options
