@@ -74,7 +74,7 @@ def load_tabular_audit(
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """The tabular model, the (seeded subset of the) records and the threat: ``--threat-preset`` (with
     ``--budget`` overriding its budget) or the schema's own limits with ``--budget``."""
-    from bastion.cli.tabular_attack import _model
+    from bastion.cli.tabular_attack import load_tabular_model_spec
     from bastion.tabular import TabularSchema, TabularThreatModel, load_tabular
     from bastion.tabular.threats import threat_preset as preset_threat
 
@@ -85,7 +85,7 @@ def load_tabular_audit(
     index = _subset_index(len(records), limit, seed)
     if index is not None:
         records = records.subset(torch.tensor(index))
-    clf = _model(model, records.schema)
+    clf = load_tabular_model_spec(model, records.schema)
     if threat_preset:
         extra = {} if budget is None else {"budget": budget}
         threat = preset_threat(threat_preset, records.schema, **extra)

@@ -20,12 +20,14 @@ from rich.table import Table
 from bastion.cli.common import err, out, write_json
 from bastion.errors import AttackError, DataError, ModelContractError
 
-__all__ = ["TABULAR_ATTACKS", "run_tabular_attack"]
+__all__ = ["TABULAR_ATTACKS", "load_tabular_model_spec", "run_tabular_attack"]
 
 TABULAR_ATTACKS = ("cpgd", "moeva", "cascade")
 
 
-def _model(spec: str, schema: Any) -> Any:
+def load_tabular_model_spec(spec: str, schema: Any) -> Any:
+    """A tabular classifier from ``TARGET:factory`` (see the module docstring); an estimator with
+    ``predict_proba`` is wrapped over ``schema``."""
     from bastion.loading import factory_object
     from bastion.tabular import SklearnTabularClassifier
 
@@ -73,7 +75,7 @@ def run_tabular_attack(
     data = load_tabular(path, schema)
     if limit is not None:
         data = data.subset(slice(0, min(limit, len(data))))
-    model = _model(model_spec, data.schema)
+    model = load_tabular_model_spec(model_spec, data.schema)
     if threat_preset:
         threat = preset_threat(threat_preset, data.schema, **({} if budget is None else {"budget": budget}))
     else:
