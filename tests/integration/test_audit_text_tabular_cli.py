@@ -10,13 +10,12 @@ import subprocess
 from pathlib import Path
 
 import jsonschema
-import numpy as np
 import pytest
 from test_cli import bastion
+from test_tabular_attack_cli import loans
 
 from bastion.audit.schema import report_schema
 from bastion.audit.sections import TABULAR_SECTIONS, TEXT_SECTIONS
-from bastion.tabular import Feature, TabularSchema
 
 TEXT_MODEL = """
 from sklearn.feature_extraction.text import CountVectorizer
@@ -151,26 +150,10 @@ def test_text_report_renders_in_headless_chromium(text_report, tmp_path):
 
 
 def _tabular_files(tmp_path: Path) -> tuple[Path, Path, Path]:
-    rng = np.random.default_rng(0)
-    income, amount, age = rng.integers(20, 100, 80), rng.integers(1, 50, 80), rng.integers(20, 70, 80)
-    label = (amount * 2 > income).astype(int)  # 1 = refused: asks for much against its income
-    data = tmp_path / "loans.csv"
-    data.write_text("income,amount,age,label\n" + "".join(
-        f"{a},{b},{c},{d}\n" for a, b, c, d in zip(income, amount, age, label, strict=True)
-    ))  # fmt: skip
-    schema = TabularSchema(
-        features=(
-            Feature("income", "integer", low=0, high=200, immutable=True),
-            Feature("amount", "integer", low=1, high=60, max_change=10),
-            Feature("age", "integer", low=18, high=100, immutable=True),
-        ),
-        label="label",
-        name="loans",
-    )
-    path = schema.to_json(tmp_path / "schema.json")
+    data, schema = loans(tmp_path)
     model = tmp_path / "model.py"
     model.write_text(TABULAR_MODEL)
-    return model, data, path
+    return model, data, schema
 
 
 @pytest.mark.slow

@@ -23,7 +23,9 @@ def build():
 """
 
 
-def _files(tmp_path: Path) -> tuple[Path, Path, Path]:
+def loans(tmp_path: Path) -> tuple[Path, Path]:
+    """A seeded loans CSV (income, amount, age -> refused) and its schema: only 'amount' may move, by
+    at most 10. Shared with the tabular audit's CLI test."""
     rng = np.random.default_rng(0)
     income = rng.integers(20, 100, 80)
     amount = rng.integers(1, 50, 80)
@@ -40,11 +42,16 @@ def _files(tmp_path: Path) -> tuple[Path, Path, Path]:
             Feature("age", "integer", low=18, high=100, immutable=True),
         ),
         label="label",
+        name="loans",
     )
-    path = schema.to_json(tmp_path / "schema.json")
+    return data, schema.to_json(tmp_path / "schema.json")
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path, Path]:
+    data, schema = loans(tmp_path)
     model = tmp_path / "model.py"
     model.write_text(MODEL)
-    return model, data, path
+    return model, data, schema
 
 
 def test_tabular_attack_end_to_end(tmp_path: Path) -> None:
