@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -26,9 +27,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from bastion.text.adversarial_training import train_text_classifier
 from bastion.text.data import load_text_dataset, text_data_root
 from bastion.text.model import TorchTextClassifier
-from bastion.text.nets import build_text_net
 from bastion.text.tokenizer import WordTokenizer
 from bastion.text.zoo import TEXT_ZOO, TextZooSpec
 
@@ -57,43 +58,21 @@ def train(name: str, spec: TextZooSpec, root: Path, out: Path, seed: int) -> dic
     start = time.perf_counter()
     train_set = load_text_dataset(spec.dataset, spec.train_split, root)
     evals = {s: load_text_dataset(spec.dataset, s, root) for s in (spec.eval_split, *spec.extra_splits)}
-    tokenizer = WordTokenizer.fit(
-        train_set.texts, min_count=spec.min_count, max_size=spec.max_vocab, max_len=spec.max_len
-    )
-    torch.manual_seed(seed)  # a script, not the library: init and dropout draw from the global RNG
-    g = torch.Generator().manual_seed(seed)
-    net = dict(spec.net)
-    module = build_text_net(spec.arch, len(tokenizer), train_set.num_classes, **net)
-    opt = torch.optim.Adam(module.parameters(), lr=spec.lr)
-    ids = [torch.tensor(tokenizer.encode(t) or [0], dtype=torch.long) for t in train_set.texts]
-    y = train_set.labels
-    steps = 0
-    for epoch in range(spec.epochs):
-        module.train()
-        order = torch.randperm(len(ids), generator=g).tolist()
-        total = 0.0
-        for i in range(0, len(order), spec.batch_size):
-            batch = order[i : i + spec.batch_size]
-            x = torch.nn.utils.rnn.pad_sequence([ids[j] for j in batch], batch_first=True)
-            loss = torch.nn.functional.cross_entropy(module(x), y[batch])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(batch)
-            steps += 1
-        model = TorchTextClassifier(module, tokenizer, num_classes=train_set.num_classes)
-        ev = evals[spec.eval_split]
+
+    def report(epoch: int, epochs: int, loss: float) -> None:
         print(
-            f"{name} epoch {epoch + 1}/{spec.epochs} loss {total / len(ids):.4f} "
-            f"{spec.eval_split} acc {accuracy(model, ev.texts, ev.labels):.4f} "
-            f"({time.perf_counter() - start:.0f}s)",
-            flush=True,
+            f"{name} epoch {epoch}/{epochs} loss {loss:.4f} ({time.perf_counter() - start:.0f}s)", flush=True
         )
+
+    # The library's loop (also adversarial training's); float16-rounded, as the files store the weights,
+    # so the card's accuracy is measured on exactly what is written.
+    model = train_text_classifier(train_set, spec, seed=seed, float16=True, progress=report)
     train_seconds = time.perf_counter() - start
-    # Store float16 (the files stay small) and measure the card's accuracy on exactly those weights.
+    module, tokenizer, net = model.module, model.tokenizer, dict(spec.net)
+    if not isinstance(tokenizer, WordTokenizer):  # train_text_classifier fits one; narrows the type
+        raise TypeError(f"expected a WordTokenizer, got {type(tokenizer).__name__}")
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in module.state_dict().items()}
-    module.load_state_dict({k: v.float() for k, v in state.items()})
-    model = TorchTextClassifier(module, tokenizer, num_classes=train_set.num_classes)
+    steps = spec.epochs * math.ceil(len(train_set) / spec.batch_size)
     accs = {s: accuracy(model, d.texts, d.labels) for s, d in evals.items()}
     weights, vocab, card_path = (out / f"text-{name}{s}" for s in (".safetensors", ".vocab.json", ".json"))
     write_atomic(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
