@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import torch
 
-from bastion.errors import BastionError, DataError
+from bastion.errors import BastionError
 
 __all__ = ["Modality", "load_tabular_audit", "load_text_audit", "modality", "refuse_image_options"]
 
@@ -53,18 +53,12 @@ def load_text_audit(
     seed: int,
 ) -> tuple[Any, Any]:  # fmt: skip
     """The text classifier and the (seeded subset of the) labelled texts; refuses a class mismatch."""
-    from bastion.cli.text_attack import load_text_data_spec, load_text_model_spec
+    from bastion.cli.text_attack import load_text_inputs
 
-    clf = load_text_model_spec(model)
-    texts = load_text_data_spec(data, split=split, text_column=text_column or "text", label=label)
+    clf, texts = load_text_inputs(model, data, split=split, text_column=text_column or "text", label=label)
     index = _subset_index(len(texts), limit, seed)
     if index is not None:
         texts = texts.subset(index)
-    if clf.num_classes is not None and clf.num_classes != texts.num_classes:
-        raise DataError(
-            f"{model} predicts {clf.num_classes} classes but {texts.name} has {texts.num_classes}; pair the "
-            "model with its own data"
-        )
     return clf, texts
 
 
@@ -74,21 +68,10 @@ def load_tabular_audit(
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """The tabular model, the (seeded subset of the) records and the threat: ``--threat-preset`` (with
     ``--budget`` overriding its budget) or the schema's own limits with ``--budget``."""
-    from bastion.cli.tabular_attack import load_tabular_model_spec
-    from bastion.tabular import TabularSchema, TabularThreatModel, load_tabular
-    from bastion.tabular.threats import threat_preset as preset_threat
+    from bastion.cli.tabular_attack import load_tabular_inputs
 
-    if schema is None:
-        raise DataError("tabular data needs its feature schema: pass --schema schema.json")
-    path = Path(data.removeprefix("csv:"))
-    records = load_tabular(path, TabularSchema.from_json(schema, dataset=path.name))
+    clf, records, threat = load_tabular_inputs(model, data, schema, threat_preset, budget)
     index = _subset_index(len(records), limit, seed)
     if index is not None:
         records = records.subset(torch.tensor(index))
-    clf = load_tabular_model_spec(model, records.schema)
-    if threat_preset:
-        extra = {} if budget is None else {"budget": budget}
-        threat = preset_threat(threat_preset, records.schema, **extra)
-    else:
-        threat = TabularThreatModel(records.schema, budget=budget)
     return clf, records, threat

@@ -20,7 +20,7 @@ from rich.table import Table
 from bastion.cli.common import err, out, write_json
 from bastion.errors import AttackError, DataError, ModelContractError
 
-__all__ = ["TABULAR_ATTACKS", "load_tabular_model_spec", "run_tabular_attack"]
+__all__ = ["TABULAR_ATTACKS", "load_tabular_inputs", "load_tabular_model_spec", "run_tabular_attack"]
 
 TABULAR_ATTACKS = ("cpgd", "moeva", "cascade")
 
@@ -47,6 +47,27 @@ def load_tabular_model_spec(spec: str, schema: Any) -> Any:
     return built
 
 
+def load_tabular_inputs(
+    model_spec: str, data_spec: str, schema_path: Path | None, threat_preset: str | None, budget: float | None
+) -> tuple[Any, Any, Any]:
+    """(model, records, threat) from the command line's specs: the records of ``csv:FILE`` (or a path)
+    under ``--schema``, the model over their schema, and ``--threat-preset`` (``--budget`` overriding its
+    budget) or the schema's own limits with ``--budget``. Shared by ``attack`` and ``audit``."""
+    from bastion.tabular import TabularSchema, TabularThreatModel, load_tabular
+    from bastion.tabular.threats import threat_preset as preset_threat
+
+    if schema_path is None:
+        raise DataError("tabular data needs its feature schema: pass --schema schema.json")
+    path = Path(data_spec.removeprefix("csv:"))
+    data = load_tabular(path, TabularSchema.from_json(schema_path, dataset=path.name))
+    model = load_tabular_model_spec(model_spec, data.schema)
+    if threat_preset:
+        threat = preset_threat(threat_preset, data.schema, **({} if budget is None else {"budget": budget}))
+    else:
+        threat = TabularThreatModel(data.schema, budget=budget)
+    return model, data, threat
+
+
 def run_tabular_attack(
     *,
     model_spec: str,
@@ -61,25 +82,16 @@ def run_tabular_attack(
     json_path: Path | None,
 ) -> dict[str, Any]:
     """Attack the first ``limit`` records; print the table and ``examples`` changed records; ``--json``."""
-    from bastion.tabular import CPGD, MoEvA, TabularCascade, TabularSchema, TabularThreatModel, load_tabular
+    from bastion.tabular import CPGD, MoEvA, TabularCascade
     from bastion.tabular.attacks import TabularCascadeResult
-    from bastion.tabular.threats import threat_preset as preset_threat
 
     key = attack.strip().lower()
     if key not in TABULAR_ATTACKS:
         raise AttackError(f"unknown tabular attack {attack!r}; use one of: {', '.join(TABULAR_ATTACKS)}")
-    if schema_path is None:
-        raise DataError("tabular data needs its feature schema: pass --schema schema.json")
-    path = Path(data_spec[4:] if data_spec.startswith("csv:") else data_spec)
-    schema = TabularSchema.from_json(schema_path, dataset=path.name)
-    data = load_tabular(path, schema)
+    model, data, threat = load_tabular_inputs(model_spec, data_spec, schema_path, threat_preset, budget)
     if limit is not None:
         data = data.subset(slice(0, min(limit, len(data))))
-    model = load_tabular_model_spec(model_spec, data.schema)
-    if threat_preset:
-        threat = preset_threat(threat_preset, data.schema, **({} if budget is None else {"budget": budget}))
-    else:
-        threat = TabularThreatModel(data.schema, budget=budget)
+    path = Path(data_spec.removeprefix("csv:"))
     stages = {"cpgd": CPGD, "moeva": MoEvA}
     atk = TabularCascade() if key == "cascade" else stages[key]()
     if key == "cpgd" and not getattr(model, "differentiable", False):

@@ -19,7 +19,7 @@ from rich.table import Table
 from bastion.cli.common import err, out, progress_bar, write_json
 from bastion.errors import DataError, ModelContractError
 
-__all__ = ["load_text_data_spec", "load_text_model_spec", "run_text_attack"]
+__all__ = ["load_text_data_spec", "load_text_inputs", "load_text_model_spec", "run_text_attack"]
 
 _TEXT_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 
@@ -59,6 +59,21 @@ def load_text_data_spec(spec: str, *, split: str, text_column: str, label: str |
     return load_text_dataset(name, split=split, root=root or None)
 
 
+def load_text_inputs(
+    model_spec: str, data_spec: str, *, split: str, text_column: str, label: str | None
+) -> tuple[Any, Any]:
+    """(model, labelled texts) from the command line's specs; refuses a model whose class count differs
+    from the data's. Shared by ``attack`` and ``audit``."""
+    model = load_text_model_spec(model_spec)
+    data = load_text_data_spec(data_spec, split=split, text_column=text_column, label=label)
+    if model.num_classes is not None and model.num_classes != data.num_classes:
+        raise DataError(
+            f"{model_spec} predicts {model.num_classes} classes but {data.name} has {data.num_classes}; "
+            "pair the model with its own data"
+        )
+    return model, data
+
+
 def run_text_attack(
     *,
     model_spec: str,
@@ -80,15 +95,9 @@ def run_text_attack(
     from bastion.text.sanitise import SanitisedTextClassifier
 
     atk, threat = make_text_attack(attack, preset, max_queries=queries)  # an unknown name fails first
-    model = load_text_model_spec(model_spec)
-    data = load_text_data_spec(data_spec, split=split, text_column=text_column, label=label)
+    model, data = load_text_inputs(model_spec, data_spec, split=split, text_column=text_column, label=label)
     if limit is not None:
         data = data.subset(range(min(limit, len(data))))
-    if model.num_classes is not None and model.num_classes != data.num_classes:
-        raise DataError(
-            f"{model_spec} predicts {model.num_classes} classes but {data.name} has {data.num_classes}; "
-            "pair the model with its own data"
-        )
     if sanitise:
         model = SanitisedTextClassifier(model)
     start = time.perf_counter()
