@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bastion.errors import ThreatModelError
+from bastion.text.confusables import is_default_ignorable
 from bastion.text.stopwords import STOPWORDS
 from bastion.text.threat import TextThreatModel
 from bastion.text.words import char_edit_distance, split_words, transformations
@@ -53,8 +54,8 @@ class PartOfSpeech(Protocol):
 def strip_invisible(text: str) -> str:
     """``text`` without characters a reader does not see: format characters (category Cf: zero-width,
     bidi controls, soft hyphen) and the other default-ignorable code points (variation selectors...)."""
-    from bastion.text.confusables import is_default_ignorable
-
+    if text.isascii():  # none of them is ASCII; the verifier calls this on every candidate edit
+        return text
     return "".join(c for c in text if unicodedata.category(c) != "Cf" and not is_default_ignorable(c))
 
 
