@@ -23,9 +23,9 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import torch
@@ -33,7 +33,15 @@ import torch
 from bastion.errors import RemoteModelError
 from bastion.threat import Bounds, check_bounds
 
-__all__ = ["OIPEndpoint", "RateLimiter", "RemoteClassifier", "load_remote", "parse_oip_spec"]
+__all__ = [
+    "OIPEndpoint",
+    "RateLimiter",
+    "RemoteClassifier",
+    "RemoteTextClassifier",
+    "load_remote",
+    "load_remote_text",
+    "parse_oip_spec",
+]
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +191,8 @@ class RemoteClassifier:
     values are reshaped to it). ``num_classes`` otherwise comes from the first answer.
     """
 
+    INPUT_TYPES: tuple[str, ...] = tuple(_FLOAT_TYPES)  # what this client sends; the first by default
+
     def __init__(
         self,
         url: str | OIPEndpoint,
@@ -222,7 +232,7 @@ class RemoteClassifier:
         self.limiter = RateLimiter(max_rps, burst)
         self.input_name, self.output_name = input_name, output_name
         self._num_classes = num_classes
-        self._datatype = "FP32"
+        self._datatype = self.INPUT_TYPES[0]
         self._row_shape: tuple[int, ...] | None = None
         self.queries = self.calls = self.requests = self.rows_sent = self.retries = 0
         self.metadata: dict[str, Any] | None = None
@@ -288,11 +298,13 @@ class RemoteClassifier:
         chosen = next((t for t in inputs if t.get("name") == self.input_name), inputs[0] if inputs else None)
         if chosen is not None:
             self.input_name = self.input_name or chosen.get("name")
-            datatype = chosen.get("datatype", "FP32")
-            if datatype not in _FLOAT_TYPES:
+            datatype = chosen.get("datatype", self._datatype)
+            if datatype not in self.INPUT_TYPES:
+                other = "RemoteTextClassifier (a text model)" if datatype == "BYTES" else "RemoteClassifier"
                 raise RemoteModelError(
                     f"{self.endpoint.model_url}: the model's input {self.input_name!r} is {datatype}; "
-                    f"bastion sends floating point ({', '.join(_FLOAT_TYPES)}): serve a float input"
+                    f"{type(self).__name__} sends {', '.join(self.INPUT_TYPES)}: serve that input, or load "
+                    f"it as {other}"
                 )
             self._datatype = datatype
             shape = chosen.get("shape") or []
@@ -433,6 +445,43 @@ class RemoteClassifier:
         )
 
 
+class RemoteTextClassifier(RemoteClassifier):
+    """A text classifier behind the Open Inference Protocol: ``model(texts) -> logits (N, K)``.
+
+    Texts travel as one ``BYTES`` input tensor of shape ``[n]`` whose JSON ``data`` are the UTF-8 strings
+    (the protocol's string form), at most ``batch_size`` per request; outputs, rate limit, retries,
+    errors and accounting (``queries`` = texts answered) are those of :class:`RemoteClassifier`.
+    Every text attack is black-box, so each one runs against it unchanged.
+    """
+
+    INPUT_TYPES = ("BYTES",)
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:  # type: ignore[override]
+        from bastion.text.model import check_texts
+
+        items = check_texts(texts, doing=f"querying {self.endpoint.spec}")
+        outs = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            body: dict[str, Any] = {
+                "inputs": [{"name": self.input_name or "text", "shape": [len(chunk)], "datatype": "BYTES",
+                            "data": chunk}]
+            }  # fmt: skip
+            if self.output_name:
+                body["outputs"] = [{"name": self.output_name}]
+            self.rows_sent += len(chunk)
+            answer = self._request("POST", self.endpoint.infer_url, body, rows=len(chunk))
+            outs.append(self._parse_output(answer, len(chunk)))
+            self.queries += len(chunk)
+        self.calls += 1
+        out = torch.cat(outs) if outs else torch.zeros(0, self._num_classes or 0)
+        return out.clamp_min(_FLOOR).log() if self.outputs == "probabilities" else out
+
+    def __repr__(self) -> str:
+        k, n = self._num_classes, self.queries
+        return f"RemoteTextClassifier({self.endpoint.spec}, num_classes={k}, queries={n})"
+
+
 def _error_text(response: Any) -> str:
     try:
         said = response.json().get("error", "")
@@ -470,6 +519,12 @@ def _client_error_fix(status: int, model: RemoteClassifier, body: dict[str, Any]
     return "check the spec and the server's documentation"
 
 
+def load_remote_text(spec: str, **options: Any) -> RemoteTextClassifier:
+    """A :class:`RemoteTextClassifier` from ``oip:http://host:port/models/NAME[?option=value&...]``;
+    options, the API key and refusals as for :func:`load_remote`."""
+    return cast(RemoteTextClassifier, load_remote(spec, _cls=RemoteTextClassifier, **options))
+
+
 def load_remote(spec: str, **options: Any) -> RemoteClassifier:
     """A :class:`RemoteClassifier` from ``oip:http://host:port/models/NAME[?option=value&...]``.
 
@@ -486,9 +541,10 @@ def load_remote(spec: str, **options: Any) -> RemoteClassifier:
                 f"{spec}: {local} cannot be applied to a remote model (the server owns its weights and "
                 f"preprocessing); drop --{local}"
             )
+    cls: type[RemoteClassifier] = options.pop("_cls", RemoteClassifier)
     endpoint, from_spec = parse_oip_spec(spec)
     merged = {**from_spec, **{k: v for k, v in options.items() if v is not None}}
     token = os.environ.get(TOKEN_ENV)
     if token and "headers" not in merged:  # a key never rides in the spec: URLs end up in logs
         merged["headers"] = {"Authorization": f"Bearer {token.strip()}"}
-    return RemoteClassifier(endpoint, **merged)
+    return cls(endpoint, **merged)

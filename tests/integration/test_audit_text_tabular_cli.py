@@ -14,7 +14,7 @@ import pytest
 from test_cli import bastion
 from test_tabular_attack_cli import loans
 
-from bastion.audit.schema import report_schema
+from bastion.audit.schema import report_schema, schema_for_report
 from bastion.audit.sections import TABULAR_SECTIONS, TEXT_SECTIONS
 
 TEXT_MODEL = """
@@ -96,7 +96,8 @@ def test_text_audit_end_to_end(text_report: tuple[subprocess.CompletedProcess[st
     # character tricks flip this bag-of-words model (BA601) and the gate is far above it (BA301): exit 1
     assert res.returncode == 1, res.stderr
     data = json.loads((out / "report.json").read_text())
-    jsonschema.validate(data, report_schema(TEXT_SECTIONS))
+    jsonschema.validate(data, schema_for_report(data))  # the report names its modality's schema
+    assert schema_for_report(data) == report_schema(TEXT_SECTIONS) != report_schema()
     assert data["model"]["modality"] == "text" and data["model"]["bounds"] is None
     assert data["data"]["n_samples"] == len(ROWS) and data["clean"]["accuracy"] == 1.0
     text = data["text"]
@@ -166,7 +167,8 @@ def test_tabular_audit_end_to_end(tmp_path: Path) -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr + res.stdout
     d = json.loads((out / "report.json").read_text())
-    jsonschema.validate(d, report_schema(TABULAR_SECTIONS))
+    jsonschema.validate(d, schema_for_report(d))
+    assert schema_for_report(d) == report_schema(TABULAR_SECTIONS)
     assert d["model"]["modality"] == "tabular" and d["data"]["n_samples"] == 60  # --limit applies
     t = d["tabular"]
     assert t["records"] == 60 and t["counted_valid"] == 1.0 and t["constraint_satisfaction"] == 1.0

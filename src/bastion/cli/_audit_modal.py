@@ -18,7 +18,7 @@ Modality = Literal["image", "text", "tabular"]
 
 def modality(model: str, data: str, *, text_column: str | None, schema: Path | None) -> Modality:
     """``tabular`` with ``--schema``; ``text`` for a text-zoo model (``zoo:sst2-wordcnn``), a named text
-    set (``sst2``) or ``--text-column``; else ``image``."""
+    set (``sst2``), ``--text-column`` or a CSV whose header has a ``text`` column; else ``image``."""
     from bastion.text.data import TEXT_DATASETS
     from bastion.text.zoo import TEXT_ZOO
 
@@ -28,16 +28,36 @@ def modality(model: str, data: str, *, text_column: str | None, schema: Path | N
     data_name = data.removeprefix("text:").partition(":")[0]
     if name in TEXT_ZOO or data_name in TEXT_DATASETS or text_column is not None or data.startswith("text:"):
         return "text"
-    return "image"
+    return "text" if "text" in _csv_header(data) else "image"
 
 
-def refuse_image_options(kind: str, given: dict[str, Any]) -> None:
-    """A one-line error naming the image-only options given to a text or tabular audit."""
+def _csv_header(data: str) -> list[str]:
+    """The column names of a ``csv:FILE`` / ``.csv[.gz]`` / ``.tsv[.gz]`` data spec ([] for anything else,
+    or a file that cannot be read: the loader then says what is wrong)."""
+    import csv
+    import gzip
+
+    path = Path(data.removeprefix("csv:"))
+    lower = path.name.lower()
+    if not (data.startswith("csv:") or lower.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz"))):
+        return []
+    try:
+        opener = gzip.open if lower.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            line = fh.readline()
+    except (OSError, UnicodeDecodeError, EOFError):
+        return []
+    delimiter = "\t" if lower.removesuffix(".gz").endswith(".tsv") else ","
+    return [h.strip() for h in next(csv.reader([line], delimiter=delimiter), [])]
+
+
+def refuse_image_options(kind: str, given: dict[str, Any], *, command: str = "audit") -> None:
+    """A one-line error naming the image-only options given to a text or tabular audit (or evaluation)."""
     used = [name for name, value in given.items() if value not in (None, False, [], ())]
     if used:
         raise BastionError(
-            f"{', '.join(used)} appl{'ies' if len(used) == 1 else 'y'} to image models; a {kind} audit runs "
-            "its own attacks (see docs/audit.md, Text and tabular models)"
+            f"{', '.join(used)} appl{'ies' if len(used) == 1 else 'y'} to image models; a {kind} {command} "
+            f"runs its own attacks (see docs/{kind}.md)"
         )
 
 

@@ -393,13 +393,69 @@ def evaluate(
     std: StdOpt = None,
     device: DeviceOpt = "auto",
     json_path: JsonOpt = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option(
+            "--text-column", help="Text model: csv:FILE's text column (default 'text').", show_default=False
+        ),
+    ] = None,
+    queries: Annotated[
+        int | None, typer.Option("--queries", min=1, help="Text model: query budget per text and attack.")
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option("--schema", help="Tabular model: its feature schema JSON.", show_default=False),
+    ] = None,
+    threat_preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Tabular model: a named threat (german_credit, default_credit_taiwan).", show_default=False
+        ),
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option(help="Tabular model: total change budget (range-normalised cost).")
+    ] = None,
 ) -> None:
     """Measure robust accuracy with a cascade of attacks (each stage attacks what is still robust).
 
     Example: [bold]bastion evaluate zoo:mnist-cnn mnist:../shared/data/mnist --epsilon 0.3 --limit 500[/]
 
     Defended: [bold]bastion evaluate zoo:digits-cnn digits --epsilon 0.2 --defense jpeg:75,bits:4[/]
+
+    Text models (a text-zoo model, a named text set or --text-column): invisible characters, homoglyphs,
+    DeepWordBug, PWWS, TextFooler in turn, at --preset paper and strict (default: both):
+    [bold]bastion evaluate zoo:sst2-wordcnn sst2 --split validation --limit 100 --preset strict[/]
+
+    Tabular models (--schema): constrained PGD, then the genetic search, with MCC beside robust accuracy:
+    [bold]bastion evaluate model.py:build german.csv.gz --schema schema.json --threat-preset german_credit[/]
     """
+    from bastion.cli._audit_modal import modality, refuse_image_options
+
+    kind = modality(model, data, text_column=text_column, schema=schema)
+    if kind != "image":
+        from bastion.cli._evaluate_modal import run_tabular_evaluate, run_text_evaluate
+
+        image_only = {"--defense": defense, "--eot": eot, "--weights": weights, "--bounds": bounds,
+                      "--mean": mean, "--std": std}  # fmt: skip
+        refuse_image_options(kind, image_only, command="evaluation")
+        if kind == "text":
+            run_text_evaluate(
+                model_spec=model, data_spec=data, preset=preset, split=split, text_column=text_column,
+                label=label, limit=limit, seed=seed, queries=queries, json_path=json_path,
+            )  # fmt: skip
+        else:
+            run_tabular_evaluate(
+                model_spec=model, data_spec=data, preset=preset, schema=schema, threat_preset=threat_preset,
+                budget=budget, limit=limit, seed=seed, json_path=json_path,
+            )  # fmt: skip
+        return
+    if queries is not None or threat_preset is not None or budget is not None:
+        from bastion.errors import ThreatModelError
+
+        raise ThreatModelError(
+            "--queries is for text models and --threat-preset/--budget for tabular ones (pass --text-column "
+            "or --schema); an image evaluation's budgets come from --preset"
+        )
     from bastion.evaluation import evaluate as run_evaluation
     from bastion.evaluation import preset_attacks
     from bastion.threat import ThreatModel

@@ -1,6 +1,7 @@
 """``bastion attack`` for text models: the model and data specs of text, one attack, its verified result.
 
-Model specs: ``zoo:NAME`` (the text zoo: ``sst2-wordcnn``, ``sms-spam-wordcnn``) or ``FILE.py:factory`` /
+Model specs: ``zoo:NAME`` (the text zoo: ``sst2-wordcnn``, ``sms-spam-wordcnn``), ``oip:http://HOST/models/NAME``
+(a text model served over the Open Inference Protocol, texts sent as BYTES) or ``FILE.py:factory`` /
 ``package.module:factory`` returning a text classifier (a callable ``list[str] -> logits`` with
 ``num_classes``, a fitted scikit-learn pipeline, or a ``TorchTextClassifier``). Data specs: a named set
 (``sst2``, ``sms-spam``, ``ag-news`` ... with ``--split``; read from ``$BASTION_DATA``, or ``NAME:ROOT``)
@@ -30,6 +31,10 @@ def load_text_model_spec(spec: str) -> Any:
     from bastion.text.model import as_text_classifier
     from bastion.text.zoo import TEXT_ZOO, load_text_model
 
+    if spec.startswith("oip:"):  # a text model served over the Open Inference Protocol (BYTES input)
+        from bastion.remote import load_remote_text
+
+        return load_remote_text(spec)
     if spec.startswith("zoo:"):
         return load_text_model(spec[4:])
     if spec in TEXT_ZOO:
@@ -37,8 +42,8 @@ def load_text_model_spec(spec: str) -> Any:
     target, sep, factory = spec.rpartition(":")
     if not sep or not target:
         raise ModelContractError(
-            f"text model spec {spec!r}: use zoo:NAME ({', '.join(TEXT_ZOO)}) or FILE.py:factory returning a "
-            "text classifier"
+            f"text model spec {spec!r}: use zoo:NAME ({', '.join(TEXT_ZOO)}), oip:http://HOST/models/NAME or "
+            "FILE.py:factory returning a text classifier"
         )
     return as_text_classifier(factory_object(target, factory))
 

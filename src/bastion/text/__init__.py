@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from bastion.text.constraints import Resources, violations
 from bastion.text.data import TextData, load_text_csv, load_text_dataset, stratified_split
+from bastion.text.evaluation import TextEvaluation, evaluate_text
 from bastion.text.model import (
     CountingTextClassifier,
     SklearnTextClassifier,
@@ -34,10 +35,12 @@ __all__ = [
     "SklearnTextClassifier",
     "TextClassifier",
     "TextData",
+    "TextEvaluation",
     "TextThreatModel",
     "TorchTextClassifier",
     "WordTokenizer",
     "as_text_classifier",
+    "evaluate_text",
     "load_text_csv",
     "load_text_dataset",
     "load_text_model",

@@ -43,8 +43,9 @@ import torch
 from bastion.text.confusables import confusables_table, is_default_ignorable, skeleton
 from bastion.text.model import TextClassifier, check_texts
 from bastion.text.stopwords import STOPWORDS
+from bastion.text.tokenizer import PAD, UNK
 
-__all__ = ["SanitisedTextClassifier", "Sanitiser", "nfkc_only"]
+__all__ = ["SanitisedTextClassifier", "Sanitiser", "model_vocabulary", "nfkc_only"]
 
 # The ASCII strings each prototype stands for (the skeleton is not injective on ASCII).
 _ASCII = [chr(i) for i in range(0x20, 0x7F)] + ["rn"]
@@ -210,15 +211,40 @@ def nfkc_only() -> Sanitiser:
     return Sanitiser(nfkc=True, strip_format=False, skeleton=False)
 
 
+def model_vocabulary(model: object) -> frozenset[str]:
+    """The words ``model`` knows, where it says: a :class:`~bastion.text.WordTokenizer`'s vocabulary
+    (without ``<pad>``/``<unk>``) or a scikit-learn vectorizer's single-word ``vocabulary_``, looked up
+    through wrappers (``.model``, ``.estimator``, pipeline steps); empty when the model does not say."""
+    seen: list[object] = [model]
+    while seen:
+        obj = seen.pop()
+        vocab = getattr(getattr(obj, "tokenizer", None), "vocab", None)
+        if isinstance(vocab, tuple | list) and all(isinstance(w, str) for w in vocab):
+            return frozenset(w for w in vocab if w not in (PAD, UNK))
+        words = getattr(obj, "vocabulary_", None)
+        if isinstance(words, dict) and words:
+            return frozenset(w for w in words if isinstance(w, str) and " " not in w)  # n-grams aside
+        for attr in ("model", "estimator"):
+            inner = getattr(obj, attr, None)
+            if inner is not None and inner is not obj and len(seen) < 16:
+                seen.append(inner)
+        for step in getattr(obj, "steps", None) or ():
+            if isinstance(step, tuple) and len(step) == 2:
+                seen.append(step[1])
+    return frozenset()
+
+
 class SanitisedTextClassifier:
     """A :class:`TextClassifier` that sanitises its input first: ``model(sanitiser(texts))``.
 
+    Without a ``sanitiser``, the default one with the model's own vocabulary
+    (:func:`model_vocabulary`), which settles look-alikes that read as several ASCII letters ("Ɩ": l or I).
     Attack it like any other text model; every string an attack sends is counted once, as sent.
     """
 
     def __init__(self, model: TextClassifier, sanitiser: Sanitiser | None = None) -> None:
         self.model = model
-        self.sanitiser = sanitiser or Sanitiser()
+        self.sanitiser = sanitiser or Sanitiser(vocabulary=model_vocabulary(model))
 
     @property
     def num_classes(self) -> int | None:

@@ -3,6 +3,9 @@ the pipeline's validation, the schema's assembly, and BA210 (cross-entropy gradi
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import replace
 from importlib import resources
 from typing import Any, ClassVar
@@ -15,7 +18,7 @@ from torch import nn
 from bastion.audit import AuditConfig, run_audit
 from bastion.audit.findings import finding
 from bastion.audit.render import render_html
-from bastion.audit.schema import report_schema
+from bastion.audit.schema import MODALITIES, report_schema, schema_for_report
 from bastion.audit.sections import (
     SECTIONS,
     AuditContext,
@@ -51,11 +54,25 @@ def test_every_section_keeps_the_contract(section):
     assert set(section.requires) <= provided, f"{section.name} reads outputs no earlier section provides"
 
 
-def test_the_assembled_schema_is_valid_and_names_every_section():
-    schema = report_schema()
+@pytest.mark.parametrize("modality", sorted(MODALITIES))
+def test_the_assembled_schema_is_valid_and_names_every_section(modality):
+    schema = report_schema(modality=modality)
     jsonschema.Draft202012Validator.check_schema(schema)
-    assert {s.name for s in SECTIONS} <= set(schema["properties"])
-    assert {s.name for s in SECTIONS if s.required_key} <= set(schema["required"])
+    pipeline = MODALITIES[modality]
+    assert {s.name for s in pipeline} <= set(schema["properties"])
+    assert {s.name for s in pipeline if s.required_key} <= set(schema["required"])
+    assert schema_for_report({"model": {"modality": modality}}) == schema
+
+
+def test_the_schema_module_prints_each_modality_and_refuses_others():
+    run = [sys.executable, "-m", "bastion.audit.schema"]
+    printed = subprocess.run([*run, "tabular"], capture_output=True, text=True, check=True).stdout
+    assert json.loads(printed) == report_schema(modality="tabular")
+    assert "tabular" in json.loads(printed)["properties"]
+    bad = subprocess.run([*run, "audio"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "audio" in bad.stderr and "image, text, tabular" in bad.stderr
+    with pytest.raises(SectionError, match="audio"):
+        report_schema(modality="audio")
 
 
 class _Toy(Section):

@@ -22,12 +22,13 @@ import torch
 
 @dataclass
 class ServerConfig:
-    model: Callable[[torch.Tensor], torch.Tensor]
+    model: Callable[[Any], torch.Tensor]  # a tensor model, or a text model (list of strings) with BYTES
     name: str = "digits"
     row_shape: tuple[int, ...] = (1, 8, 8)
     num_classes: int = 10
     outputs: str = "logits"  # or "probabilities": the server applies softmax
     input_name: str = "input-0"
+    datatype: str = "FP32"  # or "BYTES": a text model, its input a [n] tensor of strings
     fail_first: int = 0
     fail_status: int = 503
     delay: float = 0.0
@@ -72,7 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "name": cfg.name,
                     "versions": ["1"],
                     "platform": "pytorch",
-                    "inputs": [{"name": cfg.input_name, "datatype": "FP32", "shape": [-1, *cfg.row_shape]}],
+                    "inputs": [
+                        {"name": cfg.input_name, "datatype": cfg.datatype, "shape": [-1, *cfg.row_shape]}
+                    ],
                     "outputs": [{"name": "output-0", "datatype": "FP32", "shape": [-1, cfg.num_classes]}],
                     **({"parameters": cfg.parameters} if cfg.parameters is not None else {}),
                 },
@@ -102,7 +105,13 @@ class _Handler(BaseHTTPRequestHandler):
         if inp["name"] != cfg.input_name or list(shape[1:]) != list(cfg.row_shape):
             self._send(400, {"error": f"expected input {cfg.input_name!r} of shape [-1, {cfg.row_shape}]"})
             return
-        x = torch.tensor(inp["data"], dtype=torch.float32).reshape(shape)
+        if inp.get("datatype", "FP32") != cfg.datatype:
+            self._send(400, {"error": f"expected {cfg.datatype}, got {inp.get('datatype')}"})
+            return
+        if cfg.datatype == "BYTES":
+            x: Any = [str(t) for t in inp["data"]]
+        else:
+            x = torch.tensor(inp["data"], dtype=torch.float32).reshape(shape)
         with torch.no_grad():
             out = cfg.model(x)
             if cfg.outputs == "probabilities":

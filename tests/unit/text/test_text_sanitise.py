@@ -141,6 +141,31 @@ def test_sanitised_classifier_wraps_any_model() -> None:
     assert Sanitiser().describe() == "strip format + skeleton + NFKC" and nfkc_only().describe() == "NFKC"
 
 
+def test_the_default_sanitiser_reads_the_models_own_vocabulary() -> None:
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from torch import nn
+
+    from bastion.text import TorchTextClassifier, WordTokenizer, as_text_classifier
+    from bastion.text.model import CountingTextClassifier
+    from bastion.text.sanitise import model_vocabulary
+
+    capital_l = "\u0196"  # LATIN CAPITAL LETTER IOTA: reads as "l" or "I"
+    tokenizer = WordTokenizer(["<pad>", "<unk>", "love", "it"])
+    torch_model = TorchTextClassifier(nn.Sequential(nn.Embedding(4, 2), nn.Flatten(), nn.LazyLinear(2)),
+                                      tokenizer, num_classes=2)  # fmt: skip
+    assert model_vocabulary(CountingTextClassifier(torch_model)) == {"love", "it"}  # through the wrapper
+    pipe = make_pipeline(CountVectorizer(ngram_range=(1, 2)), LogisticRegression())
+    pipe.fit(["love it", "hate it"], [1, 0])
+    assert model_vocabulary(as_text_classifier(pipe)) == {"love", "hate", "it"}  # bigrams left out
+    assert model_vocabulary(object()) == frozenset()
+    # Without the vocabulary the capital reading wins in cased text; with the model's own, the known word.
+    assert Sanitiser().sanitise(f"{capital_l}ove It") == "Iove It"
+    assert SanitisedTextClassifier(torch_model).sanitiser.sanitise(f"{capital_l}ove It") == "love It"
+    assert SanitisedTextClassifier(torch_model, Sanitiser()).sanitiser.vocabulary == frozenset()  # as given
+
+
 def test_build_table_regenerates_a_module_from_confusables_txt(tmp_path: Path) -> None:
     src = tmp_path / "confusables.txt"
     src.write_text(
