@@ -28,6 +28,16 @@ def test_evaluate_text_model_at_one_preset(tmp_path: Path) -> None:
     lost = sum(s["fooled"] for s in run["stages"])
     assert lost > 0 and abs(run["robust_accuracy"] - (len(ROWS) - lost) / len(ROWS)) < 1e-6
     assert "accuracy under attack" in res.stdout
+    # Behind the sanitiser (adaptive: the cascade queries the defended model) the character tricks fail.
+    res = bastion(
+        "evaluate", f"{model}:build", f"csv:{data}", "--text-column", "review", "--preset", "strict",
+        "--sanitise", "--json", str(out),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    defended = json.loads(out.read_text())
+    assert defended["sanitised"] is True
+    tricks = [s for s in defended["presets"][0]["stages"] if s["attack"] in ("invisible", "homoglyph")]
+    assert [s["fooled"] for s in tricks] == [0, 0] and tricks[0]["attacked"] == len(ROWS)
 
 
 def test_evaluate_tabular_model(tmp_path: Path) -> None:

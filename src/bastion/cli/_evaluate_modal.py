@@ -38,16 +38,20 @@ def _text_presets(preset: str) -> tuple[str, ...]:
 
 def run_text_evaluate(
     *, model_spec: str, data_spec: str, preset: str, split: str, text_column: str | None, label: str | None,
-    limit: int | None, seed: int, queries: int | None, json_path: Path | None,
+    limit: int | None, seed: int, queries: int | None, sanitise: bool, json_path: Path | None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Evaluate a text model at each preset; print one table per preset; ``--json`` holds all."""
+    """Evaluate a text model (behind the sanitiser with ``sanitise``: adaptive, the attacks query the
+    defended model) at each preset; print one table per preset; ``--json`` holds all."""
     from bastion.cli._audit_modal import load_text_audit
     from bastion.text.evaluation import evaluate_text
+    from bastion.text.sanitise import SanitisedTextClassifier
 
     presets = _text_presets(preset)
     clf, data = load_text_audit(
         model_spec, data_spec, split=split, text_column=text_column, label=label, limit=limit, seed=seed
     )
+    if sanitise:
+        clf = SanitisedTextClassifier(clf)
     runs = []
     with progress_bar() as bar:
         tasks: dict[str, Any] = {}
@@ -62,7 +66,8 @@ def run_text_evaluate(
             runs.append(evaluate_text(clf, data.texts, data.labels, p, seed=seed, max_queries=queries,
                                       progress=on_progress))  # fmt: skip
     for r in runs:
-        title = f"{model_spec} on {data.name}: text, preset {r.preset}"
+        behind = " behind the sanitiser" if sanitise else ""
+        title = f"{model_spec}{behind} on {data.name}: text, preset {r.preset}"
         table = Table(title=escape(title), title_justify="left")
         for col in ("stage", "attacked", "fooled", "under attack", "queries", "invalid", "seconds"):
             table.add_column(col, justify="left" if col == "stage" else "right")
@@ -83,7 +88,7 @@ def run_text_evaluate(
         for s in r.stages:
             if s.reason:
                 out.print(f"  {s.attack} not run: {escape(s.reason)}", highlight=False)
-    payload = {"model": model_spec, "data": data.name, "modality": "text",
+    payload = {"model": model_spec, "data": data.name, "modality": "text", "sanitised": sanitise,
                "presets": [r.to_dict() for r in runs]}  # fmt: skip
     if json_path is not None:
         write_json(json_path, payload)

@@ -402,6 +402,10 @@ def evaluate(
     queries: Annotated[
         int | None, typer.Option("--queries", min=1, help="Text model: query budget per text and attack.")
     ] = None,
+    sanitise: Annotated[
+        bool,
+        typer.Option(help="Text model: evaluate it behind the sanitiser (NFKC, invisible, confusables)."),
+    ] = False,
     schema: Annotated[
         Path | None,
         typer.Option("--schema", help="Tabular model: its feature schema JSON.", show_default=False),
@@ -441,7 +445,7 @@ def evaluate(
         if kind == "text":
             run_text_evaluate(
                 model_spec=model, data_spec=data, preset=preset, split=split, text_column=text_column,
-                label=label, limit=limit, seed=seed, queries=queries, json_path=json_path,
+                label=label, limit=limit, seed=seed, queries=queries, sanitise=sanitise, json_path=json_path,
             )  # fmt: skip
         else:
             run_tabular_evaluate(
@@ -449,12 +453,12 @@ def evaluate(
                 budget=budget, limit=limit, seed=seed, json_path=json_path,
             )  # fmt: skip
         return
-    if queries is not None or threat_preset is not None or budget is not None:
+    if queries is not None or sanitise or threat_preset is not None or budget is not None:
         from bastion.errors import ThreatModelError
 
         raise ThreatModelError(
-            "--queries is for text models and --threat-preset/--budget for tabular ones (pass --text-column "
-            "or --schema); an image evaluation's budgets come from --preset"
+            "--queries and --sanitise are for text models and --threat-preset/--budget for tabular ones "
+            "(pass --text-column or --schema); an image evaluation's budgets come from --preset"
         )
     from bastion.evaluation import evaluate as run_evaluation
     from bastion.evaluation import preset_attacks
