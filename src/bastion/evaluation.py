@@ -316,8 +316,16 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 500,
     progress: Progress | None = None,
+    engine: Any = None,
+    run_dir: Any = None,
+    shard_size: int = 500,
 ) -> EvaluationResult:
     """Robust accuracy of ``model`` on ``x`` (N, ...), ``y`` (N,) under ``threat``.
+
+    ``engine`` (``"local"``, ``"ray"`` or a :mod:`bastion.engine` engine) or ``run_dir`` runs the cascade
+    through the shard runner instead (:func:`bastion.engine.evaluate_sharded`: shards of ``shard_size``
+    examples, kept in ``run_dir`` for resuming; on Ray ``model`` is a :class:`bastion.engine.ModelRef`);
+    ``x`` must then be a tensor and the stages a preset's.
 
     ``x`` may instead be a re-iterable stream of ``(x, y)`` batches (a DataLoader with ``shuffle=False``,
     a list): ``evaluate(model, loader, threat)``. It is read once per stage and attacked ``batch_size``
@@ -331,6 +339,17 @@ def evaluate(
         y, threat = None, y
     if threat is None:
         raise AttackError("evaluate needs a threat: evaluate(model, x, y, ThreatModel('linf', 0.03))")
+    if engine is not None or run_dir is not None:
+        from bastion.engine import ModelRef, evaluate_sharded
+
+        if not isinstance(x, torch.Tensor) or y is None or attacks is not None:
+            raise AttackError("the shard runner (engine=, run_dir=) takes tensors x, y and a preset's stages")
+        live = model if isinstance(model, ModelRef) else as_classifier(model, bounds=threat.bounds)
+        return evaluate_sharded(
+            live, x, y, threat, preset, seed=seed, batch_size=batch_size, shard_size=shard_size,
+            engine=engine, run_dir=run_dir,
+            progress=None if progress is None else (lambda done, total: progress(preset, done, total)),
+        )  # fmt: skip
     clf = as_classifier(model, bounds=threat.bounds)
     source = _Source(clf, x, y)
     stages_to_run = attacks if attacks is not None else preset_attacks(preset)

@@ -1,0 +1,41 @@
+"""The shard runner: fixed shards of example indices, run in this process or as Ray tasks, each kept on
+disk as it finishes so a long run survives interruption (``--resume DIR``).
+
+- :func:`make_shards`, :func:`shard_seed`: the sharding and the seeds (functions of the examples, never
+  of the workers), :class:`Shard`;
+- :class:`ModelRef`: a model named by its artifact, with the sha256 of its files, that workers load
+  and verify (models never travel as pickled objects);
+- :class:`LocalEngine`, :class:`RayEngine`, :func:`get_engine`: where shards run;
+- :class:`RunDirectory`: a run's manifest and shard files (atomic writes, hashes, resume);
+- :func:`run_shards`: skip, run, keep, gather; :func:`evaluate_sharded`: the evaluation cascade on it.
+
+Ray is optional (``pip install 'bastion[ray]'``) and imported only by :class:`RayEngine`.
+"""
+
+from __future__ import annotations
+
+from bastion.engine.engines import ENGINES, Engine, LocalEngine, RayEngine, ShardFailed, get_engine
+from bastion.engine.evaluation import EvaluateJob, evaluate_sharded
+from bastion.engine.model_ref import ModelRef
+from bastion.engine.rundir import RunDirectory, ShardOutput
+from bastion.engine.runner import RunOutcome, run_shards
+from bastion.engine.shards import Shard, make_shards, shard_seed
+
+__all__ = [
+    "ENGINES",
+    "Engine",
+    "EvaluateJob",
+    "LocalEngine",
+    "ModelRef",
+    "RayEngine",
+    "RunDirectory",
+    "RunOutcome",
+    "Shard",
+    "ShardFailed",
+    "ShardOutput",
+    "evaluate_sharded",
+    "get_engine",
+    "make_shards",
+    "run_shards",
+    "shard_seed",
+]

@@ -1,0 +1,80 @@
+"""The shard runner on Ray (a local cluster of 2 CPUs started here): the same per-example results on
+the local engine and on 1 and 2 Ray workers, and a worker killed mid-shard whose shard Ray retries."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from bastion.engine import (
+    LocalEngine,
+    ModelRef,
+    RayEngine,
+    Shard,
+    ShardOutput,
+    evaluate_sharded,
+    make_shards,
+    run_shards,
+)
+from bastion.threat import ThreatModel
+
+ray = pytest.importorskip("ray")  # the ray extra: pip install 'bastion[ray]'
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    # this module's functions travel by value (workers cannot import the tests folder)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             object_store_memory=200 * 1024**2)  # fmt: skip
+    yield
+    ray.shutdown()
+
+
+def test_results_are_identical_on_every_engine_and_worker_count(cluster: None) -> None:
+    from bastion.data import load_dataset
+
+    ds = load_dataset("digits", split="test").take(90, seed=1)
+    ref = ModelRef.create("zoo:digits-cnn")
+    threat = ThreatModel("linf", 0.1, bounds=ref.load().bounds)
+    engines = {"local": LocalEngine(threads=1), "ray-1": RayEngine(workers=1), "ray-2": RayEngine(workers=2)}
+    runs = {
+        name: evaluate_sharded(ref, ds.x, ds.y, threat, "fast", seed=2, shard_size=30, engine=engine)
+        for name, engine in engines.items()
+    }
+    base = runs["local"]
+    assert 0 < base.robust_accuracy < base.clean_accuracy
+    for name, r in runs.items():
+        assert torch.equal(r.x_adv, base.x_adv), name  # bit-identical adversarials
+        assert torch.equal(r.robust, base.robust) and torch.equal(r.predictions, base.predictions), name
+        assert [s.to_dict() | {"seconds": 0} for s in r.stages] == [
+            s.to_dict() | {"seconds": 0} for s in base.stages
+        ]
+    assert runs["ray-2"].extra["engine"] == {"engine": "ray", "workers": 2, "shards": 3, "resumed": [],
+                                             "redone": [], "shard_size": 30}  # fmt: skip
+
+
+def dies_once(job: Any, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
+    """Kills its own worker process the first time it runs shard 1 (a marker file remembers)."""
+    marker = Path(job["dir"]) / f"died-{shard.index}"
+    if shard.index == 1 and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os._exit(1)
+    return ShardOutput({"twice": payload * 2}, {"pid": os.getpid()})
+
+
+def test_a_killed_worker_shard_is_retried(cluster: None, tmp_path: Path) -> None:
+    x = torch.arange(12.0)
+    engine = RayEngine(workers=2, max_retries=2)
+    payload = lambda s: x[s.start : s.stop].clone()  # noqa: E731
+    out = run_shards(dies_once, {"dir": str(tmp_path)}, make_shards(12, 4), payload, job_key={}, batch_size=1,
+                     engine=engine)  # fmt: skip
+    assert (tmp_path / "died-1").exists()  # the worker did die...
+    assert torch.equal(torch.cat([o.tensors["twice"] for o in out.outputs]), 2 * x)  # ...and nothing was lost
+    assert out.outputs[1].meta["pid"] != int((tmp_path / "died-1").read_text())  # another process redid it
