@@ -78,3 +78,31 @@ def test_a_killed_worker_shard_is_retried(cluster: None, tmp_path: Path) -> None
     assert (tmp_path / "died-1").exists()  # the worker did die...
     assert torch.equal(torch.cat([o.tensors["twice"] for o in out.outputs]), 2 * x)  # ...and nothing was lost
     assert out.outputs[1].meta["pid"] != int((tmp_path / "died-1").read_text())  # another process redid it
+
+
+def test_reference_models_train_as_ray_tasks_with_the_same_masks(cluster: None, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from bastion.attacks.inference.references import train_references
+    from bastion.data import load_dataset
+    from bastion.defenses.training.config import TrainingConfig
+
+    net = tmp_path / "net.py"
+    net.write_text(
+        "import torch\n\n\ndef build():\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))\n"
+    )
+    ref = ModelRef.create(f"{net}:build")
+    pool = load_dataset("digits", split="train").take(200, seed=0)
+    cfg = TrainingConfig(epochs=1, batch_size=50, lr=0.05, seed=3)
+    on_ray = train_references(ref, pool, 3, tmp_path / "ray", seed=9, config=cfg, engine=RayEngine(workers=2))
+    local = train_references(
+        ref, pool, 3, tmp_path / "local", seed=9, config=cfg, engine=LocalEngine(threads=1)
+    )
+    assert torch.equal(on_ray.assignment.keep, local.assignment.keep)
+    assert (tmp_path / "ray" / "assignment.json").read_bytes() == (
+        tmp_path / "local" / "assignment.json"
+    ).read_bytes()
+    for i in range(3):  # one thread each: the same weights, bit for bit
+        a, b = (load_file(str(tmp_path / d / f"reference-{i:03d}.safetensors")) for d in ("ray", "local"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -44,3 +44,16 @@ def test_a_killed_driver_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert strip[0] == strip[1]
     other = bastion(*ARGS[:-1], "5", "--resume", str(run))  # another seed: another run, refused
     assert other.returncode == 2 and "holds another run" in other.stderr
+
+
+def test_engine_options_are_checked_first() -> None:
+    cases = {
+        "unknown engine 'spark'": ("evaluate", "zoo:digits-cnn", "digits", "--engine", "spark"),
+        "apply to --engine ray": ("membership", "zoo:digits-cnn", "--members", "digits", "--non-members",
+                                  "digits", "--workers", "2"),
+        "run image evaluations": ("evaluate", "zoo:sst2-wordcnn", "sst2", "--engine", "ray"),
+    }  # fmt: skip
+    for expected, args in cases.items():
+        res = bastion(*args)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and expected in lines[0], (expected, res.stderr)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import torch
 import typer
 
+from bastion.cli._engine_opts import AddressOpt, EngineOpt, WorkersOpt
 from bastion.cli._membership_setup import concat, reference_factory, run_attack, warn_overlap
 from bastion.cli._privacy_render import plot_roc, render_membership
 from bastion.cli.app import (
@@ -116,6 +117,9 @@ def membership(
     std: StdOpt = None,
     device: DeviceOpt = "auto",
     json_path: JsonOpt = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Measure how well an attacker tells MODEL's training members from non-members: ROC AUC, balanced
     accuracy and the true-positive rate at 0.1% and 1% false positives (the numbers that say whether
@@ -127,12 +131,17 @@ def membership(
     LiRA with references: [bold]bastion membership model.py:net --weights model.safetensors --members
     npz:train.npz --non-members npz:heldout.npz --population npz:extra.npz --attack lira --references 16
     --epochs 20 --references-dir refs/ --json mi.json --roc mi.png[/]
+
+    The references train one per task with --engine ray (--workers N, --address for a cluster); the
+    assignment of examples to references is drawn here, so it is the same on any engine.
     """
     from bastion.attacks.inference.references import train_references
     from bastion.cli.common import parse_bounds, resolve_device
     from bastion.data import load_dataset
     from bastion.defenses.training.config import TrainingConfig
+    from bastion.engine import get_engine
 
+    runner = get_engine(engine, address=address, workers=workers)  # a typo fails before any work
     if attack not in ATTACKS:
         raise AttackError(f"unknown membership attack {attack!r}; use one of: {', '.join(ATTACKS)}")
     needs_refs = attack in ("shadow", "lira", "lira-offline", "rmia")
@@ -173,7 +182,7 @@ def membership(
             pool = (
                 concat("targets+population", targets, pop) if attack == "lira" and pop else (pop or targets)
             )
-            build = reference_factory(
+            build: Any = reference_factory(
                 factory or model,
                 None if factory else weights,
                 parse_bounds(bounds) or mem.bounds,
@@ -181,6 +190,15 @@ def membership(
                 std,
                 resolve_device(device),
             )
+            if runner.name != "local":  # each worker builds the architecture from its files (sha256-checked)
+                from bastion.cli.common import parse_stats
+                from bastion.engine import ModelRef
+
+                build = ModelRef.create(
+                    factory or model, weights=None if factory else weights,
+                    bounds=parse_bounds(bounds) or mem.bounds, mean=parse_stats(mean, "--mean"),
+                    std=parse_stats(std, "--std"), device=str(resolve_device(device)),
+                )  # fmt: skip
             cfg = TrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
             task = bar.add_task("references", total=references)
             folder = references_dir or Path(scratch)
@@ -192,6 +210,7 @@ def membership(
                 seed=seed,
                 config=cfg,
                 progress=lambda done, total: bar.update(task, completed=done),
+                engine=None if runner.name == "local" else runner,
             )
             extra = (
                 {"references": refs, "ref_in": refs.assignment.keep[:, : len(targets)]}

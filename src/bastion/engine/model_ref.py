@@ -96,6 +96,16 @@ class ModelRef:
         """The model, verified, on ``device`` (one load per process and reference)."""
         return _load(self)
 
+    def build(self) -> TorchClassifier:
+        """A fresh copy of the model, verified (not cached: for code that trains or changes it)."""
+        from bastion.loading import load_model
+
+        self.verify()
+        model = load_model(self.spec, weights=self.weights, bounds=self.bounds, mean=self.mean, std=self.std)
+        return model.to(self.device)
+
+    __call__ = build  # a ModelRef is a factory: ``ref()`` builds a fresh model (reference training)
+
     def to_dict(self) -> dict[str, Any]:
         return {"spec": self.spec, "weights": self.weights, "bounds": list(self.bounds),
                 "mean": self.mean, "std": self.std, "sha256": dict(self.sha256)}  # fmt: skip
@@ -103,8 +113,4 @@ class ModelRef:
 
 @functools.lru_cache(maxsize=4)
 def _load(ref: ModelRef) -> TorchClassifier:
-    from bastion.loading import load_model
-
-    ref.verify()
-    model = load_model(ref.spec, weights=ref.weights, bounds=ref.bounds, mean=ref.mean, std=ref.std)
-    return model.to(ref.device)
+    return ref.build()

@@ -203,11 +203,15 @@ def train_references(
     method: str = "standard",
     options: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    engine: Any = None,
 ) -> ReferenceModels:
     """Train ``n_models`` references on a seeded assignment over ``population``, saved in ``folder``.
 
     Reference ``i`` trains with seed ``config.seed + i`` (``config`` defaults to ``TrainingConfig()``)
-    by ``harden(method=method, **options)`` (see :func:`train_reference`).
+    by ``harden(method=method, **options)`` (see :func:`train_reference`). With an ``engine``
+    (``"local"``, ``"ray"`` or a :mod:`bastion.engine` engine) each reference still to train is one task
+    (on Ray ``factory`` is a :class:`bastion.engine.ModelRef`, built fresh on the worker); the driver
+    draws the assignment and writes every model as it arrives, so the masks are the same on any engine.
     A folder that already holds an assignment for the same population, model count, seed and training
     settings is resumed: saved references are loaded, not retrained. Anything else raises DataError.
     ``progress(done, total)`` is called after each model.
@@ -242,6 +246,8 @@ def train_references(
         }
         text = json.dumps(payload) + "\n"
         atomic_write(root / ASSIGNMENT_FILE, lambda fh: fh.write(text))
+    if engine is not None:
+        _train_on_engine(engine, factory, population, assignment, root, cfg, method, options, progress)
     models = []
     for i in range(n_models):
         path = root / _weights_name(i)
@@ -252,9 +258,69 @@ def train_references(
             )  # fmt: skip
             result.save(path)
         models.append(_load_one(factory, path, population))
-        if progress is not None:
+        if progress is not None and engine is None:
             progress(i + 1, n_models)
     return ReferenceModels(tuple(models), assignment, population, root)
+
+
+@dataclass(frozen=True)
+class _ReferenceJob:
+    """What each reference task needs: the architecture (a ModelRef or, locally, a factory), the
+    population (sent once), the assignment's rows and the recipe."""
+
+    factory: Any
+    population: Dataset
+    keep: torch.Tensor
+    config: TrainingConfig
+    method: str
+    options: dict[str, Any]
+
+
+def _reference_task(job: _ReferenceJob, shard: Any, payload: Any, batch_size: int) -> Any:
+    """One reference model (shard ``i`` = reference ``i``): its weights and card, for the driver to write."""
+    from bastion.engine import ShardOutput
+
+    i = shard.index
+    cfg = job.config
+    result = train_reference(
+        job.factory,
+        job.population,
+        job.keep[i],
+        seed=cfg.seed + i,
+        config=cfg,
+        method=job.method,
+        options=job.options,
+    )
+    state = {k: v.detach().cpu().contiguous() for k, v in result.module.state_dict().items()}
+    return ShardOutput(state, {"card": json.loads(json.dumps(result.card, default=str))})
+
+
+def _train_on_engine(engine: Any, factory: Any, population: Dataset, assignment: Assignment, root: Path,
+                     cfg: TrainingConfig, method: str, options: Mapping[str, Any] | None,
+                     progress: Callable[[int, int], None] | None) -> None:  # fmt: skip
+    from bastion.defenses.training.harden import save_weights
+    from bastion.engine import LocalEngine, ModelRef, Shard, get_engine
+
+    chosen = get_engine(engine)
+    if not isinstance(factory, ModelRef) and not isinstance(chosen, LocalEngine):
+        raise ModelContractError(
+            f"the {chosen.name} engine builds each reference on a worker from the model's files: pass "
+            "bastion.engine.ModelRef.create('model.py:factory' or 'zoo:NAME'), not a Python factory"
+        )
+    todo = [i for i in range(assignment.n_models) if not (root / _weights_name(i)).is_file()]
+    done = assignment.n_models - len(todo)
+    if progress is not None:
+        progress(done, assignment.n_models)
+
+    def keep(shard: Any, out: Any) -> None:
+        nonlocal done
+        save_weights(out.tensors, out.meta["card"], root / _weights_name(shard.index))
+        done += 1
+        if progress is not None:
+            progress(done, assignment.n_models)
+
+    job = _ReferenceJob(factory, population, assignment.keep, cfg, method, dict(options or {}))
+    chosen.run(_reference_task, job, [(Shard(i, i, i + 1), None) for i in todo], cfg.batch_size, keep)
 
 
 def load_references(folder: str | Path, factory: Factory, population: Dataset) -> ReferenceModels:

@@ -52,21 +52,27 @@ class HardenResult:
 
         Returns both paths. Load the weights with ``bastion.loading.load_model`` and the module's factory.
         """
-        from safetensors.torch import save
+        return save_weights(self.module.state_dict(), self.card, path)
 
-        weights = Path(path).expanduser()
-        if weights.suffix != ".safetensors":
-            raise DefenseError(
-                f"weights are written as safetensors: name the file *.safetensors, not {weights.name}"
-            )
-        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
-        # One metadata key: safetensors writes several in hash order, which would make bytes differ by run.
-        payload = save(state, metadata={"format": "pt"})
-        atomic_write(weights, lambda fh: fh.write(payload), "wb")
-        card_path = weights.with_suffix(".json")
-        text = json.dumps(self.card, indent=2) + "\n"
-        atomic_write(card_path, lambda fh: fh.write(text))
-        return weights, card_path
+
+def save_weights(state: dict[str, torch.Tensor], card: dict[str, Any], path: str | Path) -> tuple[Path, Path]:
+    """Write ``state`` as safetensors at ``path`` and ``card`` as JSON beside it, atomically (what
+    :meth:`HardenResult.save` writes; also for weights trained elsewhere, e.g. on a Ray worker)."""
+    from safetensors.torch import save
+
+    weights = Path(path).expanduser()
+    if weights.suffix != ".safetensors":
+        raise DefenseError(
+            f"weights are written as safetensors: name the file *.safetensors, not {weights.name}"
+        )
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    # One metadata key: safetensors writes several in hash order, which would make bytes differ by run.
+    payload = save(tensors, metadata={"format": "pt"})
+    atomic_write(weights, lambda fh: fh.write(payload), "wb")
+    card_path = weights.with_suffix(".json")
+    text = json.dumps(card, indent=2) + "\n"
+    atomic_write(card_path, lambda fh: fh.write(text))
+    return weights, card_path
 
 
 def _split(data: Dataset, share: float, seed: int) -> tuple[Dataset, Dataset | None]:
