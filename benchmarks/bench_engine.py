@@ -90,12 +90,14 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=10000)
     ap.add_argument("--ref-epochs", type=int, default=3)
     ap.add_argument("--skip-references", action="store_true")
+    ap.add_argument("--skip-evaluation", action="store_true")
     args = ap.parse_args()
     print(environment())
-    print(f"\n### Evaluation: {args.model}, {args.n} inputs, linf {args.epsilon}, preset {args.preset}, "
-          f"shards of {args.shard_size}\n")  # fmt: skip
-    print(markdown(["engine", "clean", "robust", "seconds", "vs local", "identical to local"],
-                   evaluation_rows(args)))  # fmt: skip
+    if not args.skip_evaluation:
+        print(f"\n### Evaluation: {args.model}, {args.n} inputs, linf {args.epsilon}, preset {args.preset}, "
+              f"shards of {args.shard_size}\n")  # fmt: skip
+        print(markdown(["engine", "clean", "robust", "seconds", "vs local", "identical to local"],
+                       evaluation_rows(args)))  # fmt: skip
     if not args.skip_references:
         print(
             f"\n### LiRA reference models: MNIST MLP, {args.pool} pool examples, {args.ref_epochs} epochs\n"

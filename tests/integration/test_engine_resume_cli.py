@@ -57,3 +57,22 @@ def test_engine_options_are_checked_first() -> None:
         res = bastion(*args)
         lines = res.stderr.strip().splitlines()
         assert res.returncode == 2 and len(lines) == 1 and expected in lines[0], (expected, res.stderr)
+
+
+def test_attack_and_certify_resume_from_their_run_directories(tmp_path: Path) -> None:
+    runs = {
+        "attack": ("attack", "zoo:digits-cnn", "digits", "--attack", "pgd", "--steps", "5", "--limit", "60",
+                   "--shard-size", "20"),
+        "certify": ("certify", "zoo:digits-cnn", "digits", "--sigma", "0.25", "--n", "100", "--n0", "10",
+                    "--limit", "12", "--shard-size", "5"),
+    }  # fmt: skip
+    for name, args in runs.items():
+        first, second = tmp_path / f"{name}-1.json", tmp_path / f"{name}-2.json"
+        for out in (first, second):
+            res = bastion(*args, "--resume", str(tmp_path / name), "--json", str(out))
+            assert res.returncode == 0, res.stderr
+        a, b = json.loads(first.read_text()), json.loads(second.read_text())
+        engine = b["engine"] if name == "attack" else b["params"]["engine"]
+        assert engine["resumed"] == [0, 1, 2] and engine["redone"] == []
+        keys = ("success_rate", "robust_accuracy") if name == "attack" else ("certified_accuracy", "samples")
+        assert all(a[k] == b[k] for k in keys), name

@@ -59,7 +59,8 @@ def test_audit_records_the_refusal(tmp_path):
         "audit", f"{factory}:make", "digits", "--limit", "10", "--preset", "fast", "--seed", "0",
         "--no-checks", "--no-curve", "--epsilon", "0.01", "--certify", "ibp", "--out", str(out),
     )  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    # the untrained residual net is at chance (BA108, high): the audit fails it, and still records the refusal
+    assert res.returncode == 1 and "BA108" in res.stdout, res.stderr
     cert = json.loads((out / "report.json").read_text())["certification"]
     assert REFUSAL in cert["refused"]
     assert cert["threats"][0]["status"] == "refused"

@@ -183,6 +183,12 @@ def attack(
         str | None,
         typer.Option(help="Tabular attacks: a named threat (german_credit, default_credit_taiwan)."),
     ] = None,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
+    resume: ResumeOpt = None,
+    shard_size: ShardSizeOpt = 500,
 ) -> None:
     """Run one attack and report clean accuracy, the success rate on the inputs the model classified
     correctly, the distances of the adversarials it found, and its cost.
@@ -203,8 +209,16 @@ def attack(
     german_credit.csv.gz --schema tabular_schema.json --attack cascade --threat-preset german_credit[/]
     """
     from bastion.cli.tabular_attack import TABULAR_ATTACKS
+    from bastion.engine import get_engine
     from bastion.text.registry import TEXT_ATTACKS
 
+    runner = get_engine(engine, address=address, workers=workers, threads=threads)  # typos fail first
+    sharded = runner.name != "local" or resume is not None
+    modal = schema is not None or attack.strip().lower() in (*TABULAR_ATTACKS, *TEXT_ATTACKS)
+    if sharded and modal:
+        raise AttackError(
+            "--engine ray and --resume run image attacks for now; text and tabular ones run locally"
+        )
     if schema is not None or attack.strip().lower() in TABULAR_ATTACKS:
         from bastion.cli.tabular_attack import run_tabular_attack
 
@@ -254,19 +268,27 @@ def attack(
         shift = torch.randint(1, ds.num_classes, (len(ds),), generator=g).to(ds.y.device)
         targets = (ds.y + shift) % ds.num_classes
     clean = predict(clf, ds.x, batch_size=batch_size).argmax(dim=1)
-    parts = []
+    target: Any = clf
+    if runner.name != "local":  # workers load the model from its files, verified by sha256
+        from bastion.cli.common import parse_stats, resolve_device
+        from bastion.engine import ModelRef
+
+        target = ModelRef.create(
+            model, weights=weights, bounds=clf.bounds, mean=parse_stats(mean, "--mean"),
+            std=parse_stats(std, "--std"), device=str(resolve_device(device)),
+        )  # fmt: skip
+    from bastion.engine import attack_sharded
+
     start = time.perf_counter()
     with progress_bar() as bar:
-        task = bar.add_task(atk.name, total=len(ds))
-        for i, lo in enumerate(range(0, len(ds), batch_size)):
-            sl = slice(lo, lo + batch_size)
-            t = None if targets is None else targets[sl]
-            parts.append(atk(clf, ds.x[sl], ds.y[sl], threat, targets=t, seed=seed + i))
-            bar.advance(task, parts[-1].success.shape[0])
+        task = bar.add_task(f"{atk.name} ({runner.name})", total=len(ds))
+        run = attack_sharded(
+            attack, kwargs, target, ds.x, ds.y, threat, targets=targets, seed=seed, batch_size=batch_size,
+            shard_size=shard_size, engine=runner, run_dir=resume,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
     seconds = time.perf_counter() - start
-    success = torch.cat([p.success for p in parts])
-    distance = torch.cat([p.distance for p in parts])
-    predictions = torch.cat([p.predictions for p in parts])
+    success, distance, predictions = run.success, run.distance, run.predictions
     summary = {
         "attack": atk.name,
         "params": atk.params(),
@@ -281,15 +303,16 @@ def attack(
         },
         "targeted": targeted,
         **_attack_outcome(ds.y, clean, success, distance, predictions),
-        "queries": sum(p.queries for p in parts),
-        "gradient_evals": sum(p.gradient_evals for p in parts),
+        "queries": run.queries,
+        "gradient_evals": run.gradient_evals,
         "seconds": seconds,
         "seed": seed,
+        "engine": run.engine,
     }
     _render_attack(summary, f"{atk.name} on {model} / {ds.name} ({threat})")
     if out_path is not None:
         arrays = {
-            "x_adv": torch.cat([p.x_adv for p in parts]).cpu().numpy(),
+            "x_adv": run.x_adv.cpu().numpy(),
             "x": ds.x.cpu().numpy(),
             "y": ds.y.cpu().numpy(),
             "success": success.cpu().numpy(),

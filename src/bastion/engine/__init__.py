@@ -7,13 +7,16 @@ disk as it finishes so a long run survives interruption (``--resume DIR``).
   and verify (models never travel as pickled objects);
 - :class:`LocalEngine`, :class:`RayEngine`, :func:`get_engine`: where shards run;
 - :class:`RunDirectory`: a run's manifest and shard files (atomic writes, hashes, resume);
-- :func:`run_shards`: skip, run, keep, gather; :func:`evaluate_sharded`: the evaluation cascade on it.
+- :func:`run_shards`: skip, run, keep, gather; :func:`evaluate_sharded` (the evaluation cascade) and
+  :func:`certify_sharded` (randomized smoothing, IBP) on it.
 
 Ray is optional (``pip install 'bastion[ray]'``) and imported only by :class:`RayEngine`.
 """
 
 from __future__ import annotations
 
+from bastion.engine.attack import AttackJob, ShardedAttack, attack_sharded
+from bastion.engine.certification import CertifyJob, certify_sharded
 from bastion.engine.engines import ENGINES, Engine, LocalEngine, RayEngine, ShardFailed, get_engine
 from bastion.engine.evaluation import EvaluateJob, evaluate_sharded
 from bastion.engine.model_ref import ModelRef
@@ -23,6 +26,8 @@ from bastion.engine.shards import Shard, make_shards, shard_seed
 
 __all__ = [
     "ENGINES",
+    "AttackJob",
+    "CertifyJob",
     "Engine",
     "EvaluateJob",
     "LocalEngine",
@@ -33,6 +38,9 @@ __all__ = [
     "Shard",
     "ShardFailed",
     "ShardOutput",
+    "ShardedAttack",
+    "attack_sharded",
+    "certify_sharded",
     "evaluate_sharded",
     "get_engine",
     "make_shards",

@@ -67,7 +67,8 @@ def _live_model_key(model: Any) -> dict[str, Any]:
     for name, tensor in sorted(state.items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return {"class": type(model).__name__, "parameters_sha256": h.hexdigest()}
+    endpoint = getattr(getattr(model, "endpoint", None), "spec", None)  # a remote model: its address
+    return {"class": type(model).__name__, "parameters_sha256": h.hexdigest(), "endpoint": endpoint}
 
 
 def evaluate_shard(job: EvaluateJob, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:

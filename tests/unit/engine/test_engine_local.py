@@ -134,3 +134,49 @@ def test_bastion_evaluate_takes_an_engine(digits, tmp_path: Path) -> None:
     assert torch.equal(via_api.x_adv, direct.x_adv) and via_api.extra["engine"]["shards"] == 3
     with pytest.raises(BastionError, match="tensors x, y"):
         bastion.evaluate(ref.load(), [(x, y)], threat, engine="local")
+
+
+def test_certification_in_shards(digits, tmp_path: Path) -> None:
+    from bastion.certify import IntervalBoundPropagation, RandomizedSmoothing
+    from bastion.engine import certify_sharded
+
+    ref, x, _, threat = digits
+    clf = ref.load()
+    smoothing = RandomizedSmoothing(0.25, n_select=20, n_estimate=200, batch_size=500)
+    plain = smoothing.certify(clf, x[:30], seed=7)
+    one = certify_sharded(smoothing, clf, x[:30], seed=7, shard_size=100)
+    assert torch.equal(one.prediction, plain.prediction) and torch.equal(one.radius, plain.radius)
+    sharded = certify_sharded(smoothing, ref, x[:30], seed=7, shard_size=8, run_dir=tmp_path / "run")
+    again = certify_sharded(smoothing, ref, x[:30], seed=7, shard_size=8, run_dir=tmp_path / "run")
+    assert again.params["engine"]["resumed"] == [0, 1, 2, 3] and torch.equal(again.radius, sharded.radius)
+    assert bool((sharded.radius[sharded.abstained] == 0).all()) and sharded.method == "smoothing"
+    # IBP is deterministic: any sharding gives the one-pass certificates exactly
+    ibp = IntervalBoundPropagation(batch_size=64)
+    assert torch.equal(
+        certify_sharded(ibp, clf, x, threat, shard_size=7).radius, ibp.certify(clf, x, threat).radius
+    )
+
+
+def test_one_attack_in_shards(digits, tmp_path: Path) -> None:
+    from bastion.attacks import get
+    from bastion.engine import attack_sharded
+
+    ref, x, y, threat = digits
+    clf = ref.load()
+    pgd = get("pgd", steps=10)
+    direct = [
+        pgd(clf, x[lo : lo + 32], y[lo : lo + 32], threat, seed=3 + i)
+        for i, lo in enumerate(range(0, 90, 32))
+    ]
+    one = attack_sharded("pgd", {"steps": 10}, clf, x, y, threat, seed=3, batch_size=32, shard_size=500)
+    assert torch.equal(one.x_adv, torch.cat([r.x_adv for r in direct]))  # one shard: the unsharded command
+    assert one.queries == sum(r.queries for r in direct)
+    kept = attack_sharded("pgd", {"steps": 10}, ref, x, y, threat, seed=3, batch_size=32, shard_size=40,
+                          run_dir=tmp_path / "run")  # fmt: skip
+    again = attack_sharded("pgd", {"steps": 10}, ref, x, y, threat, seed=3, batch_size=32, shard_size=40,
+                           run_dir=tmp_path / "run")  # fmt: skip
+    assert again.engine["resumed"] == [0, 1, 2] and torch.equal(again.x_adv, kept.x_adv)
+    assert bool(threat.contains(x, kept.x_adv).all())
+    assert torch.equal(kept.success, (clf(kept.x_adv).argmax(1) != y) & kept.success)
+    with pytest.raises(Exception, match="steps"):
+        attack_sharded("fgsm", {"steps": 3}, clf, x, y, threat)  # fgsm takes no steps: refused before work
