@@ -106,3 +106,41 @@ def test_reference_models_train_as_ray_tasks_with_the_same_masks(cluster: None, 
     for i in range(3):  # one thread each: the same weights, bit for bit
         a, b = (load_file(str(tmp_path / d / f"reference-{i:03d}.safetensors")) for d in ("ray", "local"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _numbers(report: Any) -> Any:
+    """report.json without its clocks (wall time differs from run to run, nothing else may)."""
+    timing = {"timing", "seconds", "log", "created", "generated_at", "environment"}
+
+    def strip(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: strip(v) for k, v in o.items() if k not in timing and not k.endswith("_seconds")}
+        return [strip(v) for v in o] if isinstance(o, list) else o
+
+    return strip(report.to_dict())
+
+
+@pytest.mark.slow  # ~30 s of small Ray tasks; test_engine_local checks the audit's batches in the suite
+def test_the_same_audit_on_one_and_two_workers_reports_the_same_numbers(
+    cluster: None, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from bastion.audit import AuditConfig, run_audit
+    from bastion.data import load_dataset
+    from bastion.engine.batches import AttackBatches
+
+    ds = load_dataset("digits", split="test")
+    ref = ModelRef.create("zoo:digits-cnn")
+    cfg = replace(AuditConfig(), limit=40, preset="fast", seed=0, batch_size=20, curve=False,
+                  threats=(("linf", 0.1),))  # fmt: skip
+    reports = {}
+    for name, engine in {"ray-1": RayEngine(workers=1), "ray-2": RayEngine(workers=2),
+                         "local": LocalEngine(threads=1)}.items():  # fmt: skip
+        batches = AttackBatches(engine, ref.load(), ref, tmp_path / name if name == "local" else None)
+        reports[name] = _numbers(run_audit(ref.load(), ds, cfg, batches=batches))
+        assert batches.calls > 3  # the cascade, the probes and the checks all went through the engine
+    assert reports["ray-1"] == reports["ray-2"] == reports["local"]
+    again = AttackBatches(LocalEngine(threads=1), ref.load(), ref, tmp_path / "local")
+    assert _numbers(run_audit(ref.load(), ds, cfg, batches=again)) == reports["local"]
+    assert again.resumed > 0 and again.resumed == sum(1 for _ in (tmp_path / "local").glob("*/shard-*"))

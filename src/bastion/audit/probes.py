@@ -17,10 +17,13 @@ __all__ = ["Clock", "ProbeResult", "run_attack", "stronger"]
 
 @dataclass
 class Clock:
-    """Accumulates the seconds spent inside attacks, to report the audit's own overhead."""
+    """Accumulates the seconds spent inside attacks, to report the audit's own overhead; ``batches``
+    (a :class:`bastion.engine.batches.AttackBatches`, or None) runs the audited model's attack batches
+    on the shard runner (another engine, a run directory)."""
 
     attack_seconds: float = 0.0
     log: list[dict[str, Any]] = field(default_factory=list)
+    batches: Any = None
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,14 @@ def run_attack(
     success = torch.zeros(index.numel(), dtype=torch.bool, device=x.device)
     x_adv = x[index].clone()
     queries = grads = 0
-    for lo in range(0, index.numel(), batch_size):
+    if clock.batches is not None and clock.batches.handles(model) and index.numel():
+        success, x_adv, queries, grads = clock.batches.run(
+            name, attack, x[index], y[index], threat, seed=seed, batch_size=batch_size
+        )
+        index_done = index.numel()
+    else:
+        index_done = 0
+    for lo in range(index_done, index.numel(), batch_size):
         part = index[lo : lo + batch_size]
         res = attack(model, x[part], y[part], threat, seed=seed)
         success[lo : lo + part.numel()] = res.success

@@ -45,6 +45,7 @@ def run_audit(
     model_name: str | None = None,
     sections: Sequence[Section] | None = None,
     threat: Any = None,
+    batches: Any = None,
 ) -> AuditReport:
     """Audit ``model`` on ``data`` (the first ``config.limit`` samples). Deterministic for a seed.
 
@@ -57,6 +58,9 @@ def run_audit(
     runs :data:`~bastion.audit.sections.TABULAR_SECTIONS` under ``threat`` (a
     :class:`~bastion.tabular.TabularThreatModel`; default: the schema's own limits;
     :func:`bastion.audit.run_tabular.run_tabular_audit`). Same report, verdict and findings.
+
+    ``batches`` (a :class:`bastion.engine.batches.AttackBatches` over ``model``) sends the attack batches
+    on the audited model to the shard runner (Ray, a run directory for resuming); the report is the same.
     """
     from bastion.tabular.data import TabularData
     from bastion.text.data import TextData
@@ -77,8 +81,10 @@ def run_audit(
     pipeline = tuple(SECTIONS if sections is None else sections)
     validate_pipeline(pipeline)
     start = time.perf_counter()
-    clock = Clock()
+    clock = Clock(batches=batches)
     network = as_classifier(model, bounds=data.bounds)  # weights-level scans never look through a defense
+    if batches is not None:
+        batches.live = network  # the audited network's batches go to the engine (not a defended view's)
     clf = naive_view(network, cfg) if cfg.defense else network
     enabled = [s for s in pipeline if s.enabled(cfg)]
     preparations = {s.name: s.prepare(cfg) for s in enabled}  # before any attack: a wrong path fails now

@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from bastion.cli._engine_opts import AddressOpt, EngineOpt, ResumeOpt, ThreadsOpt, WorkersOpt
 from bastion.cli.app import (
     BatchOpt,
     BoundsOpt,
@@ -450,6 +451,11 @@ def audit(
     ] = None,
     std: Annotated[str | None, typer.Option("--std", metavar="S[,S,S]", help=STD_HELP)] = None,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
+    resume: ResumeOpt = None,
 ) -> None:
     """Red-team a model from every configured angle and write a report a reviewer reads in five minutes.
 
@@ -467,6 +473,10 @@ def audit(
     (--schema): the constrained cascade, MCC, degenerate flag (BA602). See docs/audit.md.
 
     Example: [bold]bastion audit zoo:digits-cnn digits --epsilon 0.1 --epsilon 0.2 --out audit-report[/]
+
+    Long audits: --engine ray (--workers, --address) sends the attack batches on the model to Ray tasks,
+    --resume DIR keeps each finished batch so a rerun after an interruption skips them; the report is the
+    same (docs/engine.md).
     """
     from bastion.audit import AuditConfig, load_config, run_audit, write_report
     from bastion.cli._audit_modal import load_tabular_audit, load_text_audit, modality, refuse_image_options
@@ -511,6 +521,13 @@ def audit(
         changes["threats"] = tuple((chosen, e) for e in budgets)
     cfg = replace(cfg, **{k: v for k, v in changes.items() if v is not None})
     kind = modality(model, data, text_column=text_column, schema=schema)
+    from bastion.engine import get_engine
+
+    runner = get_engine(engine, address=address, workers=workers, threads=threads)  # typos fail first
+    if kind != "image" and (runner.name != "local" or resume is not None):
+        raise ThreatModelError(
+            f"--engine ray and --resume run image audits for now; a {kind} audit runs locally"
+        )
     threat: Any = None
     if kind == "image":
         if threat_preset is not None or budget is not None:
@@ -565,7 +582,23 @@ def audit(
                 tasks[task] = bar.add_task(task, total=max(total, 1))
             bar.update(tasks[task], completed=done if total else 1, total=max(total, 1))
 
-        report = run_audit(clf, ds, cfg, progress=on_progress, model_name=model, threat=threat)
+        batches = None
+        if runner.name != "local" or resume is not None:
+            from bastion.engine import ModelRef
+            from bastion.engine.batches import AttackBatches
+
+            ref = None
+            if runner.name != "local":  # workers load the model from its files, verified by sha256
+                from bastion.cli.common import parse_stats, resolve_device
+
+                ref = ModelRef.create(
+                    model, weights=weights, bounds=clf.bounds, mean=parse_stats(mean, "--mean"),
+                    std=parse_stats(std, "--std"), device=str(resolve_device(device)),
+                )  # fmt: skip
+            batches = AttackBatches(runner, clf, ref, resume)
+        report = run_audit(
+            clf, ds, cfg, progress=on_progress, model_name=model, threat=threat, batches=batches
+        )
     paths = write_report(report, str(out_dir))
     also = []
     if sarif is not None:

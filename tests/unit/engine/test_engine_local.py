@@ -180,3 +180,33 @@ def test_one_attack_in_shards(digits, tmp_path: Path) -> None:
     assert torch.equal(kept.success, (clf(kept.x_adv).argmax(1) != y) & kept.success)
     with pytest.raises(Exception, match="steps"):
         attack_sharded("fgsm", {"steps": 3}, clf, x, y, threat)  # fgsm takes no steps: refused before work
+
+
+def test_the_audits_attack_batches_on_the_runner_resume_with_the_same_report(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from bastion import zoo
+    from bastion.audit import AuditConfig, run_audit
+    from bastion.data import load_dataset
+    from bastion.engine.batches import AttackBatches
+
+    ds = load_dataset("digits", split="test")
+    cfg = replace(AuditConfig(), limit=40, preset="fast", seed=0, batch_size=20, curve=False,
+                  threats=(("linf", 0.1),))  # fmt: skip
+
+    def numbers(batches: AttackBatches | None) -> Any:
+        model = zoo.load("digits-cnn") if batches is None else batches.live
+
+        def strip(o: Any) -> Any:  # clocks differ from run to run; nothing else may
+            if isinstance(o, dict):
+                clocks = ("timing", "environment", "created")
+                return {k: strip(v) for k, v in o.items() if k not in clocks and not k.endswith("seconds")}
+            return [strip(v) for v in o] if isinstance(o, list) else o
+
+        return strip(run_audit(model, ds, cfg, batches=batches).to_dict())
+
+    plain = numbers(None)
+    first = AttackBatches("local", zoo.load("digits-cnn"), run_dir=tmp_path / "run")
+    assert numbers(first) == plain and first.calls > 3 and first.resumed == 0
+    again = AttackBatches("local", zoo.load("digits-cnn"), run_dir=tmp_path / "run")
+    assert numbers(again) == plain and again.resumed == len(list((tmp_path / "run").glob("*/shard-*")))
