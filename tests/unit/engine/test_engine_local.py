@@ -210,3 +210,27 @@ def test_the_audits_attack_batches_on_the_runner_resume_with_the_same_report(tmp
     assert numbers(first) == plain and first.calls > 3 and first.resumed == 0
     again = AttackBatches("local", zoo.load("digits-cnn"), run_dir=tmp_path / "run")
     assert numbers(again) == plain and again.resumed == len(list((tmp_path / "run").glob("*/shard-*")))
+
+
+def test_out_of_gpu_memory_retries_the_shard_at_half_the_batch() -> None:
+    from bastion.engine.engines import run_task
+
+    tried: list[int] = []
+
+    def hungry(job: Any, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
+        tried.append(batch_size)
+        if batch_size > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return ShardOutput({"v": payload}, {"batch_size": batch_size})
+
+    out = run_task(hungry, None, Shard(0, 0, 4), torch.zeros(4), 10, None)
+    assert tried == [10, 5, 2] and out.meta["batch_size"] == 2
+    tried.clear()
+
+    def never(job: Any, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
+        tried.append(batch_size)
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        run_task(never, None, Shard(0, 0, 4), torch.zeros(4), 3, None)
+    assert tried == [3, 1]
