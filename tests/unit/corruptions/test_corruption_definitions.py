@@ -1,0 +1,269 @@
+"""Known answers for the common corruptions (Hendrycks & Dietterich, ICLR 2019) on known inputs."""
+
+from __future__ import annotations
+
+import colorsys
+import itertools
+import math
+
+import pytest
+import torch
+
+from bastion.corruptions import (
+    CORRUPTIONS,
+    CorruptionThreat,
+    brightness,
+    contrast,
+    defocus_blur,
+    gaussian_blur,
+    gaussian_noise,
+    get_corruption,
+    impulse_noise,
+    pixelate,
+    saturate,
+    shot_noise,
+    speckle_noise,
+)
+from bastion.corruptions.blur import disk_kernel
+from bastion.errors import BastionError, DataError, ThreatModelError
+
+RANDOM = sorted(name for name, c in CORRUPTIONS.items() if c.random)
+# saturate: the reference's severities 1-2 desaturate and 3-5 oversaturate, so it is not monotone
+MONOTONE = sorted(set(CORRUPTIONS) - {"saturate"})
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _smooth_image(n: int = 4, c: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """Natural-ish images in [0.15, 0.85]: upsampled coarse noise, so blur and pixelate have work to do."""
+    coarse = torch.rand(n, c, size // 4, size // 4, generator=_gen(seed))
+    fine = torch.rand(n, c, size, size, generator=_gen(seed + 1))
+    up = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    return 0.15 + 0.7 * (0.7 * up + 0.3 * fine)
+
+
+def _call(name: str, x: torch.Tensor, severity: int, seed: int = 0, bounds=(0.0, 1.0)) -> torch.Tensor:
+    return get_corruption(name)(x, severity, _gen(seed), bounds=bounds)
+
+
+def test_registry_lists_the_implemented_corruptions_and_typos_name_them() -> None:
+    assert {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gaussian_blur"} <= set(
+        CORRUPTIONS
+    )
+    assert {"defocus_blur", "brightness", "contrast", "pixelate", "jpeg_compression"} <= set(CORRUPTIONS)
+    assert get_corruption("Gaussian-Noise") is gaussian_noise
+    with pytest.raises(ThreatModelError, match=r"use one of: .*gaussian_noise") as info:
+        get_corruption("gausian_noise")
+    assert isinstance(info.value, BastionError) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("severity", [0, 6, 2.5, True, "3"])
+def test_bad_severity_is_a_one_line_error(severity) -> None:
+    x = torch.full((1, 1, 4, 4), 0.5)
+    with pytest.raises(ThreatModelError, match=r"severity must be an integer in 1\.\.5") as info:
+        contrast(x, severity)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ThreatModelError, match=r"1\.\.5"):
+        CorruptionThreat("contrast", (1, severity))
+
+
+def test_corruption_threat_validates_and_defaults_to_all_severities() -> None:
+    assert CorruptionThreat("fog").severities == (1, 2, 3, 4, 5)
+    assert CorruptionThreat("fog", (5, 1)).corruption is get_corruption("fog")
+    with pytest.raises(ThreatModelError, match="unknown corruption 'frog'"):
+        CorruptionThreat("frog")
+    with pytest.raises(ThreatModelError, match="non-empty"):
+        CorruptionThreat("fog", ())
+    with pytest.raises(ThreatModelError, match="repeat"):
+        CorruptionThreat("fog", (2, 2))
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(DataError, match=r"\(N, C, H, W\)"):
+        contrast(torch.rand(3, 8, 8), 1)
+    with pytest.raises(DataError, match="inside bounds"):
+        contrast(torch.full((1, 1, 4, 4), 2.0), 1)
+    with pytest.raises(DataError, match="needs at least 3 channels"):
+        saturate(torch.rand(2, 1, 8, 8), 3)
+    with pytest.raises(ThreatModelError, match="is random: pass generator"):
+        gaussian_noise(torch.rand(1, 1, 4, 4), 1)
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_brightness_and_contrast_closed_forms(severity: int) -> None:
+    c_bright = (0.05, 0.1, 0.15, 0.2, 0.3)[severity - 1]
+    x = torch.full((2, 1, 6, 6), 0.6)
+    assert torch.allclose(brightness(x, severity), torch.full_like(x, min(0.6 + c_bright, 1.0)))
+    assert torch.allclose(brightness(torch.full_like(x, 0.95), severity), torch.full_like(x, 1.0))
+    # two values 0.2 / 0.8 in equal numbers: mean 0.5, contrast scales the deviation 0.3 by c
+    c_con = (0.75, 0.5, 0.4, 0.3, 0.15)[severity - 1]
+    two = torch.full((1, 3, 4, 4), 0.2)
+    two[..., :2, :] = 0.8
+    out = contrast(two, severity)
+    assert torch.allclose(out[..., :2, :], torch.full_like(out[..., :2, :], 0.5 + 0.3 * c_con))
+    assert torch.allclose(out[..., 2:, :], torch.full_like(out[..., 2:, :], 0.5 - 0.3 * c_con))
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_brightness_and_saturate_equal_hsv_definitions(severity: int) -> None:
+    x = torch.rand(1, 3, 5, 5, generator=_gen(3), dtype=torch.float64)
+    x[0, :, 0, 0] = 0.4  # grey: hue 0
+    x[0, :, 0, 1] = 0.0  # black
+    c_b = (0.05, 0.1, 0.15, 0.2, 0.3)[severity - 1]
+    a, b = ((0.3, 0.0), (0.1, 0.0), (1.5, 0.0), (2.0, 0.1), (2.5, 0.2))[severity - 1]
+    pixels = x[0].permute(1, 2, 0).reshape(-1, 3).tolist()
+    hsv = [colorsys.rgb_to_hsv(*p) for p in pixels]
+    want_b = [colorsys.hsv_to_rgb(h, s, min(v + c_b, 1.0)) for h, s, v in hsv]
+    want_s = [colorsys.hsv_to_rgb(h, min(max(s * a + b, 0.0), 1.0), v) for h, s, v in hsv]
+    for fn, want in ((brightness, want_b), (saturate, want_s)):
+        got = fn(x, severity)[0].permute(1, 2, 0).reshape(-1, 3)
+        assert torch.allclose(got, torch.tensor(want, dtype=torch.float64), atol=1e-9)
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_pixelate_of_a_blockwise_constant_image_is_the_identity(severity: int) -> None:
+    # 8x8 images go down to 7, 7, 6, 6, 5 pixels and back: an image constant on the one block it has
+    # (per sample and channel) is unchanged; blocks that tile both grids are below
+    x = torch.rand(3, 2, 1, 1, generator=_gen(1)).expand(3, 2, 8, 8).contiguous()
+    assert torch.allclose(pixelate(x, severity), x, atol=1e-6)
+    # and it changes a checkerboard (so the identity above is not vacuous)
+    board = ((torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2).float().view(1, 1, 8, 8)
+    assert (pixelate(board, severity) - board).abs().max() > 0.1
+
+
+@pytest.mark.parametrize(("size", "block", "severity"), [(20, 4, 4), (40, 10, 2), (40, 20, 3)])
+def test_pixelate_of_an_image_constant_on_aligned_blocks_is_the_identity(size, block, severity) -> None:
+    # 20 px at c = 0.75 -> 15 px: every 4x4 block maps onto 3x3 pixels and back; 40 -> 36 at c = 0.9
+    # (10 -> 9) and 40 -> 34 at c = 0.85 (20 -> 17)
+    k = size // block
+    values = torch.rand(2, 3, k, k, generator=_gen(2))
+    x = values.repeat_interleave(block, dim=2).repeat_interleave(block, dim=3)
+    assert torch.allclose(pixelate(x, severity), x, atol=1e-6)
+    noisy = x + 0.01 * torch.rand(x.shape, generator=_gen(3))
+    assert not torch.allclose(pixelate(noisy.clamp(0, 1), severity), noisy.clamp(0, 1), atol=1e-4)
+
+
+def test_gaussian_noise_residual_has_std_c_and_mean_zero() -> None:
+    x = torch.full((4, 3, 64, 64), 0.5)
+    for severity, c in enumerate((0.04, 0.06, 0.08, 0.09, 0.10), start=1):
+        r = gaussian_noise(x, severity, _gen(severity)) - x
+        assert abs(float(r.std()) - c) < 0.03 * c
+        assert abs(float(r.mean())) < 0.003
+
+
+def test_shot_and_speckle_noise_have_their_variances() -> None:
+    x = torch.full((4, 3, 64, 64), 0.5)
+    for severity, c in enumerate((500, 250, 100, 75, 50), start=1):
+        r = shot_noise(x, severity, _gen(severity)) - x  # Poisson(c x)/c: variance x / c
+        assert abs(float(r.std()) - math.sqrt(0.5 / c)) < 0.03 * math.sqrt(0.5 / c)
+        assert abs(float(r.mean())) < 0.003
+    for severity, c in enumerate((0.06, 0.10, 0.12, 0.16, 0.20), start=1):
+        r = speckle_noise(x, severity, _gen(severity)) - x  # x * c * z: std 0.5 c
+        assert abs(float(r.std()) - 0.5 * c) < 0.03 * 0.5 * c
+
+
+def test_impulse_noise_hits_the_stated_fraction_with_low_and_high() -> None:
+    x = torch.full((4, 3, 64, 64), 0.3)
+    for severity, c in enumerate((0.01, 0.02, 0.03, 0.05, 0.07), start=1):
+        out = impulse_noise(x, severity, _gen(severity), bounds=(0.0, 1.0))
+        changed = out != x
+        assert torch.all((out[changed] == 0.0) | (out[changed] == 1.0))
+        assert abs(float(changed.float().mean()) - c) < 0.1 * c
+        salt = float((out == 1.0).float().sum() / changed.float().sum())
+        assert abs(salt - 0.5) < 0.06
+    # in other bounds, the impulses are exactly low and high
+    out = impulse_noise(torch.zeros(2, 1, 32, 32), 5, _gen(), bounds=(-1.0, 1.0))
+    assert set(out.unique().tolist()) == {-1.0, 0.0, 1.0}
+
+
+def test_blurs_keep_constants_and_the_mean() -> None:
+    const = torch.full((2, 3, 8, 8), 0.37)
+    x = _smooth_image(2, 3, 16)
+    for name in ("gaussian_blur", "defocus_blur", "motion_blur"):
+        for severity in (1, 3, 5):
+            assert torch.allclose(_call(name, const, severity), const, atol=1e-6)
+    for severity in (1, 5):
+        # periodic-free check of the mean: interior mass is preserved, borders move it only slightly
+        assert abs(float(gaussian_blur(x, severity).mean() - x.mean())) < 2e-3
+
+
+def test_gaussian_blur_spreads_an_impulse_by_its_kernel() -> None:
+    x = torch.zeros(1, 1, 15, 15)
+    x[0, 0, 7, 7] = 1.0
+    for severity, sigma in enumerate((0.4, 0.6, 0.7, 0.8, 1.0), start=1):
+        out = gaussian_blur(x, severity)
+        radius = int(4 * sigma + 0.5)
+        taps = torch.exp(-(torch.arange(-radius, radius + 1.0) ** 2) / (2 * sigma**2))
+        taps = taps / taps.sum()
+        want = torch.zeros(15, 15)
+        want[7 - radius : 8 + radius, 7 - radius : 8 + radius] = torch.outer(taps, taps)
+        assert torch.allclose(out[0, 0], want, atol=1e-6)
+        assert abs(float(out.sum()) - 1.0) < 1e-5
+
+
+def test_defocus_disk_kernel() -> None:
+    for radius, alias in ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1.0, 0.2), (1.5, 0.1)):
+        k = disk_kernel(radius, alias, dtype=torch.float64)
+        assert abs(float(k.sum()) - 1.0) < 1e-12
+        assert torch.allclose(k, k.T) and torch.allclose(k, k.flip(0))
+    # radius 1.5 at nearly no anti-aliasing: the 3x3 disk (|i|, |j| <= 1) with equal weights
+    k = disk_kernel(1.5, 0.01, dtype=torch.float64)
+    centre = k[k.shape[0] // 2 - 1 : k.shape[0] // 2 + 2, k.shape[1] // 2 - 1 : k.shape[1] // 2 + 2]
+    assert torch.allclose(centre, torch.full((3, 3), 1 / 9, dtype=torch.float64), atol=1e-9)
+    x = torch.zeros(1, 1, 9, 9)
+    x[0, 0, 4, 4] = 1.0
+    assert torch.count_nonzero(defocus_blur(x, 1)) > 1
+
+
+@pytest.mark.parametrize("name", MONOTONE)
+def test_severity_increases_the_distance_to_the_clean_image(name: str) -> None:
+    x = _smooth_image(4, 3, 32)
+    distances = [float((_call(name, x, s, seed=7) - x).norm()) for s in (1, 2, 3, 4, 5)]
+    # motion blur's CIFAR-10-C severities 3 and 4 share sigma = 2 (only the negligible tail differs)
+    tolerance = 0.02 if name == "motion_blur" else 0.0
+    for lo, hi in itertools.pairwise(distances):
+        assert hi >= lo * (1 - tolerance), distances
+    assert distances[-1] > distances[0] > 0
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0)])
+def test_outputs_keep_shape_dtype_bounds_and_inputs_unchanged(name: str, bounds) -> None:
+    low, high = bounds
+    x01 = _smooth_image(2, 3, 16)
+    x01[0, :, :2] = 0.0  # touch both bounds so clipping matters
+    x01[1, :, :2] = 1.0
+    x = (x01 * (high - low) + low).to(torch.float64)
+    before = x.clone()
+    out = _call(name, x, 5, bounds=bounds)
+    assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+    assert float(out.min()) >= low and float(out.max()) <= high
+    assert torch.equal(x, before)
+    # rescaling: the same corruption in other bounds is the [0, 1] one mapped affinely
+    ref = _call(name, x01.to(torch.float64), 5)
+    tol = 2e-2 if name == "jpeg_compression" else 1e-6
+    assert torch.allclose((out - low) / (high - low), ref, atol=tol)
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_same_seed_same_output_other_seed_differs(name: str) -> None:
+    x = _smooth_image(2, 3, 16)
+    a, b, other = _call(name, x, 3, seed=5), _call(name, x, 3, seed=5), _call(name, x, 3, seed=6)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, other)
+
+
+def test_deterministic_corruptions_ignore_the_generator() -> None:
+    x = _smooth_image(2, 3, 16)
+    for name, c in CORRUPTIONS.items():
+        if not c.random:
+            assert torch.equal(c(x, 4), c(x, 4, _gen(1))), name
+
+
+def test_single_channel_inputs_work_except_for_saturate() -> None:
+    x = _smooth_image(2, 1, 8)
+    for name in sorted(set(CORRUPTIONS) - {"saturate"}):
+        out = _call(name, x, 5)
+        assert out.shape == x.shape and not torch.equal(out, x), name
