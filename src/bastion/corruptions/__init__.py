@@ -21,11 +21,11 @@ from bastion.errors import ThreatModelError
 
 __all__ = [
     "CORRUPTIONS",
-    "SEVERITIES",
     "Corruption",
     "CorruptionReport",
     "CorruptionRow",
     "CorruptionThreat",
+    "SEVERITIES",
     "brightness",
     "check_severity",
     "contrast",

@@ -201,6 +201,12 @@ def test_gaussian_blur_spreads_an_impulse_by_its_kernel() -> None:
         want[7 - radius : 8 + radius, 7 - radius : 8 + radius] = torch.outer(taps, taps)
         assert torch.allclose(out[0, 0], want, atol=1e-6)
         assert abs(float(out.sum()) - 1.0) < 1e-5
+        # borders are replicated (SciPy's "nearest"): a lit first column keeps w_0 + the left half
+        edge = torch.zeros(1, 1, 9, 9)
+        edge[..., 0] = 1.0
+        expected = float(taps[radius:].sum())
+        got = gaussian_blur(edge, severity)[..., 0]
+        assert torch.allclose(got, torch.full((1, 1, 9), expected), atol=1e-6)
 
 
 def test_defocus_disk_kernel() -> None:
