@@ -24,7 +24,7 @@ import torch
 from bastion.errors import DataError, ThreatModelError
 from bastion.threat import check_bounds
 
-__all__ = ["SEVERITIES", "Corruption", "CorruptionThreat", "check_severity", "corruption"]
+__all__ = ["Corruption", "CorruptionThreat", "SEVERITIES", "check_severity", "corruption"]
 
 SEVERITIES: Final[tuple[int, ...]] = (1, 2, 3, 4, 5)
 
