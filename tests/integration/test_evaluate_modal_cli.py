@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from test_cli import bastion
 from test_tabular_attack_cli import _files as tabular_files
 from test_text_attack_cli import ROWS
@@ -28,6 +29,12 @@ def test_evaluate_text_model_at_one_preset(tmp_path: Path) -> None:
     lost = sum(s["fooled"] for s in run["stages"])
     assert lost > 0 and abs(run["robust_accuracy"] - (len(ROWS) - lost) / len(ROWS)) < 1e-6
     assert "accuracy under attack" in res.stdout
+
+
+@pytest.mark.slow  # 9 s; test_text_attack_cli checks --sanitise on the attack command in the suite
+def test_evaluate_text_model_behind_the_sanitiser(tmp_path: Path) -> None:
+    model, data = text_files(tmp_path)
+    out = tmp_path / "eval.json"
     # Behind the sanitiser (adaptive: the cascade queries the defended model) the character tricks fail.
     res = bastion(
         "evaluate", f"{model}:build", f"csv:{data}", "--text-column", "review", "--preset", "strict",

@@ -31,6 +31,7 @@ def backdoored(backdoored_digits) -> Path:
     return backdoored_digits.path
 
 
+@pytest.mark.slow  # 12 s; tests/unit/audit/test_training_threats.py flags the same backdoor in-process
 def test_backdoored_model_is_flagged(backdoored, tmp_path):
     report, image = tmp_path / "scan.json", tmp_path / "triggers.png"
     res = bastion(

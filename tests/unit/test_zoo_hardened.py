@@ -58,6 +58,7 @@ def test_digits_hardened_models_are_robust_where_the_plain_one_is_not(name):
 
 
 @needs_mnist
+@pytest.mark.slow  # 26 s on 2 cores (verifies every MNIST test input); certify tests cover IBP's soundness
 @pytest.mark.parametrize("name", [n for n in NAMES if zoo.card(n)["method"] == "ibp"])
 def test_ibp_zoo_model_is_verified_as_its_card_says_and_certificates_hold(name):
     from bastion.certify import IntervalBoundPropagation

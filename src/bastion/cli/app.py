@@ -19,6 +19,7 @@ from bastion.cli._engine_opts import (
     ShardSizeOpt,
     ThreadsOpt,
     WorkersOpt,
+    shard_model,
 )
 from bastion.cli.common import (
     DATA_HELP,
@@ -268,15 +269,7 @@ def attack(
         shift = torch.randint(1, ds.num_classes, (len(ds),), generator=g).to(ds.y.device)
         targets = (ds.y + shift) % ds.num_classes
     clean = predict(clf, ds.x, batch_size=batch_size).argmax(dim=1)
-    target: Any = clf
-    if runner.name != "local":  # workers load the model from its files, verified by sha256
-        from bastion.cli.common import parse_stats, resolve_device
-        from bastion.engine import ModelRef
-
-        target = ModelRef.create(
-            model, weights=weights, bounds=clf.bounds, mean=parse_stats(mean, "--mean"),
-            std=parse_stats(std, "--std"), device=str(resolve_device(device)),
-        )  # fmt: skip
+    target = shard_model(runner, clf, model, weights=weights, mean=mean, std=std, device=device)
     from bastion.engine import attack_sharded
 
     start = time.perf_counter()
@@ -556,15 +549,9 @@ def evaluate(
             )
             _render_defense(defended, model, ds.name, threat, preset, json_path)
             return
-        from bastion.cli.common import parse_stats, resolve_device
-        from bastion.engine import ModelRef, evaluate_sharded
+        from bastion.engine import evaluate_sharded
 
-        target: Any = clf
-        if runner.name != "local":  # workers load the model from its files, verified by sha256
-            target = ModelRef.create(
-                model, weights=weights, bounds=clf.bounds, mean=parse_stats(mean, "--mean"),
-                std=parse_stats(std, "--std"), device=str(resolve_device(device)),
-            )  # fmt: skip
+        target = shard_model(runner, clf, model, weights=weights, mean=mean, std=std, device=device)
         task = bar.add_task(f"{preset} ({runner.name})", total=len(ds))
         result = evaluate_sharded(
             target, ds.x, ds.y, threat, preset, seed=seed, batch_size=batch_size, shard_size=shard_size,

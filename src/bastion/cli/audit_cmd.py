@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bastion.cli._engine_opts import AddressOpt, EngineOpt, ResumeOpt, ThreadsOpt, WorkersOpt
+from bastion.cli._engine_opts import AddressOpt, EngineOpt, ResumeOpt, ThreadsOpt, WorkersOpt, shard_model
 from bastion.cli.app import (
     BatchOpt,
     BoundsOpt,
@@ -584,18 +584,10 @@ def audit(
 
         batches = None
         if runner.name != "local" or resume is not None:
-            from bastion.engine import ModelRef
             from bastion.engine.batches import AttackBatches
 
-            ref = None
-            if runner.name != "local":  # workers load the model from its files, verified by sha256
-                from bastion.cli.common import parse_stats, resolve_device
-
-                ref = ModelRef.create(
-                    model, weights=weights, bounds=clf.bounds, mean=parse_stats(mean, "--mean"),
-                    std=parse_stats(std, "--std"), device=str(resolve_device(device)),
-                )  # fmt: skip
-            batches = AttackBatches(runner, clf, ref, resume)
+            target = shard_model(runner, clf, model, weights=weights, mean=mean, std=std, device=device)
+            batches = AttackBatches(runner, clf, None if target is clf else target, resume)
         report = run_audit(
             clf, ds, cfg, progress=on_progress, model_name=model, threat=threat, batches=batches
         )

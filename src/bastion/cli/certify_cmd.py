@@ -9,7 +9,7 @@ import torch
 import typer
 from rich.table import Table
 
-from bastion.cli._engine_opts import AddressOpt, EngineOpt, ResumeOpt, ThreadsOpt, WorkersOpt
+from bastion.cli._engine_opts import AddressOpt, EngineOpt, ResumeOpt, ThreadsOpt, WorkersOpt, shard_model
 from bastion.cli.app import (
     BoundsOpt,
     DataArg,
@@ -164,8 +164,7 @@ def certify(
         device=device,
     )
     from bastion.certify import IntervalBoundPropagation, RandomizedSmoothing
-    from bastion.cli.common import parse_stats, resolve_device
-    from bastion.engine import ModelRef, certify_sharded
+    from bastion.engine import certify_sharded
     from bastion.threat import ThreatModel
 
     certifier: Any
@@ -178,12 +177,7 @@ def certify(
         threat = ThreatModel(norm, eps, bounds=clf.bounds)
         certifier = IntervalBoundPropagation(batch_size=batch_size)
         certifier.certify(clf, ds.x[:1], threat)  # a network IBP cannot bound fails here, before any bar
-    target: Any = clf
-    if runner.name != "local":  # workers load the model from its files, verified by sha256
-        target = ModelRef.create(
-            model, weights=weights, bounds=clf.bounds, mean=parse_stats(mean, "--mean"),
-            std=parse_stats(std, "--std"), device=str(resolve_device(device)),
-        )  # fmt: skip
+    target = shard_model(runner, clf, model, weights=weights, mean=mean, std=std, device=device)
     with progress_bar() as bar:
         task = bar.add_task(f"{method} ({runner.name})", total=len(ds))
         result = certify_sharded(
