@@ -5,7 +5,12 @@ Spatial attacks (Engstrom et al., ICML 2019) rotate and translate images within 
 
     result = GridSearch()(model, x, y, SpatialThreat(max_rotation=30, max_translation=0.1), seed=0)
 
-See docs/spatial.md.
+Universal perturbations (Moosavi-Dezfooli et al., CVPR 2017; the gradient variant of Shafahi et al. 2020)
+fit one pattern on a set and are judged on held-out inputs beside random noise of the same norm::
+
+    res = evaluate_universal(model, UniversalGradient(), x_fit, x_test, ThreatModel("linf", 8 / 255))
+
+See docs/spatial.md and docs/universal.md.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from bastion.attacks.physical.spatial import (
     WorstOfK,
 )
 from bastion.attacks.physical.spatial_threat import SpatialThreat, spatial_transform
+from bastion.attacks.physical.universal import UniversalDeepFool, UniversalGradient, fooling_rate
+from bastion.attacks.physical.universal_eval import UniversalResult, evaluate_universal
 
 __all__ = [
     "GridSearch",
@@ -25,6 +32,11 @@ __all__ = [
     "SpatialFirstOrder",
     "SpatialResult",
     "SpatialThreat",
+    "UniversalDeepFool",
+    "UniversalGradient",
+    "UniversalResult",
     "WorstOfK",
+    "evaluate_universal",
+    "fooling_rate",
     "spatial_transform",
 ]
