@@ -10,11 +10,19 @@ fit one pattern on a set and are judged on held-out inputs beside random noise o
 
     res = evaluate_universal(model, UniversalGradient(), x_fit, x_test, ThreatModel("linf", 8 / 255))
 
-See docs/spatial.md and docs/universal.md.
+An adversarial patch (Brown et al. 2017) is fitted over the placements a :class:`PatchThreat` draws
+(Expectation over Transformation) and judged at placements inside and outside that distribution::
+
+    result = AdversarialPatch(steps=500).fit(model, x_fit, PatchThreat(area=0.05), target=3, seed=0)
+    score = result.evaluate(model, x_test, y_test, placements="unseen")
+
+See docs/spatial.md, docs/universal.md and docs/patch.md.
 """
 
 from __future__ import annotations
 
+from bastion.attacks.physical.patch import AdversarialPatch, PatchResult, PatchScore
+from bastion.attacks.physical.patch_threat import PatchPlacement, PatchThreat
 from bastion.attacks.physical.spatial import (
     GridSearch,
     SpatialAttack,
@@ -27,7 +35,12 @@ from bastion.attacks.physical.universal import UniversalDeepFool, UniversalGradi
 from bastion.attacks.physical.universal_eval import UniversalResult, evaluate_universal
 
 __all__ = [
+    "AdversarialPatch",
     "GridSearch",
+    "PatchPlacement",
+    "PatchResult",
+    "PatchScore",
+    "PatchThreat",
     "SpatialAttack",
     "SpatialFirstOrder",
     "SpatialResult",
