@@ -23,13 +23,9 @@ from __future__ import annotations
 
 from bastion.attacks.physical.patch import AdversarialPatch, PatchResult, PatchScore
 from bastion.attacks.physical.patch_threat import PatchPlacement, PatchThreat
-from bastion.attacks.physical.spatial import (
-    GridSearch,
-    SpatialAttack,
-    SpatialFirstOrder,
-    SpatialResult,
-    WorstOfK,
-)
+from bastion.attacks.physical.spatial import SpatialAttack, SpatialResult
+from bastion.attacks.physical.spatial_first_order import SpatialFirstOrder
+from bastion.attacks.physical.spatial_search import GridSearch, WorstOfK
 from bastion.attacks.physical.spatial_threat import SpatialThreat, spatial_transform
 from bastion.attacks.physical.universal import UniversalDeepFool, UniversalGradient, fooling_rate
 from bastion.attacks.physical.universal_eval import UniversalResult, evaluate_universal

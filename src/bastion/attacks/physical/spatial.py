@@ -27,7 +27,7 @@ from bastion.attacks.physical.spatial_threat import SpatialThreat, spatial_trans
 from bastion.errors import AttackError, DataError, ThreatModelError
 from bastion.model import Classifier, as_classifier
 
-__all__ = ["GridSearch", "SpatialAttack", "SpatialFirstOrder", "SpatialResult", "WorstOfK"]
+__all__ = ["SpatialAttack", "SpatialResult", "pick"]
 
 
 @dataclass(frozen=True)
@@ -193,144 +193,9 @@ class SpatialAttack(ABC):
         return torch.cat(loss).view(n, g), torch.cat(fooled).view(n, g)
 
 
-def _pick(candidates: torch.Tensor, loss: torch.Tensor, fooled: torch.Tensor) -> torch.Tensor:
+def pick(candidates: torch.Tensor, loss: torch.Tensor, fooled: torch.Tensor) -> torch.Tensor:
     """Per row, the candidate (n, G, 3) -> (n, 3) that fools the model with the highest loss, else the
     highest loss: a fooling candidate always wins, so an input is fooled when any candidate fools it."""
     key = torch.where(fooled, loss.clamp_min(0) + 1.0, loss.clamp_min(0) / (1.0 + loss.clamp_min(0)))
     best = key.argmax(dim=1)
     return candidates[torch.arange(candidates.shape[0], device=candidates.device), best]
-
-
-class WorstOfK(SpatialAttack):
-    """Draw ``k`` transforms uniformly in the ranges per input; keep the worst (Engstrom et al., Sec. 3)."""
-
-    name = "worst_of_k"
-
-    def __init__(self, k: int = 10, *, batch_size: int = 2048) -> None:
-        super().__init__(batch_size=batch_size)
-        check_positive("k", k, integer=True)
-        self.k = int(k)
-
-    def _search(
-        self,
-        model: Classifier,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        threat: SpatialThreat,
-        *,
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        n = x.shape[0]
-        candidates = threat.sample(n * self.k, generator, device=x.device).to(x.dtype).view(n, self.k, 3)
-        return _pick(candidates, *self._score(model, x, y, candidates, threat.bounds))
-
-
-class GridSearch(SpatialAttack):
-    """The exhaustive grid: ``angles`` evenly spaced angles times ``translations`` squared translations
-    over the ranges (the paper's 31 x 5 x 5 = 775 transforms); keep the worst. ``queries`` = n x grid size."""
-
-    name = "grid_search"
-
-    def __init__(self, angles: int = 31, translations: int = 5, *, batch_size: int = 2048) -> None:
-        super().__init__(batch_size=batch_size)
-        check_positive("angles", angles, integer=True)
-        check_positive("translations", translations, integer=True)
-        self.angles = int(angles)
-        self.translations = int(translations)
-
-    def grid(self, threat: SpatialThreat, *, device: torch.device | None = None) -> torch.Tensor:
-        """The (angles * translations**2, 3) grid points; a single point per axis sits at 0."""
-
-        def axis(limit: float, count: int) -> torch.Tensor:
-            return (
-                torch.linspace(-limit, limit, count, device=device)
-                if count > 1
-                else torch.zeros(1, device=device)
-            )
-
-        a = axis(threat.max_rotation, self.angles)
-        t = axis(threat.max_translation, self.translations)
-        return torch.cartesian_prod(a, t, t)
-
-    def _search(
-        self,
-        model: Classifier,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        threat: SpatialThreat,
-        *,
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        grid = self.grid(threat, device=x.device).to(x.dtype)
-        candidates = grid.unsqueeze(0).expand(x.shape[0], -1, -1)
-        return _pick(candidates, *self._score(model, x, y, candidates, threat.bounds))
-
-
-class SpatialFirstOrder(SpatialAttack):
-    """Projected gradient ascent on (angle, tx, ty) through the differentiable transform, from a uniform
-    random start, ``restarts`` times; steps follow the gradient's sign (``rotation_step_size`` degrees,
-    ``translation_step_size`` of the side). Keeps the worst iterate seen. Costs
-    ``restarts * (steps + 1)`` queries and ``restarts * steps`` gradient evaluations per input."""
-
-    name = "spatial_first_order"
-
-    def __init__(
-        self,
-        steps: int = 40,
-        *,
-        rotation_step_size: float = 2.0,
-        translation_step_size: float = 0.01,
-        restarts: int = 1,
-        batch_size: int = 2048,
-    ) -> None:
-        super().__init__(batch_size=batch_size)
-        check_positive("steps", steps, integer=True)
-        check_positive("restarts", restarts, integer=True)
-        check_positive("rotation_step_size", rotation_step_size)
-        check_positive("translation_step_size", translation_step_size)
-        self.steps = int(steps)
-        self.rotation_step_size = float(rotation_step_size)
-        self.translation_step_size = float(translation_step_size)
-        self.restarts = int(restarts)
-
-    def _search(
-        self,
-        model: Classifier,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        threat: SpatialThreat,
-        *,
-        generator: torch.Generator,
-    ) -> torch.Tensor:
-        n = x.shape[0]
-        step = torch.tensor(
-            [self.rotation_step_size, self.translation_step_size, self.translation_step_size],
-            dtype=x.dtype,
-            device=x.device,
-        )
-        seen_p, seen_loss, seen_fooled = [], [], []
-        for _ in range(self.restarts):
-            p = threat.sample(n, generator, device=x.device).to(x.dtype)
-            for t in range(self.steps + 1):
-                p = p.detach().requires_grad_(t < self.steps)
-                loss, fooled = self._forward(model, x, y, p, threat)
-                seen_p.append(p.detach())
-                seen_loss.append(loss.detach())
-                seen_fooled.append(fooled)
-                if t < self.steps:
-                    (grad,) = torch.autograd.grad(loss.sum(), p)
-                    p = threat.clamp(p.detach() + step * grad.sign())
-        candidates = torch.stack(seen_p, dim=1)
-        return _pick(candidates, torch.stack(seen_loss, dim=1), torch.stack(seen_fooled, dim=1))
-
-    def _forward(
-        self, model: Classifier, x: torch.Tensor, y: torch.Tensor, p: torch.Tensor, threat: SpatialThreat
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, fooled = [], []
-        with torch.set_grad_enabled(p.requires_grad):
-            for i in range(0, x.shape[0], self.batch_size):
-                sl = slice(i, i + self.batch_size)
-                logits = model(spatial_transform(x[sl], p[sl], threat.bounds))
-                loss.append(F.cross_entropy(logits, y[sl], reduction="none"))
-                fooled.append(logits.argmax(dim=1) != y[sl])
-        return torch.cat(loss), torch.cat(fooled)
