@@ -335,16 +335,14 @@ class RemoteClassifier:
                     f"{list(self._row_shape)} (from its metadata); send inputs with that many values"
                 )
             row = self._row_shape
-        body: dict[str, Any] = {
-            "inputs": [
-                {
-                    "name": self.input_name or "input-0",
-                    "shape": [n, *row],
-                    "datatype": self._datatype,
-                    "data": chunk.to(device="cpu", dtype=_FLOAT_TYPES[self._datatype]).flatten().tolist(),
-                }
-            ]
-        }
+        data = chunk.to(device="cpu", dtype=_FLOAT_TYPES[self._datatype]).flatten().tolist()
+        name = self.input_name or "input-0"
+        return self._post({"name": name, "shape": [n, *row], "datatype": self._datatype, "data": data}, n)
+
+    def _post(self, tensor: dict[str, Any], n: int) -> torch.Tensor:
+        """One inference request with the input ``tensor`` (name, shape, datatype, data) of ``n`` rows;
+        the (n, K) scores it answers."""
+        body: dict[str, Any] = {"inputs": [tensor]}
         if self.output_name:
             body["outputs"] = [{"name": self.output_name}]
         self.rows_sent += n  # _request adds n again for each retry
@@ -463,15 +461,9 @@ class RemoteTextClassifier(RemoteClassifier):
         outs = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
-            body: dict[str, Any] = {
-                "inputs": [{"name": self.input_name or "text", "shape": [len(chunk)], "datatype": "BYTES",
-                            "data": chunk}]
-            }  # fmt: skip
-            if self.output_name:
-                body["outputs"] = [{"name": self.output_name}]
-            self.rows_sent += len(chunk)
-            answer = self._request("POST", self.endpoint.infer_url, body, rows=len(chunk))
-            outs.append(self._parse_output(answer, len(chunk)))
+            name = self.input_name or "text"
+            outs.append(self._post({"name": name, "shape": [len(chunk)], "datatype": "BYTES", "data": chunk},
+                                   len(chunk)))  # fmt: skip
             self.queries += len(chunk)
         self.calls += 1
         out = torch.cat(outs) if outs else torch.zeros(0, self._num_classes or 0)

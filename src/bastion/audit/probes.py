@@ -72,23 +72,22 @@ def run_attack(
 ) -> ProbeResult:
     """Attack ``x[index]`` in batches with one seed; the time goes to ``clock``."""
     start = time.perf_counter()
-    success = torch.zeros(index.numel(), dtype=torch.bool, device=x.device)
-    x_adv = x[index].clone()
-    queries = grads = 0
     if clock.batches is not None and clock.batches.handles(model) and index.numel():
+        # the same batches, each run as one shard by the engine (another process, a run directory)
         success, x_adv, queries, grads = clock.batches.run(
             name, attack, x[index], y[index], threat, seed=seed, batch_size=batch_size
         )
-        index_done = index.numel()
     else:
-        index_done = 0
-    for lo in range(index_done, index.numel(), batch_size):
-        part = index[lo : lo + batch_size]
-        res = attack(model, x[part], y[part], threat, seed=seed)
-        success[lo : lo + part.numel()] = res.success
-        x_adv[lo : lo + part.numel()] = res.x_adv
-        queries += res.queries
-        grads += res.gradient_evals
+        success = torch.zeros(index.numel(), dtype=torch.bool, device=x.device)
+        x_adv = x[index].clone()
+        queries = grads = 0
+        for lo in range(0, index.numel(), batch_size):
+            part = index[lo : lo + batch_size]
+            res = attack(model, x[part], y[part], threat, seed=seed)
+            success[lo : lo + part.numel()] = res.success
+            x_adv[lo : lo + part.numel()] = res.x_adv
+            queries += res.queries
+            grads += res.gradient_evals
     seconds = time.perf_counter() - start
     clock.attack_seconds += seconds
     clock.log.append({"attack": name, "purpose": what, "threat": str(threat), "seconds": seconds})

@@ -1,5 +1,5 @@
-"""The parts of ``bastion membership`` around the attack: the reference architecture from a model spec,
-the targets put together, the population's overlap check, and the attack picked by name."""
+"""The parts of ``bastion membership`` around the attack: the targets put together, the population's
+overlap check, and the attack picked by name."""
 
 from __future__ import annotations
 
@@ -11,31 +11,10 @@ from bastion.errors import DataError
 
 if TYPE_CHECKING:
     from bastion.attacks.inference.metrics import MembershipResult
-    from bastion.attacks.inference.references import Factory
     from bastion.data import Dataset
-    from bastion.model import Classifier, TorchClassifier
+    from bastion.model import Classifier
 
-__all__ = ["concat", "reference_factory", "run_attack", "warn_overlap"]
-
-
-def reference_factory(
-    spec: str, weights: str | None, bounds: Any, mean: Any, std: Any, device: torch.device
-) -> Factory:
-    """Builds the reference architecture from a model spec (re-initialised by the training)."""
-    from bastion.cli.common import parse_stats
-    from bastion.loading import load_model
-
-    def build() -> TorchClassifier:
-        clf = load_model(
-            spec,
-            weights=weights,
-            bounds=bounds,
-            mean=parse_stats(mean, "--mean"),
-            std=parse_stats(std, "--std"),
-        )
-        return clf.to(device)
-
-    return build
+__all__ = ["concat", "run_attack", "warn_overlap"]
 
 
 def concat(name: str, *parts: Dataset) -> Dataset:

@@ -473,7 +473,7 @@ def evaluate(
 
     kind = modality(model, data, text_column=text_column, schema=schema)
     runner = get_engine(engine, address=address, workers=workers, threads=threads)  # typos fail first
-    sharded = runner.name != "local" or resume is not None or workers is not None
+    sharded = runner.name != "local" or resume is not None
     if kind != "image" and sharded:
         raise AttackError(
             f"--engine ray and --resume run image evaluations for now; a {kind} model runs locally"
@@ -508,6 +508,8 @@ def evaluate(
     eps = parse_epsilon(epsilon)
     preset_attacks(preset)  # an unknown preset fails before anything loads
     chain = _defense_chain(defense, eot)
+    if chain is not None and sharded:  # refused before anything loads
+        raise AttackError("--defense runs on the local engine without --resume for now; drop one of them")
     clf, ds = load_inputs(
         model,
         data,
@@ -530,8 +532,6 @@ def evaluate(
                 tasks[stage] = bar.add_task(stage, total=max(total, 1))
             bar.update(tasks[stage], completed=done if total else 1)
 
-        if chain is not None and sharded:
-            raise AttackError("--defense runs on the local engine without --resume for now; drop one of them")
         if chain is not None:
             from bastion.defenses import evaluate_defense
 

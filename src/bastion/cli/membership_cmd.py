@@ -10,7 +10,7 @@ import torch
 import typer
 
 from bastion.cli._engine_opts import AddressOpt, EngineOpt, WorkersOpt
-from bastion.cli._membership_setup import concat, reference_factory, run_attack, warn_overlap
+from bastion.cli._membership_setup import concat, run_attack, warn_overlap
 from bastion.cli._privacy_render import plot_roc, render_membership
 from bastion.cli.app import (
     BoundsOpt,
@@ -136,10 +136,10 @@ def membership(
     assignment of examples to references is drawn here, so it is the same on any engine.
     """
     from bastion.attacks.inference.references import train_references
-    from bastion.cli.common import parse_bounds, resolve_device
+    from bastion.cli.common import parse_bounds, parse_stats, resolve_device
     from bastion.data import load_dataset
     from bastion.defenses.training.config import TrainingConfig
-    from bastion.engine import get_engine
+    from bastion.engine import ModelRef, get_engine
 
     runner = get_engine(engine, address=address, workers=workers)  # a typo fails before any work
     if attack not in ATTACKS:
@@ -182,23 +182,13 @@ def membership(
             pool = (
                 concat("targets+population", targets, pop) if attack == "lira" and pop else (pop or targets)
             )
-            build: Any = reference_factory(
-                factory or model,
-                None if factory else weights,
-                parse_bounds(bounds) or mem.bounds,
-                mean,
-                std,
-                resolve_device(device),
-            )
-            if runner.name != "local":  # each worker builds the architecture from its files (sha256-checked)
-                from bastion.cli.common import parse_stats
-                from bastion.engine import ModelRef
-
-                build = ModelRef.create(
-                    factory or model, weights=None if factory else weights,
-                    bounds=parse_bounds(bounds) or mem.bounds, mean=parse_stats(mean, "--mean"),
-                    std=parse_stats(std, "--std"), device=str(resolve_device(device)),
-                )  # fmt: skip
+            # the reference architecture, built fresh for each reference (here or on a worker: a ModelRef
+            # is a factory that loads the model from its files, sha256-checked)
+            build = ModelRef.create(
+                factory or model, weights=None if factory else weights,
+                bounds=parse_bounds(bounds) or mem.bounds, mean=parse_stats(mean, "--mean"),
+                std=parse_stats(std, "--std"), device=str(resolve_device(device)),
+            )  # fmt: skip
             cfg = TrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
             task = bar.add_task("references", total=references)
             folder = references_dir or Path(scratch)

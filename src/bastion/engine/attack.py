@@ -14,13 +14,11 @@ from typing import Any
 
 import torch
 
-from bastion.engine.engines import Engine, LocalEngine, get_engine
-from bastion.engine.evaluation import _live_model_key, data_digest
-from bastion.engine.model_ref import ModelRef
+from bastion.engine._jobs import data_digest, model_key, require_artifact, threat_key, worker_model
+from bastion.engine.engines import Engine, get_engine
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import RunOutcome, run_shards
 from bastion.engine.shards import Shard, make_shards, shard_seed
-from bastion.errors import BastionError
 from bastion.threat import ThreatModel
 
 __all__ = ["AttackJob", "ShardedAttack", "attack_sharded"]
@@ -38,10 +36,8 @@ class AttackJob:
     data_sha256: str
 
     def key(self, shard_size: int) -> dict[str, Any]:
-        model = self.model.to_dict() if isinstance(self.model, ModelRef) else _live_model_key(self.model)
-        t = self.threat
-        return {"task": "attack", "model": model, "attack": self.name, "kwargs": self.kwargs,
-                "threat": {"norm": t.norm.value, "epsilon": t.epsilon, "bounds": list(t.bounds)},
+        return {"task": "attack", "model": model_key(self.model), "attack": self.name, "kwargs": self.kwargs,
+                "threat": threat_key(self.threat),
                 "seed": self.seed, "data_sha256": self.data_sha256, "shard_size": shard_size}  # fmt: skip
 
 
@@ -50,8 +46,7 @@ def attack_shard(job: AttackJob, shard: Shard, payload: Any, batch_size: int) ->
     from bastion.attacks import get
 
     x, y, targets = payload
-    clf = job.model.load() if isinstance(job.model, ModelRef) else job.model
-    device = getattr(clf, "device", torch.device("cpu"))
+    clf, device = worker_model(job.model)
     attack = get(job.name, **job.kwargs)
     parts, queries, grads = [], 0, 0
     base = shard_seed(job.seed, shard)
@@ -103,14 +98,10 @@ def attack_sharded(
 
     get(name, **kwargs)  # an unknown name or hyperparameter fails here, before any work
     chosen = get_engine(engine)
-    if not isinstance(model, ModelRef) and not isinstance(chosen, LocalEngine):
-        raise BastionError(
-            f"the {chosen.name} engine loads the model on each worker from its artifact: pass "
-            "bastion.engine.ModelRef.create(...), not a live model"
-        )
+    require_artifact(model, chosen)
     x, y = x.detach(), y.detach()
     job = AttackJob(model, name, dict(kwargs), threat, int(seed),
-                    data_digest(x, y if targets is None else torch.stack([y, targets])))  # fmt: skip
+                    data_digest(x, y, *(() if targets is None else (targets,))))  # fmt: skip
 
     def payload(s: Shard) -> Any:
         t = None if targets is None else targets[s.start : s.stop].clone()

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
+from bastion.engine._jobs import data_digest, model_key, threat_key, worker_model
 from bastion.engine.engines import Engine, get_engine
-from bastion.engine.evaluation import _live_model_key, data_digest
 from bastion.engine.model_ref import ModelRef
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import run_shards
@@ -36,8 +36,7 @@ class _BatchJob:
 
 
 def _batch_task(job: _BatchJob, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
-    clf = job.model.load() if isinstance(job.model, ModelRef) else job.model
-    device = getattr(clf, "device", torch.device("cpu"))
+    clf, device = worker_model(job.model)
     x, y = payload
     res = job.attack(clf, x.to(device), y.to(device), job.threat, seed=job.seed)
     return ShardOutput({"success": res.success.cpu(), "x_adv": res.x_adv.detach().cpu()},
@@ -67,12 +66,17 @@ class AttackBatches:
         self.calls += 1
         model = self.live if self.engine.name == "local" or self.ref is None else self.ref
         job = _BatchJob(model, attack, threat, int(seed))
-        t = threat
-        key = {"task": "audit-attack", "call": self.calls, "attack": type(attack).__name__,
-               "params": attack.params(), "seed": int(seed), "batch_size": batch_size,
-               "model": self.ref.to_dict() if self.ref is not None else _live_model_key(self.live),
-               "threat": {"norm": t.norm.value, "epsilon": t.epsilon, "bounds": list(t.bounds)},
-               "data_sha256": data_digest(x, y)}  # fmt: skip
+        key = {
+            "task": "audit-attack",
+            "call": self.calls,
+            "attack": type(attack).__name__,
+            "params": attack.params(),
+            "seed": int(seed),
+            "batch_size": batch_size,
+            "model": model_key(self.ref if self.ref is not None else self.live),
+            "threat": threat_key(threat),
+            "data_sha256": data_digest(x, y),
+        }
         where = None if self.run_dir is None else self.run_dir / f"{self.calls:04d}-{name.replace(' ', '_')}"
         outcome = run_shards(
             _batch_task, job, make_shards(int(x.shape[0]), batch_size),

@@ -14,13 +14,11 @@ from typing import Any
 
 import torch
 
-from bastion.engine.engines import Engine, LocalEngine, get_engine
-from bastion.engine.evaluation import _live_model_key, data_digest
-from bastion.engine.model_ref import ModelRef
+from bastion.engine._jobs import data_digest, model_key, require_artifact, threat_key, worker_model
+from bastion.engine.engines import Engine, get_engine
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import run_shards
 from bastion.engine.shards import Shard, make_shards, shard_seed
-from bastion.errors import BastionError
 from bastion.results import CertificationResult
 from bastion.threat import ThreatModel
 
@@ -39,18 +37,16 @@ class CertifyJob:
     data_sha256: str
 
     def key(self, shard_size: int) -> dict[str, Any]:
-        model = self.model.to_dict() if isinstance(self.model, ModelRef) else _live_model_key(self.model)
-        t = self.threat
-        threat = None if t is None else {"norm": t.norm.value, "epsilon": t.epsilon, "bounds": list(t.bounds)}
-        return {"task": "certify", "model": model, "certifier": type(self.certifier).__name__,
+        threat = None if self.threat is None else threat_key(self.threat)
+        return {"task": "certify", "model": model_key(self.model), "certifier": type(self.certifier).__name__,
                 "params": self.certifier.params(), "threat": threat, "seed": self.seed,
                 "data_sha256": self.data_sha256, "shard_size": shard_size}  # fmt: skip
 
 
 def certify_shard(job: CertifyJob, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
     """The task: certify one shard's inputs."""
-    clf = job.model.load() if isinstance(job.model, ModelRef) else job.model
-    x = payload.to(getattr(clf, "device", torch.device("cpu")))
+    clf, device = worker_model(job.model)
+    x = payload.to(device)
     if job.threat is None:
         res = job.certifier.certify(clf, x, seed=shard_seed(job.seed, shard))
     else:
@@ -80,14 +76,10 @@ def certify_sharded(
     :class:`~bastion.certify.IntervalBoundPropagation` with ``threat``) over ``x`` in shards on ``engine``,
     kept in ``run_dir``. ``model``: a :class:`ModelRef`, or a live classifier on the local engine."""
     chosen = get_engine(engine)
-    if not isinstance(model, ModelRef) and not isinstance(chosen, LocalEngine):
-        raise BastionError(
-            f"the {chosen.name} engine loads the model on each worker from its artifact: pass "
-            "bastion.engine.ModelRef.create(...), not a live model"
-        )
+    require_artifact(model, chosen)
     x = x.detach()
     shards = make_shards(int(x.shape[0]), shard_size)
-    job = CertifyJob(model, certifier, threat, int(seed), data_digest(x, torch.zeros(0)))
+    job = CertifyJob(model, certifier, threat, int(seed), data_digest(x))
     outcome = run_shards(
         certify_shard, job, shards, lambda s: x[s.start : s.stop].clone(), job_key=job.key(shard_size),
         batch_size=getattr(certifier, "batch_size", 1), engine=chosen, run_dir=run_dir, progress=progress,

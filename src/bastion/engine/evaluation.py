@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bastion.engine.engines import Engine, LocalEngine, get_engine
-from bastion.engine.model_ref import ModelRef
+from bastion.engine._jobs import data_digest, model_key, require_artifact, threat_key, worker_model
+from bastion.engine.engines import Engine, get_engine
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import run_shards
 from bastion.engine.shards import Shard, make_shards, shard_seed
@@ -44,12 +44,10 @@ class EvaluateJob:
 
     def key(self, shard_size: int) -> dict[str, Any]:
         """The job as JSON values: its digest names the run in a run directory."""
-        model = self.model.to_dict() if isinstance(self.model, ModelRef) else _live_model_key(self.model)
-        t = self.threat
         return {
             "task": "evaluate",
-            "model": model,
-            "threat": {"norm": t.norm.value, "epsilon": t.epsilon, "bounds": list(t.bounds)},
+            "model": model_key(self.model),
+            "threat": threat_key(self.threat),
             "preset": self.preset,
             "seed": self.seed,
             "data_sha256": self.data_sha256,
@@ -57,27 +55,12 @@ class EvaluateJob:
         }
 
 
-def _live_model_key(model: Any) -> dict[str, Any]:
-    """A live model (local engine) is identified by its class and the sha256 of its parameters."""
-    import hashlib
-
-    h = hashlib.sha256()
-    module = getattr(model, "module", model)
-    state = module.state_dict() if hasattr(module, "state_dict") else {}
-    for name, tensor in sorted(state.items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    endpoint = getattr(getattr(model, "endpoint", None), "spec", None)  # a remote model: its address
-    return {"class": type(model).__name__, "parameters_sha256": h.hexdigest(), "endpoint": endpoint}
-
-
 def evaluate_shard(job: EvaluateJob, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
     """The task: the cascade on one shard's ``(x, y)``."""
     from bastion.evaluation import evaluate
 
     x, y = payload
-    clf = job.model.load() if isinstance(job.model, ModelRef) else job.model
-    device = getattr(clf, "device", torch.device("cpu"))
+    clf, device = worker_model(job.model)
     res = evaluate(clf, x.to(device), y.to(device), job.threat, job.preset, seed=shard_seed(job.seed, shard),
                    batch_size=batch_size)  # fmt: skip
     meta = {"n_clean_correct": int(res.clean_correct.sum()),
@@ -87,16 +70,6 @@ def evaluate_shard(job: EvaluateJob, shard: Shard, payload: Any, batch_size: int
     tensors = {"clean_correct": res.clean_correct.cpu(), "robust": res.robust.cpu(),
                "predictions": res.predictions.cpu(), "x_adv": res.x_adv.cpu()}  # fmt: skip
     return ShardOutput(tensors, meta)
-
-
-def data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for t in (x, y):
-        h.update(str((tuple(t.shape), str(t.dtype))).encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def evaluate_sharded(
@@ -121,11 +94,7 @@ def evaluate_sharded(
     from bastion.evaluation import EvaluationResult, StageResult, preset_attacks
 
     chosen = get_engine(engine)
-    if not isinstance(model, ModelRef) and not isinstance(chosen, LocalEngine):
-        raise BastionError(
-            f"the {chosen.name} engine loads the model on each worker from its artifact: pass "
-            "bastion.engine.ModelRef.create('zoo:NAME' or 'model.py:factory', weights=...), not a live model"
-        )
+    require_artifact(model, chosen)
     preset_attacks(preset)  # an unknown preset fails before any work
     x, y = x.detach(), torch.as_tensor(y).long()
     if x.shape[0] != y.shape[0]:

@@ -299,14 +299,11 @@ def _train_on_engine(engine: Any, factory: Any, population: Dataset, assignment:
                      cfg: TrainingConfig, method: str, options: Mapping[str, Any] | None,
                      progress: Callable[[int, int], None] | None) -> None:  # fmt: skip
     from bastion.defenses.training.harden import save_weights
-    from bastion.engine import LocalEngine, ModelRef, Shard, get_engine
+    from bastion.engine import Shard, get_engine
+    from bastion.engine._jobs import require_artifact
 
     chosen = get_engine(engine)
-    if not isinstance(factory, ModelRef) and not isinstance(chosen, LocalEngine):
-        raise ModelContractError(
-            f"the {chosen.name} engine builds each reference on a worker from the model's files: pass "
-            "bastion.engine.ModelRef.create('model.py:factory' or 'zoo:NAME'), not a Python factory"
-        )
+    require_artifact(factory, chosen, what="a Python factory")
     todo = [i for i in range(assignment.n_models) if not (root / _weights_name(i)).is_file()]
     done = assignment.n_models - len(todo)
     if progress is not None:
