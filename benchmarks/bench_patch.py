@@ -44,6 +44,7 @@ def art_cells(clf: Any, fit: Any, test: Any, area: float, target: int, args: arg
         clip_values=(0.0, 1.0),
         channels_first=True,
     )
+
     class Patch(AdversarialPatchNumpy):  # type: ignore[misc]
         """ART 1.20 resets its patch only from a Python float; float32 clip values give a numpy one."""
 
