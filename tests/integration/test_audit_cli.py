@@ -1,4 +1,5 @@
-"""``bastion audit`` and ``bastion report compare`` through the real entry point."""
+"""``bastion audit`` and ``bastion report compare``: the shared sound report through the real entry point
+(a process), the rest in this process (``cli_inproc``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
+from test_cli import bastion as bastion_process
 
 from bastion.audit.report import SCHEMA_VERSION
 from bastion.audit.schema import report_schema
@@ -43,7 +45,7 @@ def make():
 @pytest.fixture(scope="module")
 def sound_report(tmp_path_factory) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("audit") / "report"
-    res = bastion("audit", "zoo:digits-mlp", "digits", *SMALL, "--out", str(out))
+    res = bastion_process("audit", "zoo:digits-mlp", "digits", *SMALL, "--out", str(out))
     return res, out
 
 

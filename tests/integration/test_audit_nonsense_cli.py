@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from test_cli import bastion
+from cli_inproc import bastion
 
 SMALL = ["--limit", "60", "--preset", "fast", "--seed", "0", "--no-checks", "--no-curve"]
 

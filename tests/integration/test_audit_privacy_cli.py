@@ -1,4 +1,4 @@
-"""``bastion audit --privacy``: the privacy section end to end, through the real entry point."""
+"""``bastion audit --privacy``: the privacy section end to end (the command run in-process)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
 
 from bastion.audit.report import SCHEMA_VERSION
 from bastion.audit.schema import report_schema

@@ -1,4 +1,4 @@
-"""``bastion audit --sarif/--junit`` and the verdict line, through the real entry point."""
+"""``bastion audit --sarif/--junit`` and the verdict line (the command run in-process)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
 
 from bastion.audit.findings import CATALOG
 

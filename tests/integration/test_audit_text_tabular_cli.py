@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
 from test_tabular_attack_cli import loans
 
 from bastion.audit.schema import report_schema, schema_for_report

@@ -1,15 +1,16 @@
-"""``bastion certify`` through the real entry point: smoothing and IBP, JSON, plot, errors."""
+"""``bastion certify``: smoothing (through the real entry point) and IBP, JSON, plot, errors."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
+from test_cli import bastion as bastion_process
 
 
 def test_smoothing_writes_per_sample_json_and_a_plot(tmp_path):
-    res = bastion(
+    res = bastion_process(
         "certify", "zoo:digits-cnn", "digits", "--sigma", "0.25", "--n", "500", "--n0", "20", "--limit", "20",
         "--json", str(tmp_path / "c.json"), "--plot", str(tmp_path / "c.png"),
     )  # fmt: skip

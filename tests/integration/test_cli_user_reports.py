@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
 
 MODELS = textwrap.dedent(
     """

@@ -1,4 +1,5 @@
-"""``bastion data manifest|verify|drift`` through the real entry point: files, exit codes, messages."""
+"""``bastion data manifest|verify|drift``: files, exit codes, messages (verify once through the real entry
+point, the rest in-process)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
+from test_cli import bastion as bastion_process
 
 from bastion.data import load_npz
 from bastion.provenance import build_manifest
@@ -26,7 +28,7 @@ def npz_data(tmp_path):
 
 def test_manifest_then_verify_ok_then_one_changed_sample(npz_data, tmp_path):
     path, manifest, x = npz_data
-    res = bastion("data", "verify", f"npz:{path}", str(manifest))
+    res = bastion_process("data", "verify", f"npz:{path}", str(manifest))
     assert res.returncode == 0, res.stderr
     assert "OK" in res.stdout
     # Rewrite the file with one pixel of sample 21 changed (a valid archive, as an editor would save it).

@@ -1,22 +1,15 @@
-"""``bastion evaluate --defense``: a real process, both numbers side by side, the one to believe."""
+"""``bastion evaluate --defense``: both numbers side by side, the one to believe (once through the real
+entry point, a process; the other cases run the command in-process)."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from cli_inproc import bastion
+from test_cli import bastion as bastion_process
 
-EXE = shutil.which("bastion", path=str(Path(sys.executable).parent))
 BASE = ["evaluate", "zoo:digits-cnn", "digits", "--epsilon", "0.2", "--preset", "fast"]
-
-
-def bastion(*args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [EXE] if EXE else [sys.executable, "-m", "bastion"]
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300)
 
 
 def test_help_explains_defense_and_eot():
@@ -26,7 +19,7 @@ def test_help_explains_defense_and_eot():
 
 
 def test_defense_reports_naive_and_adaptive(tmp_path):
-    res = bastion(*BASE, "--limit", "40", "--defense", "bits:3", "--json", str(tmp_path / "r.json"))
+    res = bastion_process(*BASE, "--limit", "40", "--defense", "bits:3", "--json", str(tmp_path / "r.json"))
     assert res.returncode == 0, res.stderr
     out = " ".join(res.stdout.split())  # rich wraps long lines
     assert "naive robust accuracy" in out and "adaptive (BPDA)" in out

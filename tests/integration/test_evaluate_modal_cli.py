@@ -1,5 +1,6 @@
-"""``bastion evaluate`` on text and tabular models, end to end: the cascade's table and JSON from a
-real process, and one-line errors with exit code 2 for options that belong to another modality."""
+"""``bastion evaluate`` on text and tabular models, end to end: the cascade's table and JSON (the
+command run in-process), and one-line errors with exit code 2 for options that belong to another
+modality."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
 from test_tabular_attack_cli import _files as tabular_files
 from test_text_attack_cli import ROWS
 from test_text_attack_cli import _files as text_files

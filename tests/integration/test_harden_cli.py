@@ -1,17 +1,18 @@
-"""``bastion harden`` through the real entry point: train, save, reload, evaluate."""
+"""``bastion harden`` through the real entry point (train, save), then reload and evaluate in-process."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
+from test_cli import bastion as bastion_process
 
 
 @pytest.fixture(scope="module")
 def hardened(tmp_path_factory):
     out = tmp_path_factory.mktemp("harden") / "digits-fgsm.safetensors"
-    res = bastion(
+    res = bastion_process(
         "harden", "zoo:digits-mlp", "digits", "--method", "fgsm-rs", "--epsilon", "0.2", "--epochs", "4",
         "--from-scratch", "--batch-size", "64", "--eval-preset", "fast", "--eval-limit", "60",
         "--out", str(out),

@@ -1,12 +1,12 @@
-"""``bastion harden --method dp-sgd`` (and the other training-time privacy options) through the real
-entry point: one-line usage errors with exit code 2, a card whose epsilon is the accountant's."""
+"""``bastion harden --method dp-sgd`` (and the other training-time privacy options) end to end (the
+command run in-process): one-line usage errors with exit code 2, a card whose epsilon is the accountant's."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
 
 RESIDUAL_FACTORY = """
 import torch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_cli import bastion
+from cli_inproc import bastion
 from typer.testing import CliRunner
 
 from bastion.attacks.poisoning import load_poison_truth

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_cli import bastion
+from cli_inproc import bastion
+from test_cli import bastion as bastion_process
 
 ARCH = "bastion.zoo.architectures:digits_cnn"
 
@@ -48,9 +49,10 @@ def artifacts(tmp_path_factory):
 
 
 def test_poisoned_data_is_reported_with_exit_code_1(artifacts):
+    # through the real entry point; the other scan-data tests run the command in-process
     folder, weights, poisoned, _, truth = artifacts
     report, kept = folder / "scan.json", folder / "kept.npz"
-    res = bastion(
+    res = bastion_process(
         "scan-data", ARCH, f"npz:{poisoned}", "--weights", str(weights), "--method", "spectral",
         "--layer", "5", "--json", str(report), "--clean-out", str(kept),
     )  # fmt: skip

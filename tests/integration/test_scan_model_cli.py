@@ -1,5 +1,5 @@
-"""``bastion scan-model``: a BadNets-backdoored digits CNN saved as safetensors is flagged through the
-real entry point (exit 1, JSON, PNG); the zoo's clean digits CNN is not (exit 0, slow); usage errors."""
+"""``bastion scan-model``: a BadNets-backdoored digits CNN saved as safetensors is flagged by the
+command (exit 1, JSON, PNG); the zoo's clean digits CNN is not (exit 0, slow); usage errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_cli import bastion
+from cli_inproc import bastion
 from typer.testing import CliRunner
 
 from bastion.cli import scan_model_cmd  # noqa: F401  (registers `scan-model` on the app)

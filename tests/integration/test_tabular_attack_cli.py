@@ -1,5 +1,6 @@
 """``bastion attack`` on a tabular model, end to end: the user's schema, CSV and model factory (a
-scikit-learn model, attacked black-box), a real process, JSON, and one-line errors with exit code 2."""
+scikit-learn model, attacked black-box), the command run in-process, JSON, and one-line errors with exit
+code 2."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from test_cli import bastion
+from cli_inproc import bastion
 
 from bastion.tabular import Feature, TabularSchema
 

@@ -1,12 +1,12 @@
-"""``bastion attack`` on a text model, end to end: the user's own model factory and CSV data, a real
-process, the JSON a pipeline reads, and one-line errors with exit code 2 for bad input."""
+"""``bastion attack`` on a text model, end to end: the user's own model factory and CSV data, the
+command run in-process, the JSON a pipeline reads, and one-line errors with exit code 2 for bad input."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from test_cli import bastion
+from cli_inproc import bastion
 
 MODEL = """
 from sklearn.feature_extraction.text import CountVectorizer
