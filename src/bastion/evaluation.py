@@ -20,6 +20,7 @@ from bastion.attacks import get
 from bastion.attacks.base import Attack, check_inputs, check_positive
 from bastion.errors import AttackError, DataError
 from bastion.model import Classifier, as_classifier
+from bastion.rng import Randomness, rows
 from bastion.threat import ThreatModel
 
 __all__ = [
@@ -118,14 +119,14 @@ class Focused(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         with torch.no_grad():
             margin = boundary_margin(model(x), y)
         top = margin.argsort(descending=True)[: self.size(x.shape[0])].sort().values
         out = x.clone()
         t = None if targets is None else targets[top]
-        out[top] = self.attack._run(model, x[top], y[top], threat, targets=t, generator=generator)
+        out[top] = self.attack._run(model, x[top], y[top], threat, targets=t, generator=rows(generator, top))
         return out
 
 
@@ -319,6 +320,7 @@ def evaluate(
     engine: Any = None,
     run_dir: Any = None,
     shard_size: int = 500,
+    example_ids: torch.Tensor | None = None,
 ) -> EvaluationResult:
     """Robust accuracy of ``model`` on ``x`` (N, ...), ``y`` (N,) under ``threat``.
 
@@ -331,7 +333,9 @@ def evaluate(
     a list): ``evaluate(model, loader, threat)``. It is read once per stage and attacked ``batch_size``
     inputs at a time, with the same result as the concatenated tensors; the result still holds ``x_adv``
     for every input. ``attacks`` replaces the preset's stages with your own ``(name, attack)`` list.
-    Stage ``i`` runs with seed ``seed + i`` in batches of ``batch_size`` inputs. Guarantee: every input
+    Stage ``i`` runs with seed ``seed + i`` in batches of ``batch_size`` inputs; each input's random draws
+    are keyed by its id (``example_ids``, default its position), so neither the batch size nor how the
+    data is split changes them (a focused stage still ranks the inputs it is given). Guarantee: every input
     reported non-robust has an ``x_adv`` inside the threat ball that the model misclassifies (or is a
     clean error).
     """
@@ -358,6 +362,9 @@ def evaluate(
     start = time.perf_counter()
     n = int(source.y.shape[0])
     everything = torch.arange(n, device=source.y.device)
+    ids = everything.cpu() if example_ids is None else torch.as_tensor(example_ids, dtype=torch.int64).cpu()
+    if ids.shape != (n,):
+        raise AttackError(f"example_ids must hold one id per input ({n}), got shape {tuple(ids.shape)}")
     x_adv_parts, preds = [], []
     for _, xc, yc in source.chunks(everything, batch_size):
         if source.stream is not None:
@@ -382,7 +389,7 @@ def evaluate(
         t0 = time.perf_counter()
         queries = grads = fooled = done = 0
         for part, xc, yc in source.chunks(idx, batch_size):
-            res = runner(clf, xc, yc, threat, seed=seed + i)
+            res = runner(clf, xc, yc, threat, seed=seed + i, example_ids=ids[part.cpu()])
             queries += res.queries
             grads += res.gradient_evals
             hit = part[res.success]

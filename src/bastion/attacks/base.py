@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -18,6 +19,7 @@ from torch import nn
 from bastion.errors import AttackError, DataError, ModelContractError, ThreatModelError
 from bastion.model import Classifier, as_classifier
 from bastion.results import AttackResult
+from bastion.rng import ExampleRNG, Randomness, rows
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["Access", "Attack", "CountingClassifier", "check_inputs", "check_positive", "is_success"]
@@ -159,11 +161,14 @@ class Attack(ABC):
         targets: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
+        example_ids: torch.Tensor | Sequence[int] | None = None,
     ) -> AttackResult:
         """Attack ``x`` (N, ...) with true labels ``y`` (N,) under ``threat``.
 
-        ``targets`` (N,) makes the attack targeted. Randomness comes from ``generator`` or ``seed``
-        (default seed 0): the same seed gives the same result.
+        ``targets`` (N,) makes the attack targeted. Randomness comes from ``seed`` (default 0) through
+        per-example streams (:class:`bastion.rng.ExampleRNG`): example ``i``'s draws depend on the seed and
+        its id only, ``example_ids[i]`` (default ``i``), so attacking a slice with its ids gives that slice
+        of the whole run, whatever the batch. A ``generator`` instead shares one stream across the batch.
         """
         clf = as_classifier(model, bounds=threat.bounds)
         if not isinstance(threat, ThreatModel):
@@ -177,9 +182,20 @@ class Attack(ABC):
                 "build the ThreatModel with bounds=model.bounds"
             )
         y, targets = check_inputs(clf, x, y, targets=targets)
+        draws: Randomness
         if generator is None:
             seed = 0 if seed is None else int(seed)
-            generator = torch.Generator(device=x.device).manual_seed(seed)
+            ids = torch.arange(x.shape[0]) if example_ids is None else torch.as_tensor(example_ids)
+            if ids.shape != (x.shape[0],):
+                raise AttackError(
+                    f"example_ids must hold one id per input ({x.shape[0]}), got {tuple(ids.shape)}"
+                )
+            try:
+                draws = ExampleRNG(seed, ids, device=x.device)
+            except ValueError as exc:  # ids that repeat
+                raise AttackError(str(exc)) from None
+        else:
+            draws = generator
         x = x.detach()
         counter = CountingClassifier(clf)
         start = time.perf_counter()
@@ -196,7 +212,7 @@ class Attack(ABC):
                         y[idx],
                         threat,
                         targets=None if targets is None else targets[idx],
-                        generator=generator,
+                        generator=rows(draws, idx),
                     )
             except RuntimeError as exc:  # autograd's words for a cut graph, said in ours
                 if "does not require grad" not in str(exc):
@@ -231,7 +247,7 @@ class Attack(ABC):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         """Return candidate adversarials for the inputs the model still classifies correctly.
 

@@ -70,12 +70,13 @@ def run_attack(
     clock: Clock,
     what: str = "",
 ) -> ProbeResult:
-    """Attack ``x[index]`` in batches with one seed; the time goes to ``clock``."""
+    """Attack ``x[index]`` in batches with one seed, each input drawing as its index (so the batch size
+    does not change its noise); the time goes to ``clock``."""
     start = time.perf_counter()
     if clock.batches is not None and clock.batches.handles(model) and index.numel():
         # the same batches, each run as one shard by the engine (another process, a run directory)
         success, x_adv, queries, grads = clock.batches.run(
-            name, attack, x[index], y[index], threat, seed=seed, batch_size=batch_size
+            name, attack, x[index], y[index], threat, seed=seed, batch_size=batch_size, ids=index
         )
     else:
         success = torch.zeros(index.numel(), dtype=torch.bool, device=x.device)
@@ -83,7 +84,7 @@ def run_attack(
         queries = grads = 0
         for lo in range(0, index.numel(), batch_size):
             part = index[lo : lo + batch_size]
-            res = attack(model, x[part], y[part], threat, seed=seed)
+            res = attack(model, x[part], y[part], threat, seed=seed, example_ids=part)
             success[lo : lo + part.numel()] = res.success
             x_adv[lo : lo + part.numel()] = res.x_adv
             queries += res.queries

@@ -9,13 +9,16 @@ probability at least 1 - alpha over the noise.
 
 Only predictions are needed (a black-box certifier). The noisy copies of all inputs are laid out
 input-major and cut into full batches of ``batch_size``, so the model always sees full batches and
-the counting is one ``index_add`` per batch.
+the counting is one ``index_add`` per batch. By default every input draws its noise from its own
+generator, seeded by (seed, example id, stage), so an input's certificate does not depend on which
+other inputs share its batch, shard or worker.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from scipy import stats
@@ -25,6 +28,7 @@ from bastion.certify.statistics import binomial_p_value, clopper_pearson_lower
 from bastion.errors import CertificationError
 from bastion.model import Classifier, as_classifier
 from bastion.results import CertificationResult
+from bastion.rng import stream_seed
 
 __all__ = ["ABSTAIN", "RandomizedSmoothing"]
 
@@ -33,6 +37,9 @@ ABSTAIN = -1
 
 Progress = Callable[[int, int], None]
 """Called with (noisy samples done, total) after every batch."""
+
+Noise = torch.Generator | list[torch.Generator]
+"""One generator shared by all inputs, or one per input."""
 
 
 def _num_classes(model: Classifier, x: torch.Tensor) -> int:
@@ -81,8 +88,29 @@ class RandomizedSmoothing:
             "batch_size": self.batch_size,
         }
 
-    def _noise(self, like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    def _noise(self, like: torch.Tensor, owner: torch.Tensor, noise: Noise) -> torch.Tensor:
+        """Standard normal noise shaped like ``like``, row ``r`` drawn for input ``owner[r]``."""
+        if isinstance(noise, torch.Generator):
+            return torch.randn(like.shape, generator=noise, device=like.device, dtype=like.dtype)
+        # rows are input-major: one draw per run of equal owners, from that input's own generator
+        out = torch.empty_like(like)
+        change = torch.ones(owner.numel(), dtype=torch.bool, device=owner.device)
+        change[1:] = owner[1:] != owner[:-1]
+        starts = [*change.nonzero().flatten().tolist(), owner.numel()]
+        for lo, hi in itertools.pairwise(starts):
+            gen = noise[int(owner[lo])]
+            out[lo:hi] = torch.randn(
+                (hi - lo, *like.shape[1:]), generator=gen, device=like.device, dtype=like.dtype
+            )
+        return out
+
+    def _per_example(
+        self, x: torch.Tensor, seed: int, ids: torch.Tensor, stage: int
+    ) -> list[torch.Generator]:
+        return [
+            torch.Generator(device=x.device).manual_seed(stream_seed(seed, int(i), stage))
+            for i in ids.tolist()
+        ]
 
     @torch.no_grad()
     def counts(
@@ -90,11 +118,14 @@ class RandomizedSmoothing:
         model: Classifier,
         x: torch.Tensor,
         n: int,
-        generator: torch.Generator,
+        generator: Noise,
         progress: Progress | None = None,
     ) -> torch.Tensor:
         """(N, K) int64: how often the base classifier predicts each class on ``n`` noisy copies of each
-        input. Rows of the noisy batch are input-major (input i's copies are rows i·n … i·n + n - 1)."""
+        input. Rows of the noisy batch are input-major (input i's copies are rows i·n … i·n + n - 1).
+        ``generator``: one shared generator, or one per input (input i's noise from the i-th)."""
+        if not isinstance(generator, torch.Generator) and len(generator) != x.shape[0]:
+            raise CertificationError(f"{len(generator)} generators for {x.shape[0]} inputs")
         num, total = x.shape[0], x.shape[0] * n
         width = _num_classes(model, x)
         counts = torch.zeros(num * width, dtype=torch.long, device=x.device)
@@ -103,7 +134,7 @@ class RandomizedSmoothing:
             owner = rows // n
             clean = x[owner]
             # In place: drawing the noise is the only work besides the model (~5% for a small MNIST net).
-            noisy = self._noise(clean, generator).mul_(self.sigma).add_(clean)
+            noisy = self._noise(clean, owner, generator).mul_(self.sigma).add_(clean)
             labels = model(noisy).argmax(1)
             counts.index_add_(0, owner * width + labels, torch.ones_like(labels))
             if progress is not None:
@@ -111,13 +142,24 @@ class RandomizedSmoothing:
         return counts.view(num, width)
 
     def _prepare(
-        self, model: Classifier, x: torch.Tensor, generator: torch.Generator | None, seed: int
-    ) -> tuple[Classifier, torch.Generator]:
+        self,
+        model: Classifier,
+        x: torch.Tensor,
+        generator: torch.Generator | None,
+        seed: int,
+        example_ids: torch.Tensor | Sequence[int] | None,
+    ) -> tuple[Classifier, Callable[[int], Noise]]:
+        """The classifier, and the noise source of each stage (0: select, 1: estimate): the caller's shared
+        generator, or per-input generators seeded by (seed, id, stage)."""
         clf = as_classifier(model)
         check_batch(clf, x, doing="certifying")
-        if generator is None:
-            generator = torch.Generator(device=x.device).manual_seed(int(seed))
-        return clf, generator
+        if generator is not None:
+            shared = generator
+            return clf, lambda stage: shared
+        ids = torch.arange(x.shape[0]) if example_ids is None else torch.as_tensor(example_ids).flatten()
+        if ids.numel() != x.shape[0] or ids.unique().numel() != ids.numel():
+            raise CertificationError(f"example_ids must hold {x.shape[0]} distinct ids, one per input")
+        return clf, lambda stage: self._per_example(x, int(seed), ids, stage)
 
     def certify(
         self,
@@ -126,13 +168,16 @@ class RandomizedSmoothing:
         *,
         generator: torch.Generator | None = None,
         seed: int = 0,
+        example_ids: torch.Tensor | Sequence[int] | None = None,
         progress: Progress | None = None,
     ) -> CertificationResult:
         """Cohen et al.'s CERTIFY for every input of ``x`` (N, ...): prediction, l2 radius, abstention.
 
-        Same generator state, same result. ``progress`` sees the noisy samples drawn so far.
+        Same seed, same result; input ``i`` draws its noise as example ``example_ids[i]`` (default ``i``),
+        so certifying a slice with its ids gives that slice of the whole run. A ``generator`` instead
+        shares one stream across the batch. ``progress`` sees the noisy samples drawn so far.
         """
-        clf, generator = self._prepare(model, x, generator, seed)
+        clf, noise = self._prepare(model, x, generator, seed, example_ids)
         start = time.perf_counter()
         total = x.shape[0] * (self.n_select + self.n_estimate)
         done = 0
@@ -141,9 +186,9 @@ class RandomizedSmoothing:
             if progress is not None:
                 progress(done + k, total)
 
-        choice = self.counts(clf, x, self.n_select, generator, step).argmax(1)
+        choice = self.counts(clf, x, self.n_select, noise(0), step).argmax(1)
         done = x.shape[0] * self.n_select
-        hits = self.counts(clf, x, self.n_estimate, generator, step).gather(1, choice[:, None])[:, 0]
+        hits = self.counts(clf, x, self.n_estimate, noise(1), step).gather(1, choice[:, None])[:, 0]
         p_lower = clopper_pearson_lower(hits, self.n_estimate, self.alpha).to(x.device)
         abstained = p_lower <= 0.5
         radius = torch.where(
@@ -169,6 +214,7 @@ class RandomizedSmoothing:
         n: int | None = None,
         generator: torch.Generator | None = None,
         seed: int = 0,
+        example_ids: torch.Tensor | Sequence[int] | None = None,
     ) -> torch.Tensor:
         """Cohen et al.'s PREDICT: (N,) labels of the smoothed classifier, :data:`ABSTAIN` (-1) where the
         two-sided binomial test of the top two counts over ``n`` draws (default ``n_select``) is not
@@ -176,8 +222,8 @@ class RandomizedSmoothing:
         at most alpha."""
         if n is not None:
             check_positive("n", n, integer=True, error=CertificationError)
-        clf, generator = self._prepare(model, x, generator, seed)
-        counts = self.counts(clf, x, int(n or self.n_select), generator)
+        clf, noise = self._prepare(model, x, generator, seed, example_ids)
+        counts = self.counts(clf, x, int(n or self.n_select), noise(2))
         top2 = counts.topk(min(2, counts.shape[1]), dim=1)
         runner_up = top2.values[:, 1] if counts.shape[1] > 1 else torch.zeros_like(top2.values[:, 0])
         significant = binomial_p_value(top2.values[:, 0], runner_up).to(x.device) <= self.alpha

@@ -1,8 +1,8 @@
 """The shard runner: fixed shards of example indices, run in this process or as Ray tasks, each kept on
 disk as it finishes so a long run survives interruption (``--resume DIR``).
 
-- :func:`make_shards`, :func:`shard_seed`: the sharding and the seeds (functions of the examples, never
-  of the workers), :class:`Shard`;
+- :func:`make_shards`, :class:`Shard`: the sharding (a function of the examples, never of the workers);
+  random draws are keyed by example (:mod:`bastion.rng`, :data:`RNG_SCHEME`), not by shard;
 - :class:`ModelRef`: a model named by its artifact, with the sha256 of its files, that workers load
   and verify (models never travel as pickled objects);
 - :class:`LocalEngine`, :class:`RayEngine`, :func:`get_engine`: where shards run;
@@ -22,7 +22,7 @@ from bastion.engine.evaluation import EvaluateJob, evaluate_sharded
 from bastion.engine.model_ref import ModelRef
 from bastion.engine.rundir import RunDirectory, ShardOutput
 from bastion.engine.runner import RunOutcome, run_shards
-from bastion.engine.shards import Shard, make_shards, shard_seed
+from bastion.engine.shards import RNG_SCHEME, Shard, make_shards
 
 __all__ = [
     "ENGINES",
@@ -35,6 +35,7 @@ __all__ = [
     "RayEngine",
     "RunDirectory",
     "RunOutcome",
+    "RNG_SCHEME",
     "Shard",
     "ShardFailed",
     "ShardOutput",
@@ -45,5 +46,4 @@ __all__ = [
     "get_engine",
     "make_shards",
     "run_shards",
-    "shard_seed",
 ]

@@ -1,9 +1,10 @@
 """One attack through the shard runner: the registry attack rebuilt on each worker from its name and
 hyperparameters, run on a shard in batches, resumable.
 
-Within shard ``k`` the batches run with seeds ``shard_seed(seed, k) + i`` (batch ``i``), as ``bastion
-attack`` does on one machine, so a one-shard run equals the unsharded command. The attack's own final
-``__call__`` projects, re-verifies and counts every batch; the merge only concatenates.
+Every batch runs with the run's seed and its examples' indices as ids, so each input's random draws are
+its own (:mod:`bastion.rng`) and the result equals an unsharded run's whatever the shard or batch size.
+The attack's own final ``__call__`` projects, re-verifies and counts every batch; the merge only
+concatenates.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from bastion.engine._jobs import data_digest, model_key, require_artifact, threa
 from bastion.engine.engines import Engine, get_engine
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import RunOutcome, run_shards
-from bastion.engine.shards import Shard, make_shards, shard_seed
+from bastion.engine.shards import RNG_SCHEME, Shard, make_shards
 from bastion.threat import ThreatModel
 
 __all__ = ["AttackJob", "ShardedAttack", "attack_sharded"]
@@ -38,7 +39,8 @@ class AttackJob:
     def key(self, shard_size: int) -> dict[str, Any]:
         return {"task": "attack", "model": model_key(self.model), "attack": self.name, "kwargs": self.kwargs,
                 "threat": threat_key(self.threat),
-                "seed": self.seed, "data_sha256": self.data_sha256, "shard_size": shard_size}  # fmt: skip
+                "seed": self.seed, "data_sha256": self.data_sha256, "shard_size": shard_size,
+                "rng": RNG_SCHEME}  # fmt: skip
 
 
 def attack_shard(job: AttackJob, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
@@ -49,11 +51,12 @@ def attack_shard(job: AttackJob, shard: Shard, payload: Any, batch_size: int) ->
     clf, device = worker_model(job.model)
     attack = get(job.name, **job.kwargs)
     parts, queries, grads = [], 0, 0
-    base = shard_seed(job.seed, shard)
-    for i, lo in enumerate(range(0, x.shape[0], batch_size)):
+    for lo in range(0, x.shape[0], batch_size):
         sl = slice(lo, lo + batch_size)
         t = None if targets is None else targets[sl].to(device)
-        res = attack(clf, x[sl].to(device), y[sl].to(device), job.threat, targets=t, seed=base + i)
+        ids = torch.arange(shard.start + lo, shard.start + min(lo + batch_size, x.shape[0]))
+        res = attack(clf, x[sl].to(device), y[sl].to(device), job.threat, targets=t, seed=job.seed,
+                     example_ids=ids)  # fmt: skip
         parts.append(res)
         queries += res.queries
         grads += res.gradient_evals

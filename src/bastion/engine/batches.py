@@ -21,7 +21,7 @@ from bastion.engine.engines import Engine, get_engine
 from bastion.engine.model_ref import ModelRef
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import run_shards
-from bastion.engine.shards import Shard, make_shards
+from bastion.engine.shards import RNG_SCHEME, Shard, make_shards
 from bastion.threat import ThreatModel
 
 __all__ = ["AttackBatches"]
@@ -37,8 +37,8 @@ class _BatchJob:
 
 def _batch_task(job: _BatchJob, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
     clf, device = worker_model(job.model)
-    x, y = payload
-    res = job.attack(clf, x.to(device), y.to(device), job.threat, seed=job.seed)
+    x, y, ids = payload
+    res = job.attack(clf, x.to(device), y.to(device), job.threat, seed=job.seed, example_ids=ids)
     return ShardOutput({"success": res.success.cpu(), "x_adv": res.x_adv.detach().cpu()},
                        {"queries": res.queries, "gradient_evals": res.gradient_evals})  # fmt: skip
 
@@ -61,8 +61,10 @@ class AttackBatches:
         return model is self.live
 
     def run(self, name: str, attack: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *, seed: int,
-            batch_size: int) -> tuple[torch.Tensor, torch.Tensor, int, int]:  # fmt: skip
-        """``attack`` on ``x`` (N, ...) in batches: (success (N,), x_adv, queries, gradient evals)."""
+            batch_size: int, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:  # fmt: skip
+        """``attack`` on ``x`` (N, ...) in batches, input ``i`` drawing as example ``ids[i]``: (success (N,),
+        x_adv, queries, gradient evals)."""
+        ids = ids.detach().cpu().to(torch.int64)
         self.calls += 1
         model = self.live if self.engine.name == "local" or self.ref is None else self.ref
         job = _BatchJob(model, attack, threat, int(seed))
@@ -75,12 +77,14 @@ class AttackBatches:
             "batch_size": batch_size,
             "model": model_key(self.ref if self.ref is not None else self.live),
             "threat": threat_key(threat),
-            "data_sha256": data_digest(x, y),
+            "data_sha256": data_digest(x, y, ids),
+            "rng": RNG_SCHEME,
         }
         where = None if self.run_dir is None else self.run_dir / f"{self.calls:04d}-{name.replace(' ', '_')}"
         outcome = run_shards(
             _batch_task, job, make_shards(int(x.shape[0]), batch_size),
-            lambda s: (x[s.start : s.stop].detach().cpu().clone(), y[s.start : s.stop].cpu().clone()),
+            lambda s: (x[s.start : s.stop].detach().cpu().clone(), y[s.start : s.stop].cpu().clone(),
+                       ids[s.start : s.stop].clone()),
             job_key=key, batch_size=batch_size, engine=self.engine, run_dir=where,
         )  # fmt: skip
         self.resumed += len(outcome.resumed)

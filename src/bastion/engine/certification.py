@@ -1,7 +1,8 @@
 """Certification through the shard runner: randomized smoothing (or IBP) shard by shard, resumable.
 
-Each shard certifies its inputs with the shard's seed (:func:`~bastion.engine.shards.shard_seed`); the
-per-input predictions, radii and abstentions are concatenated in shard order. Randomized smoothing's
+Each shard certifies its inputs with the run's seed, each input drawing its noise as its index (so the
+shard size does not change it); the per-input predictions, radii and abstentions are concatenated in
+shard order. Randomized smoothing's
 guarantee is per input (each holds with probability 1 - alpha over its own noise draws), so certifying in
 shards certifies exactly as much as one pass; with one shard the noise is the unsharded run's.
 """
@@ -18,7 +19,7 @@ from bastion.engine._jobs import data_digest, model_key, require_artifact, threa
 from bastion.engine.engines import Engine, get_engine
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import run_shards
-from bastion.engine.shards import Shard, make_shards, shard_seed
+from bastion.engine.shards import RNG_SCHEME, Shard, make_shards
 from bastion.results import CertificationResult
 from bastion.threat import ThreatModel
 
@@ -40,7 +41,7 @@ class CertifyJob:
         threat = None if self.threat is None else threat_key(self.threat)
         return {"task": "certify", "model": model_key(self.model), "certifier": type(self.certifier).__name__,
                 "params": self.certifier.params(), "threat": threat, "seed": self.seed,
-                "data_sha256": self.data_sha256, "shard_size": shard_size}  # fmt: skip
+                "data_sha256": self.data_sha256, "shard_size": shard_size, "rng": RNG_SCHEME}  # fmt: skip
 
 
 def certify_shard(job: CertifyJob, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
@@ -48,7 +49,7 @@ def certify_shard(job: CertifyJob, shard: Shard, payload: Any, batch_size: int) 
     clf, device = worker_model(job.model)
     x = payload.to(device)
     if job.threat is None:
-        res = job.certifier.certify(clf, x, seed=shard_seed(job.seed, shard))
+        res = job.certifier.certify(clf, x, seed=job.seed, example_ids=torch.arange(shard.start, shard.stop))
     else:
         res = job.certifier.certify(clf, x, job.threat)
     tensors = {

@@ -1,11 +1,14 @@
 """``evaluate`` through the shard runner: the cascade on fixed shards, on any engine, resumable.
 
-Each shard runs :func:`bastion.evaluation.evaluate` on its examples with the shard's seed
-(:func:`~bastion.engine.shards.shard_seed`); the per-example outcomes (clean correct, robust, prediction,
-adversarial) are concatenated in shard order and the per-stage counts added up, so the merged result is
-exact: stage ``k``'s robust accuracy is (clean correct - inputs fooled by stages 0..k) / N. Focused
-stages pick the survivors nearest the boundary within their shard. With one shard (``shard_size >= N``)
-the result is that of an unsharded :func:`~bastion.evaluation.evaluate` with the same seed.
+Each shard runs :func:`bastion.evaluation.evaluate` on its examples with the run's seed and the examples'
+indices as their ids, so every random draw is keyed by (seed, stage, example) and no shard size, batch
+size or worker count changes it (:mod:`bastion.rng`); the per-example outcomes (clean correct, robust,
+prediction, adversarial) are concatenated in shard order and the per-stage counts added up, so the merged
+result is exact: stage ``k``'s robust accuracy is (clean correct - inputs fooled by stages 0..k) / N.
+Focused stages pick the survivors nearest the boundary within their shard, so with focused stages the
+shard size
+stays part of the run. With one shard (``shard_size >= N``) the result is that of an unsharded
+:func:`~bastion.evaluation.evaluate` with the same seed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from bastion.engine._jobs import data_digest, model_key, require_artifact, threa
 from bastion.engine.engines import Engine, get_engine
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import run_shards
-from bastion.engine.shards import Shard, make_shards, shard_seed
+from bastion.engine.shards import RNG_SCHEME, Shard, make_shards
 from bastion.errors import BastionError
 from bastion.threat import ThreatModel
 
@@ -52,6 +55,7 @@ class EvaluateJob:
             "seed": self.seed,
             "data_sha256": self.data_sha256,
             "shard_size": shard_size,
+            "rng": RNG_SCHEME,
         }
 
 
@@ -61,8 +65,9 @@ def evaluate_shard(job: EvaluateJob, shard: Shard, payload: Any, batch_size: int
 
     x, y = payload
     clf, device = worker_model(job.model)
-    res = evaluate(clf, x.to(device), y.to(device), job.threat, job.preset, seed=shard_seed(job.seed, shard),
-                   batch_size=batch_size)  # fmt: skip
+    ids = torch.arange(shard.start, shard.stop)
+    res = evaluate(clf, x.to(device), y.to(device), job.threat, job.preset, seed=job.seed,
+                   batch_size=batch_size, example_ids=ids)  # fmt: skip
     meta = {"n_clean_correct": int(res.clean_correct.sum()),
             "stages": [{"attack": s.attack, "params": s.params, "n_attacked": s.n_attacked,
                         "n_fooled": s.n_fooled, "queries": s.queries, "gradient_evals": s.gradient_evals,

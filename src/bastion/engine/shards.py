@@ -1,9 +1,9 @@
-"""Fixed shards of example indices, and the seeds derived from them.
+"""Fixed shards of example indices.
 
 A run's shards depend only on the number of examples and the shard size, never on the workers: shard
-``k`` holds examples ``[k * size, min((k + 1) * size, n))``. Its seed is a function of the run's seed and
-the index of its first example, so a shard draws the same random numbers on any worker, in any order,
-on a retry or after a resume.
+``k`` holds examples ``[k * size, min((k + 1) * size, n))``. Shards carry no seeds of their own: every
+random draw is keyed by the run's seed and the example's index (:mod:`bastion.rng`), so an example draws
+the same numbers in any shard, on any worker, in any order, on a retry or after a resume.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from bastion.errors import BastionError
 
-__all__ = ["Shard", "make_shards", "shard_seed"]
+__all__ = ["RNG_SCHEME", "Shard", "make_shards"]
 
-_STRIDE = 1_000_003  # a prime: shard seeds of nearby runs (seed, seed + 1) do not coincide
-_MASK = (1 << 62) - 1
+# How random draws are keyed, recorded in every run's identity so a run directory written under another
+# scheme is refused rather than resumed with different noise.
+RNG_SCHEME = "per-example-splitmix64-v1"
 
 
 @dataclass(frozen=True, order=True)
@@ -40,9 +41,3 @@ def make_shards(n: int, size: int) -> list[Shard]:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise BastionError(f"shard size must be a whole number >= 1, got {size!r}")
     return [Shard(k, lo, min(lo + size, n)) for k, lo in enumerate(range(0, n, size))]
-
-
-def shard_seed(seed: int, shard: Shard) -> int:
-    """The seed of ``shard``'s work: ``seed`` for the shard starting at example 0 (so a one-shard run
-    draws what an unsharded one does), else a function of ``seed`` and the shard's first example."""
-    return (int(seed) + _STRIDE * shard.start) & _MASK

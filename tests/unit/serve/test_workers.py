@@ -103,8 +103,14 @@ def worker_of(base: str) -> int:
 
 def test_two_workers_answer_and_share_one_rate_limit(two_workers: tuple[str, str]) -> None:
     base, token = two_workers
+    # /readyz answers as soon as one worker is up; the second may still be importing torch and loading its
+    # model, and until it calls accept() the kernel hands every connection to the first. So ask until both
+    # have answered, within a deadline that a worker which never starts still fails.
+    pids: set[int] = set()
+    deadline = time.monotonic() + 60
     with ThreadPoolExecutor(8) as pool:
-        pids = set(pool.map(lambda _: worker_of(base), range(48)))
+        while len(pids) < 2 and time.monotonic() < deadline:
+            pids |= set(pool.map(lambda _: worker_of(base), range(16)))
     assert len(pids) == 2, pids
 
     headers = {"Authorization": f"Bearer {token}", "Connection": "close"}

@@ -13,6 +13,7 @@ from torch import nn
 
 from bastion.attacks.evasion.pgd import effective_epsilon, random_start
 from bastion.model import Classifier, predict
+from bastion.rng import Randomness, torch_generator
 from bastion.threat import ThreatModel
 
 __all__ = ["distil_surrogate", "surrogate_for"]
@@ -44,7 +45,7 @@ def distil_surrogate(
     model: Classifier,
     x: torch.Tensor,
     threat: ThreatModel,
-    generator: torch.Generator,
+    generator: Randomness,
     *,
     copies: int = 9,
     steps: int = 300,
@@ -62,14 +63,16 @@ def distil_surrogate(
     with torch.no_grad():
         logits = predict(model, data, batch_size=1024)
     labels = logits.argmax(dim=1)
-    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
+    # the surrogate learns from the whole batch, so its training draws are the batch's by nature
+    batch_gen = torch_generator(generator, x.device)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=batch_gen, device=batch_gen.device))
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(seed)  # parameter init draws from the global RNG; keep the caller's untouched
         net = surrogate_for(tuple(x.shape[1:]), int(logits.shape[1])).to(device=x.device, dtype=x.dtype)
         opt = torch.optim.Adam(net.parameters(), lr=1e-3, foreach=True)
         n = data.shape[0]
         for _ in range(steps):
-            batch = torch.randint(0, n, (min(batch_size, n),), generator=generator, device=generator.device)
+            batch = torch.randint(0, n, (min(batch_size, n),), generator=batch_gen, device=batch_gen.device)
             batch = batch.to(x.device)
             loss = F.cross_entropy(net(data[batch]), labels[batch])
             opt.zero_grad(set_to_none=True)

@@ -20,6 +20,7 @@ from bastion.attacks.gradients import loss_and_grad
 from bastion.attacks.losses import get_loss
 from bastion.errors import AttackError
 from bastion.model import Classifier
+from bastion.rng import Randomness, rows
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["APGD", "checkpoints"]
@@ -90,7 +91,7 @@ class APGD(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         rounds = target_rounds(model, x, targets, self.targeted, self.n_target_classes)
         eps = effective_epsilon(threat, x)
@@ -102,7 +103,9 @@ class APGD(Attack):
                 if todo.numel() == 0:
                     return x_adv
                 lt, st = _pick_opt(todo, loss_targets), _pick_opt(todo, success_targets)
-                x_r, fooled, loss_r = self._once(model, x[todo], y[todo], threat, eps, lt, st, generator)
+                x_r, fooled, loss_r = self._once(
+                    model, x[todo], y[todo], threat, eps, lt, st, rows(generator, todo)
+                )
                 take = fooled | (loss_r > best[todo])
                 x_adv[todo[take]], best[todo[take]] = x_r[take], loss_r[take]
                 todo = todo[~fooled]
@@ -131,7 +134,7 @@ class APGD(Attack):
         eps: float,
         lt: torch.Tensor | None,
         st: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One APGD run; returns (x (N, ...), fooled (N,), best loss (N,))."""
         n, view = x0.shape[0], (-1,) + (1,) * (x0.dim() - 1)

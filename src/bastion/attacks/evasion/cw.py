@@ -37,6 +37,7 @@ from bastion.attacks.base import Attack, check_positive, differentiable
 from bastion.attacks.evasion._nearest import nearest_boundary
 from bastion.attacks.losses import margin_loss
 from bastion.model import Classifier
+from bastion.rng import Randomness
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["CarliniWagner"]
@@ -107,7 +108,7 @@ class CarliniWagner(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         low, high = threat.bounds
         n = x.shape[0]

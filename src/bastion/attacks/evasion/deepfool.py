@@ -17,6 +17,7 @@ import torch
 from bastion.attacks.base import Attack, check_positive, is_success
 from bastion.errors import AttackError
 from bastion.model import Classifier
+from bastion.rng import Randomness
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["DeepFool"]
@@ -64,7 +65,7 @@ class DeepFool(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         if targets is not None:
             raise AttackError("DeepFool is untargeted; use cw-l2 or fmn for targeted attacks")

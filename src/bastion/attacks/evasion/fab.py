@@ -27,6 +27,7 @@ from bastion.attacks.base import Attack, check_positive, differentiable, is_succ
 from bastion.attacks.evasion._targets import target_rounds
 from bastion.errors import AttackError
 from bastion.model import Classifier
+from bastion.rng import Randomness, normal, rows, uniform
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["FAB", "project_onto_hyperplane"]
@@ -68,15 +69,13 @@ def _sel(t: torch.Tensor | None, i: torch.Tensor) -> torch.Tensor | None:
     return None if t is None else t[i]
 
 
-def _random_point(x: torch.Tensor, radius: torch.Tensor, linf: bool, g: torch.Generator) -> torch.Tensor:
+def _random_point(x: torch.Tensor, radius: torch.Tensor, linf: bool, g: Randomness) -> torch.Tensor:
     """A random point of the ball of per-input ``radius`` (N,) around ``x`` (N, D), uniform in volume."""
     if linf:
-        return x + radius[:, None] * (
-            2 * torch.rand(x.shape, generator=g, device=x.device, dtype=x.dtype) - 1
-        )
-    u = torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
+        return x + radius[:, None] * (2 * uniform(g, x.shape, like=x) - 1)
+    u = normal(g, x.shape, like=x)
     u = u / u.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    scale = torch.rand(x.shape[0], generator=g, device=x.device, dtype=x.dtype) ** (1.0 / x.shape[1])
+    scale = uniform(g, (x.shape[0],), like=x) ** (1.0 / x.shape[1])
     return x + u * (radius * scale)[:, None]
 
 
@@ -124,7 +123,7 @@ class FAB(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         # rounds of (class whose hyperplane to cross or None = the closest one, success target)
         rounds = target_rounds(model, x, targets, self.targeted, self.n_target_classes)
@@ -147,7 +146,7 @@ class FAB(Attack):
                     threat,
                     best_norm[todo],
                     r,
-                    generator,
+                    rows(generator, todo),
                 )
                 better = norm < best_norm[todo]
                 best[todo[better]], best_norm[todo[better]] = adv[better], norm[better]
@@ -164,7 +163,7 @@ class FAB(Attack):
         threat: ThreatModel,
         known: torch.Tensor,
         restart: int,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One run from ``x`` (restart 0) or a random start; (smallest adversarial, its norm or inf)."""
         linf, (low, high), shape = threat.norm is Norm.LINF, threat.bounds, x.shape

@@ -15,6 +15,7 @@ from bastion.attacks.evasion.pgd import ascent_direction, effective_epsilon
 from bastion.attacks.gradients import loss_and_grad
 from bastion.attacks.losses import ce_loss
 from bastion.model import Classifier
+from bastion.rng import Randomness
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["FGSM"]
@@ -39,7 +40,7 @@ class FGSM(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         # ce_loss with targets is minus the target's cross-entropy, so ascent moves towards the target.
         _, grad, _ = loss_and_grad(model, x, y, ce_loss, targets=targets, eot_samples=self.eot_samples)

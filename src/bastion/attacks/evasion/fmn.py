@@ -30,6 +30,7 @@ from bastion.attacks.evasion._nearest import nearest_boundary
 from bastion.attacks.losses import margin_loss
 from bastion.errors import AttackError
 from bastion.model import Classifier
+from bastion.rng import Randomness
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["FMN"]
@@ -83,7 +84,7 @@ class FMN(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         low, high = threat.bounds
         linf = threat.norm is Norm.LINF

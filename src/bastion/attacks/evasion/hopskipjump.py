@@ -13,6 +13,7 @@ import torch
 from bastion.attacks.base import Attack, check_positive, is_success
 from bastion.errors import AttackError
 from bastion.model import Classifier
+from bastion.rng import Pieces, Randomness, rows, uniform
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["HopSkipJump"]
@@ -72,7 +73,7 @@ class HopSkipJump(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         with torch.no_grad():
             return _HSJ(self, model, x, y, targets, threat, generator).run()
@@ -89,7 +90,7 @@ class _HSJ:
         y: torch.Tensor,
         targets: torch.Tensor | None,
         threat: ThreatModel,
-        g: torch.Generator,
+        g: Randomness,
     ) -> None:
         self.cfg, self.model, self.shape, self.y, self.targets, self.g = cfg, model, x.shape, y, targets, g
         self.x = x.flatten(1)
@@ -144,12 +145,13 @@ class _HSJ:
         m = len(i)
         s_frv, s_rv, s_f = torch.zeros_like(xb), torch.zeros_like(xb), torch.zeros(m, device=xb.device)
         chunk = max(1, _CHUNK // (m * self.d))
+        probes = Pieces(rows(self.g, i), m)  # per-example probes, whatever the chunk size
         for start in range(0, int(k.max()), chunk):
             b = min(chunk, int(k.max()) - start)
             if self.linf:
-                rv = torch.rand(m, b, self.d, generator=self.g, device=xb.device) * 2 - 1
+                rv = probes.uniform(start, b, (self.d,), like=xb) * 2 - 1
             else:
-                rv = torch.randn(m, b, self.d, generator=self.g, device=xb.device)
+                rv = probes.normal(start, b, (self.d,), like=xb)
             rv = rv / rv.norm(dim=2, keepdim=True)
             pts = (xb[:, None] + delta[:, None, None] * rv).clamp(self.low, self.high)
             rv = (pts - xb[:, None]) / delta[:, None, None]
@@ -201,8 +203,8 @@ class _HSJ:
             k = (~found & (self.left(everyone) > 0)).nonzero().flatten()
             if k.numel() == 0:
                 break
-            noise = self.low + (self.high - self.low) * torch.rand(
-                len(k), self.d, generator=self.g, device=self.x.device
+            noise = self.low + (self.high - self.low) * uniform(
+                rows(self.g, k), (len(k), self.d), like=self.x
             )
             ok = self.adv(noise, k)
             start[k[ok]], found[k[ok]] = noise[ok], True

@@ -13,18 +13,19 @@ import torch
 from bastion.attacks.base import Attack, check_positive, is_success
 from bastion.errors import ThreatModelError
 from bastion.model import Classifier
+from bastion.rng import Randomness, integers, normal, rows
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["RandomNoise", "sphere_noise"]
 
 
-def sphere_noise(threat: ThreatModel, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def sphere_noise(threat: ThreatModel, x: torch.Tensor, generator: Randomness) -> torch.Tensor:
     """A perturbation of norm exactly ``threat.epsilon`` per sample, uniformly random in direction."""
     eps = threat.epsilon
     if threat.norm is Norm.LINF:
-        bits = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+        bits = integers(generator, 0, 2, x.shape, device=x.device)
         return eps * (2 * bits.to(x.dtype) - 1)
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype).flatten(1)
+    z = normal(generator, x.shape, like=x).flatten(1)
     z = z / z.norm(p=2, dim=1, keepdim=True).clamp_min(1e-12)
     return (eps * z).view_as(x)
 
@@ -52,7 +53,7 @@ class RandomNoise(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         if threat.unbounded:
             raise ThreatModelError("random noise needs a finite epsilon")
@@ -61,7 +62,7 @@ class RandomNoise(Attack):
         with torch.no_grad():
             for _ in range(self.draws):
                 x0 = x[idx]
-                candidate = threat.project(x0, x0 + sphere_noise(threat, x0, generator))
+                candidate = threat.project(x0, x0 + sphere_noise(threat, x0, rows(generator, idx)))
                 fooled = is_success(model(candidate), y[idx], None if targets is None else targets[idx])
                 x_adv[idx[fooled]] = candidate[fooled]
                 idx = idx[~fooled]

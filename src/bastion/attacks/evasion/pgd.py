@@ -15,6 +15,7 @@ from bastion.attacks.base import Attack, check_positive, is_success
 from bastion.attacks.gradients import loss_and_grad
 from bastion.attacks.losses import get_loss
 from bastion.model import Classifier
+from bastion.rng import Randomness, normal, rows, uniform
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["PGD", "ascent_direction", "effective_epsilon", "random_start"]
@@ -40,18 +41,16 @@ def ascent_direction(grad: torch.Tensor, norm: Norm) -> torch.Tensor:
     return grad / norms.view(-1, *([1] * (grad.dim() - 1)))
 
 
-def random_start(
-    threat: ThreatModel, x: torch.Tensor, epsilon: float, generator: torch.Generator
-) -> torch.Tensor:
+def random_start(threat: ThreatModel, x: torch.Tensor, epsilon: float, generator: Randomness) -> torch.Tensor:
     """A point drawn uniformly from the ``epsilon`` ball around ``x`` (N, ...), clipped to the bounds."""
     if threat.norm is Norm.LINF:
-        delta = epsilon * (2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1)
+        delta = epsilon * (2 * uniform(generator, x.shape, like=x) - 1)
     else:
         n, d = x.shape[0], x[0].numel()
-        direction = torch.randn(n, d, generator=generator, device=x.device, dtype=x.dtype)
+        direction = normal(generator, (n, d), like=x)
         direction = direction / direction.norm(p=2, dim=1, keepdim=True).clamp_min(1e-12)
         # Radius ~ eps * U^(1/d) makes the draw uniform in volume, not concentrated at the centre.
-        radius = epsilon * torch.rand(n, 1, generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / d)
+        radius = epsilon * uniform(generator, (n, 1), like=x) ** (1.0 / d)
         delta = (direction * radius).view_as(x)
     return (x + delta).clamp(*threat.bounds)
 
@@ -104,7 +103,7 @@ class PGD(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         eps = effective_epsilon(threat, x)
         step = self.step_size if self.step_size is not None else 2.5 * eps / self.steps
@@ -115,7 +114,7 @@ class PGD(Attack):
             t0 = None if targets is None else targets[todo]
             # linf: the ball ∩ bounds is a box, and one clamp to it is threat.project, at a third of the cost.
             box = _box(threat, x0, eps) if threat.norm is Norm.LINF else None
-            xk = random_start(threat, x0, eps, generator) if self.random_start else x0.clone()
+            xk = random_start(threat, x0, eps, rows(generator, todo)) if self.random_start else x0.clone()
             for _ in range(self.steps):
                 _, grad, logits = loss_and_grad(
                     model, xk, y0, self._loss_fn, targets=t0, eot_samples=self.eot_samples

@@ -15,6 +15,8 @@ from bastion.attacks.base import Attack, check_positive, is_success
 from bastion.attacks.losses import margin_loss
 from bastion.errors import AttackError, ThreatModelError
 from bastion.model import Classifier
+from bastion.rng import Randomness, integers
+from bastion.rng import rows as rows_of
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["Square"]
@@ -89,7 +91,7 @@ class Square(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         if threat.unbounded:
             raise ThreatModelError("square needs a finite epsilon; use a minimum-norm attack for epsilon=inf")
@@ -107,7 +109,9 @@ class Square(Attack):
                 if idx.numel() == 0:
                     break
                 t = None if targets is None else targets[idx]
-                adv, loss, ok = self._search(model, x4[idx], y[idx], t, threat, x.shape, generator)
+                adv, loss, ok = self._search(
+                    model, x4[idx], y[idx], t, threat, x.shape, rows_of(generator, idx)
+                )
                 keep = ok | (loss < best_loss[idx])
                 best[idx[keep]], best_loss[idx[keep]], fooled[idx[keep]] = adv[keep], loss[keep], ok[keep]
             return best.reshape(x.shape)
@@ -120,7 +124,7 @@ class Square(Attack):
         t: torch.Tensor | None,
         threat: ThreatModel,
         shape: torch.Size,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One restart on ``x`` (n, c, h, w); returns (best points, their loss, fooled)."""
 
@@ -141,23 +145,25 @@ class Square(Attack):
             i = (~fooled).nonzero().flatten()
             if i.numel() == 0:
                 break
-            cand = step(x[i], best[i], _p(self.p_init, it, self.n_queries), eps, low, high, generator)
+            cand = step(
+                x[i], best[i], _p(self.p_init, it, self.n_queries), eps, low, high, rows_of(generator, i)
+            )
             new_loss, ok = evaluate(cand, i)
             better = (new_loss < loss[i]) | ok
             best[i[better]], loss[i[better]], fooled[i[better]] = cand[better], new_loss[better], ok[better]
         return best, loss, fooled
 
     @staticmethod
-    def _signs(shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return torch.randint(0, 2, shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
+    def _signs(shape: tuple[int, ...], x: torch.Tensor, generator: Randomness) -> torch.Tensor:
+        return integers(generator, 0, 2, shape, device=x.device).to(x.dtype) * 2 - 1
 
     @staticmethod
     def _mask(
-        n: int, h: int, w: int, sh: int, sw: int, x: torch.Tensor, g: torch.Generator
+        n: int, h: int, w: int, sh: int, sw: int, x: torch.Tensor, g: Randomness
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A random sh x sw window per sample: mask (n, 1, h, w) and its local row/column indices."""
-        top = torch.randint(0, h - sh + 1, (n, 1), generator=g, device=x.device)
-        left = torch.randint(0, w - sw + 1, (n, 1), generator=g, device=x.device)
+        top = integers(g, 0, h - sh + 1, (n, 1), device=x.device)
+        left = integers(g, 0, w - sw + 1, (n, 1), device=x.device)
         rows = torch.arange(h, device=x.device)[None] - top
         cols = torch.arange(w, device=x.device)[None] - left
         mask = ((rows >= 0) & (rows < sh))[:, None, :, None] & ((cols >= 0) & (cols < sw))[:, None, None, :]
@@ -171,7 +177,7 @@ class Square(Attack):
         eps: float,
         low: float,
         high: float,
-        g: torch.Generator,
+        g: Randomness,
     ) -> torch.Tensor:
         n, c, h, w = x.shape
         sh, sw = _window(p, h, w, 1, odd=False)
@@ -182,7 +188,7 @@ class Square(Attack):
         sign[same] = -sign[same]
         return best * (1 - mask) + (x + eps * sign).clamp(low, high) * mask
 
-    def _l2_init(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def _l2_init(self, x: torch.Tensor, g: Randomness) -> torch.Tensor:
         """A grid of pseudo-Gaussian blocks with random signs, scaled to unit L2 norm."""
         n, c, h, w = x.shape
         bh, bw = max(h // 5, 1), max(w // 5, 1)
@@ -202,7 +208,7 @@ class Square(Attack):
         eps: float,
         low: float,
         high: float,
-        g: torch.Generator,
+        g: Randomness,
     ) -> torch.Tensor:
         n, c, h, w = x.shape
         sh, sw = _window(p, h, w, 3, odd=True)
@@ -216,7 +222,7 @@ class Square(Attack):
             [_meta_pattern(sh, sw, True, x.device), _meta_pattern(sh, sw, False, x.device)]
         )
         if sh == sw:  # the paper's random transpose
-            choice = torch.randint(0, 2, (n,), generator=g, device=x.device)
+            choice = integers(g, 0, 2, (n,), device=x.device)
         else:
             choice = torch.full((n,), int(sh < sw), device=x.device)
         placed = patterns.to(x.dtype)[choice[:, None, None], rows[:, :, None], cols[:, None, :]][:, None] * m1

@@ -18,6 +18,7 @@ from bastion.attacks.evasion.pgd import ascent_direction, effective_epsilon, ran
 from bastion.attacks.gradients import loss_and_grad
 from bastion.attacks.losses import margin_loss
 from bastion.model import Classifier
+from bastion.rng import Randomness
 from bastion.threat import Norm, ThreatModel
 
 __all__ = ["Transfer"]
@@ -57,7 +58,7 @@ class Transfer(Attack):
         threat: ThreatModel,
         *,
         targets: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         surrogate = self._surrogate
         if surrogate is None:
