@@ -60,8 +60,8 @@ def test_same_decisions_as_a_per_sample_cohen_certify_on_the_same_noise(digits_m
     drawn: list[torch.Tensor] = []
     real_noise = rs._noise
 
-    def record(like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        noise = real_noise(like, generator)
+    def record(like: torch.Tensor, owner: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        noise = real_noise(like, owner, generator)
         drawn.append(noise.clone())  # certify may reuse the buffer it is handed
         return noise
 
@@ -85,11 +85,34 @@ def test_seeded_and_deterministic(digits_model, digits_batch) -> None:
     rs = RandomizedSmoothing(0.5, n_estimate=300)
     a, b = rs.certify(digits_model, x, seed=1), rs.certify(digits_model, x, seed=1)
     assert torch.equal(a.radius, b.radius) and torch.equal(a.prediction, b.prediction)
-    g = torch.Generator().manual_seed(1)
-    c = rs.certify(digits_model, x, generator=g)
-    assert torch.equal(a.radius, c.radius)
+    c = rs.certify(digits_model, x, generator=torch.Generator().manual_seed(1))  # one shared stream
+    c2 = rs.certify(digits_model, x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(c.radius, c2.radius)
     d = rs.certify(digits_model, x, seed=2)
     assert not torch.equal(a.radius, d.radius)
+
+
+def test_each_input_draws_its_own_noise_whatever_the_batch(digits_model, digits_batch) -> None:
+    x = digits_batch[0][:6]
+    whole = RandomizedSmoothing(0.5, n_select=30, n_estimate=200, batch_size=64).certify(
+        digits_model, x, seed=4
+    )
+    # another batch size, and the last four inputs alone under their ids: the same noise, the same answer
+    other = RandomizedSmoothing(0.5, n_select=30, n_estimate=200, batch_size=7).certify(
+        digits_model, x, seed=4
+    )
+    part = RandomizedSmoothing(0.5, n_select=30, n_estimate=200, batch_size=64).certify(
+        digits_model, x[2:], seed=4, example_ids=[2, 3, 4, 5]
+    )
+    assert torch.equal(whole.radius, other.radius) and torch.equal(whole.prediction, other.prediction)
+    assert torch.equal(whole.radius[2:], part.radius) and torch.equal(whole.prediction[2:], part.prediction)
+    # under other ids the same inputs draw other noise
+    moved = RandomizedSmoothing(0.5, n_select=30, n_estimate=200).certify(
+        digits_model, x[2:], seed=4, example_ids=[12, 13, 14, 15]
+    )
+    assert not torch.equal(whole.radius[2:], moved.radius)
+    with pytest.raises(CertificationError, match="distinct"):
+        RandomizedSmoothing(0.5, n_estimate=10).certify(digits_model, x[:2], example_ids=[1, 1])
 
 
 def test_certified_accuracy_curve_counts_abstentions_as_errors(linear_binary) -> None:
