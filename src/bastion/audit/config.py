@@ -42,6 +42,16 @@ A TOML file (every key optional)::
     transfer = true              # transfer attack from a distilled surrogate
     samples = 50                 # inputs used by the costlier checks (unbounded attack, stability)
     noise_draws = 100
+
+    [physical]                   # image models: patch, universal, spatial, corruptions (--physical)
+    enabled = true
+    patch_areas = [0.02, 0.1]    # shares of the image each patch covers
+    patch_steps = 200            # signed-gradient steps per patch
+    patch_target = 3             # default: one of the audited labels, chosen by the seed
+    spatial_k = 10               # worst-of-k rotations and translations
+    rotation = 30                # degrees
+    translation = 0.1            # share of the image's side
+    corruptions = ["gaussian_noise", "gaussian_blur", "contrast", "brightness"]   # severities 1-5
 """
 
 from __future__ import annotations
@@ -80,6 +90,8 @@ PRIVACY_METHODS = ("extraction", "membership", "inversion")
 # The text registry's names (bastion.text.registry), restated: importing the config imports no text attack.
 TEXT_ATTACK_NAMES = ("deepwordbug", "invisible", "homoglyph", "pwws", "textfooler")
 TEXT_PRESETS = ("paper", "strict")
+PHYSICAL_CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast", "brightness")
+"""The physical-threats section's default corruptions: cheap ones, one or two per family."""
 
 _CERTIFY_HELP = "use ibp (linf threats) or smoothing:SIGMA (l2 threats), e.g. smoothing:0.25"
 
@@ -157,6 +169,17 @@ class AuditConfig:
     text_presets: tuple[str, ...] = TEXT_PRESETS
     text_max_queries: int | None = None
     """Text audits: the query budget per attacked text (None: unlimited)."""
+    physical: bool = False
+    """Image audits: the physical-threats section (patch, universal, spatial, corruptions); opt-in."""
+    physical_patch_areas: tuple[float, ...] = (0.02, 0.1)
+    """Physical: the patch sizes, as shares of the image each patch covers at scale 1."""
+    physical_patch_steps: int = 200
+    physical_patch_target: int | None = None
+    """Physical: the patch's target class (None: one of the audited labels, chosen by the seed)."""
+    physical_spatial_k: int = 10
+    physical_rotation: float = 30.0
+    physical_translation: float = 0.1
+    physical_corruptions: tuple[str, ...] = PHYSICAL_CORRUPTIONS
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -220,6 +243,48 @@ class AuditConfig:
         self._check_privacy()
         self._check_training()
         self._check_text()
+        self._check_physical()
+
+    def _check_physical(self) -> None:
+        """The physical-threat keys: patch areas in (0, 0.5], positive counts, ranges, known corruptions."""
+        if not isinstance(self.physical, bool):
+            raise ConfigError(f"physical must be true or false, got {self.physical!r}")
+        areas = self.physical_patch_areas
+        if isinstance(areas, int | float) and not isinstance(areas, bool):
+            areas = (areas,)
+        if isinstance(areas, str):
+            try:
+                areas = tuple(float(a) for a in areas.replace(" ", "").split(",") if a)
+            except ValueError:
+                areas = (math.nan,)
+        if (
+            not isinstance(areas, tuple | list)
+            or not areas
+            or any(isinstance(a, bool) or not isinstance(a, int | float) or not 0 < a <= 0.5 for a in areas)
+        ):
+            raise ConfigError(
+                f"physical_patch_areas must be shares of the image in (0, 0.5], e.g. 0.02,0.1; got {areas!r}"
+            )
+        object.__setattr__(self, "physical_patch_areas", tuple(sorted({float(a) for a in areas})))
+        for name in ("physical_patch_steps", "physical_spatial_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        t = self.physical_patch_target
+        if t is not None and (not isinstance(t, int) or isinstance(t, bool) or t < 0):
+            raise ConfigError(f"physical_patch_target must be a class index >= 0, got {t!r}")
+        for name, top in (("physical_rotation", 180.0), ("physical_translation", 1.0)):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            inside = number and (0 <= value <= top if name == "physical_rotation" else 0 <= value < top)
+            if not inside:
+                bracket = "]" if name == "physical_rotation" else ")"
+                raise ConfigError(f"{name} must be a number in [0, {top:g}{bracket}, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        from bastion.corruptions import CORRUPTIONS
+
+        names = _names(self.physical_corruptions, "physical_corruptions", tuple(CORRUPTIONS))
+        object.__setattr__(self, "physical_corruptions", names)
 
     def _check_text(self) -> None:
         """The text keys: known attacks and presets (at least one of each), a positive query budget."""
@@ -344,6 +409,8 @@ class AuditConfig:
         out["privacy_budget"] = list(self.privacy_budget)
         out["text_attacks"] = list(self.text_attacks)
         out["text_presets"] = list(self.text_presets)
+        out["physical_patch_areas"] = list(self.physical_patch_areas)
+        out["physical_corruptions"] = list(self.physical_corruptions)
         out["fail_on"] = str(self.fail_on)
         return out
 
@@ -381,6 +448,16 @@ _TOP = {
     "text_attacks",
     "text_presets",
     "text_max_queries",
+}
+_PHYSICAL = {
+    "enabled": "physical",
+    "patch_areas": "physical_patch_areas",
+    "patch_steps": "physical_patch_steps",
+    "patch_target": "physical_patch_target",
+    "spatial_k": "physical_spatial_k",
+    "rotation": "physical_rotation",
+    "translation": "physical_translation",
+    "corruptions": "physical_corruptions",
 }
 _CHECKS = {
     "enabled": "checks",
@@ -435,8 +512,13 @@ def load_config(path: str | Path, base: AuditConfig | None = None) -> AuditConfi
                 if ck not in _CHECKS:
                     raise ConfigError(f"{p}: unknown key checks.{ck}; valid: {', '.join(_CHECKS)}")
                 changes[_CHECKS[ck]] = cv
+        elif key == "physical" and isinstance(value, dict):
+            for pk, pv in value.items():
+                if pk not in _PHYSICAL:
+                    raise ConfigError(f"{p}: unknown key physical.{pk}; valid: {', '.join(_PHYSICAL)}")
+                changes[_PHYSICAL[pk]] = pv
         else:
-            valid = ", ".join(sorted(_TOP | {"threat", "checks"}))
+            valid = ", ".join(sorted(_TOP | {"threat", "checks", "physical"}))
             raise ConfigError(f"{p}: unknown key {key!r}; valid keys: {valid}")
     return replace(base or AuditConfig(), **changes)
 

@@ -10,7 +10,9 @@ training-time threats (a backdoor in the model, poison or noisy labels in the tr
 data that no longer matches its manifest; only when configured), ``BA5xx`` privacy: what the deployed
 model's answers leak (its function, who was in its training set, what its classes look like; only with
 ``--privacy``), ``BA6xx`` text and tabular models: character tricks that a sanitiser undoes, a
-degenerate tabular model, and an adversarial that breaks its own threat model (a bug).
+degenerate tabular model, and an adversarial that breaks its own threat model (a bug); ``BA7xx`` physical
+threats on image models (a patch, a universal perturbation, rotations and shifts, common corruptions; only
+with ``--physical``).
 """
 
 from __future__ import annotations
@@ -489,6 +491,63 @@ _CHECKS = [
         "accuracy until it is fixed.",
         holds="every counted adversarial meets the threat model's constraints",
         atlas=_EVASION,
+        owasp=_ML01,
+    ),
+    Check(
+        "BA701",
+        "an adversarial patch takes over the prediction",
+        Severity.MEDIUM,
+        "One small visible patch, fitted on some of the audited inputs and pasted at random places, scales, "
+        "angles and brightness on held-out ones, makes the model answer the attacker's class far more often "
+        "than a random patch of the same size at the same places (Brown et al. 2017). It is printed once and "
+        "works on any input: a sticker on a sign, a pattern on clothing; no epsilon bounds it.",
+        "Consider derandomized smoothing (bastion.certify.DerandomizedSmoothing: a certified patch size per "
+        "input, docs/certify.md) or patch adversarial training; the report's patch image shows what the "
+        "attacker would print.",
+        holds="a fitted patch succeeds on held-out inputs at most 20 points above a random patch",
+        atlas=("AML.T0015", "AML.T0043.000", "AML.T0041"),
+        owasp=_ML01,
+    ),
+    Check(
+        "BA702",
+        "a universal perturbation fools the model",
+        Severity.MEDIUM,
+        "One input-agnostic perturbation inside the audited linf ball, fitted on some of the audited inputs, "
+        "changes the label of many held-out inputs, far more than random noise of the same norm "
+        "(Moosavi-Dezfooli et al. 2017): the attacker needs no access to the input it is added to, so it can "
+        "be computed once and broadcast (a filter, a display overlay).",
+        "Train with adversarial training at this epsilon (bastion harden) or universal adversarial training "
+        "(Shafahi et al. 2020); a model robust to per-input attacks at epsilon is robust to universal ones.",
+        holds="a universal perturbation fools held-out inputs at most 20 points more often than noise",
+        atlas=("AML.T0015", "AML.T0043.000"),
+        owasp=_ML01,
+    ),
+    Check(
+        "BA703",
+        "rotations and translations fool the model",
+        Severity.MEDIUM,
+        "Small rotations and shifts of the image, no pixel noise at all, change the prediction on many "
+        "correctly classified inputs (worst of k random transforms, Engstrom et al. 2019): a camera held at "
+        "a slight angle, an object off centre. lp robustness says nothing about them.",
+        "Train with rotation and translation augmentation, better with worst-of-k spatial adversarial "
+        "training (Engstrom et al. 2019: worst-of-10 during training); check that deployment crops and "
+        "aligns inputs the way training did.",
+        holds="worst-of-k rotations and translations cost at most 20 points of accuracy",
+        atlas=("AML.T0015", "AML.T0041"),
+        owasp=_ML01,
+    ),
+    Check(
+        "BA704",
+        "accuracy collapses under a common corruption",
+        Severity.MEDIUM,
+        "At some severity of a common corruption (noise, blur, contrast, brightness; Hendrycks & Dietterich "
+        "2019) the model loses at least 25 points of accuracy: ordinary conditions (a dim room, a "
+        "blurred camera) break it without any attacker, and an attacker who controls them breaks it for "
+        "free.",
+        "Train with these corruptions as augmentation (AugMix, Hendrycks et al. 2020, or bastion.corruptions "
+        "at severities 1-3; hold the others out to measure), and monitor the deployed inputs' quality.",
+        holds="no audited corruption severity costs 25 points of accuracy or more",
+        atlas=("AML.T0015",),
         owasp=_ML01,
     ),
 ]

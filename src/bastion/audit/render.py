@@ -11,6 +11,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,10 @@ def render_summary(report: AuditReport) -> str:
         from bastion.audit.sections.privacy import privacy_lines
 
         lines += privacy_lines(d["privacy"])
+    if d.get("physical"):
+        from bastion.audit.sections.physical import physical_lines
+
+        lines += physical_lines(d["physical"])
     if d["findings"]:
         lines.append(f"**Findings ({len(d['findings'])})**, failing at severity ≥ {d['verdict']['fail_on']}:")
         lines.append("")
@@ -217,16 +222,27 @@ def training_lines(block: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _write_bytes(handle: Any, content: bytes) -> None:
+    handle.write(content)
+
+
 def write_report(report: AuditReport, out_dir: str | os.PathLike[str]) -> dict[str, str]:
-    """Write the three files into ``out_dir`` (created if needed); returns ``{kind: path}``."""
+    """Write the three files into ``out_dir`` (created if needed), and beside them the files sections
+    declare (:meth:`Section.files`: the physical section's patch PNGs); returns ``{kind: path}`` of the
+    three."""
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     paths = {"html": out / "report.html", "markdown": out / "summary.md", "json": out / "report.json"}
     html, summary = render_html(report), render_summary(report)
+    data = report.to_dict()
+    for section in report.section_objects:  # the files a section links from report.html (a patch's PNG)
+        for name, content in section.files(data, report.artifacts.get(section.name, {})).items():
+            if Path(name).name != name or name in {p.name for p in paths.values()}:
+                raise ValueError(f"section {section.name!r} names the file {name!r}; give a plain new name")
+            atomic_write(out / name, partial(_write_bytes, content=content), mode="wb")
     atomic_write(paths["html"], lambda fh: fh.write(html))
     atomic_write(paths["markdown"], lambda fh: fh.write(summary))
-    data = report.to_dict()
     data["timing"] = {**data["timing"], "render_seconds": time.perf_counter() - start}
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     atomic_write(paths["json"], lambda fh: fh.write(text))

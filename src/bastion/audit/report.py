@@ -15,7 +15,7 @@ import torch
 
 __all__ = ["SCHEMA_VERSION", "AuditReport", "Example", "RecoveredTrigger", "headline_rows"]
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 
 @dataclass(frozen=True)

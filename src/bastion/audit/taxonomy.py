@@ -26,6 +26,7 @@ ATLAS: dict[str, str] = {
     "AML.T0024.000": "Exfiltration via AI Inference API: Infer Training Data Membership",
     "AML.T0024.001": "Exfiltration via AI Inference API: Invert AI Model",
     "AML.T0024.002": "Exfiltration via AI Inference API: Extract AI Model",
+    "AML.T0041": "Physical Environment Access",
     "AML.T0043": "Craft Adversarial Data",
     "AML.T0043.000": "Craft Adversarial Data: White-Box Optimization",
     "AML.T0043.001": "Craft Adversarial Data: Black-Box Optimization",

@@ -349,6 +349,18 @@ def audit(
             help="Robust accuracy against epsilon until ~0.",
         ),
     ] = None,
+    physical: Annotated[
+        bool | None,
+        typer.Option(
+            "--physical/--no-physical",
+            rich_help_panel="Threats and attacks",
+            help="Image models: also the physical threats (BA701-BA704): a targeted patch at 2% and 10% of "
+            "the image (fitted on half the inputs, judged on the rest; its PNG beside the report), a "
+            "universal perturbation at the linf epsilon, worst-of-10 rotations and shifts, corruptions at "
+            "severities 1-5. Seconds on digits. See docs/audit.md.",
+            show_default=False,
+        ),
+    ] = None,
     sarif: Annotated[
         Path | None,
         typer.Option(
@@ -509,6 +521,7 @@ def audit(
         "eot_samples": eot,
         "checks": checks,
         "curve": curve,
+        "physical": physical,
         "batch_size": batch_size if batch_size != 500 else None,
         "text_attacks": text_attacks,
         "text_presets": text_presets,
@@ -562,7 +575,7 @@ def audit(
             {"--epsilon": epsilon, "--norm": norm, "--defense": defense, "--detector": detector,
              "--certify": certify, "--scan-model": scan_model, "--scan-data": scan_data,
              "--training-manifest": training_manifest, "--privacy": privacy, "--weights": weights,
-             "--bounds": bounds, "--mean": mean, "--std": std},
+             "--bounds": bounds, "--mean": mean, "--std": std, "--physical": physical},
         )  # fmt: skip
         if kind == "text":
             clf, ds = load_text_audit(
@@ -647,6 +660,11 @@ def _print_summary(d: dict[str, Any]) -> None:
         for line in training_lines(d["training_threats"])[2:-1]:
             out.print(line.removeprefix("- ").replace("**", "").replace("`", ""), highlight=False)
     _print_privacy(d.get("privacy"))
+    if d.get("physical"):
+        from bastion.audit.sections.physical import physical_lines
+
+        for line in physical_lines(d["physical"])[2:-1] or physical_lines(d["physical"])[:1]:
+            out.print(escape(line.removeprefix("- ").replace("**", "").replace("`", "")), highlight=False)
     for f in d["findings"]:
         style = _SEVERITY_STYLE[f["severity"]]
         where = f" ({f['threat']})" if f["threat"] else ""

@@ -21,6 +21,7 @@ from bastion.audit.sections.certification import CertificationSection
 from bastion.audit.sections.curves import CurveSection
 from bastion.audit.sections.detector import DetectorSection
 from bastion.audit.sections.evasion import AuditedThreat, EvasionSection
+from bastion.audit.sections.physical import PhysicalSection
 from bastion.audit.sections.prechecks import PrechecksSection
 from bastion.audit.sections.privacy import PrivacySection
 from bastion.audit.sections.tabular import TabularSection
@@ -34,6 +35,7 @@ __all__ = [
     "AuditContext",
     "AuditedThreat",
     "CheckRun",
+    "PhysicalSection",
     "Section",
     "SectionError",
     "SectionResult",
@@ -49,6 +51,7 @@ SECTIONS: tuple[Section, ...] = (
     DetectorSection(),
     CertificationSection(),
     CurveSection(),
+    PhysicalSection(),
     TrainingSection(),
     PrivacySection(),
 )

@@ -173,6 +173,11 @@ class Section(ABC):
         """Inline images (data URIs) its HTML partial shows, from the report's JSON and its artifacts."""
         return {}
 
+    def files(self, report: Mapping[str, Any], artifacts: Mapping[str, Any]) -> dict[str, bytes]:
+        """Files :func:`~bastion.audit.render.write_report` writes beside report.html (a plain file name ->
+        its bytes), e.g. an image the report links to; none by default."""
+        return {}
+
     def compare(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[MetricRow]:
         """Rows for ``report compare`` from two reports' JSON (higher is better); none by default."""
         return []
