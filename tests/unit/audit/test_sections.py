@@ -4,8 +4,9 @@ the pipeline's validation, the schema's assembly, and BA210 (cross-entropy gradi
 from __future__ import annotations
 
 import json
-import subprocess
+import runpy
 import sys
+import warnings
 from dataclasses import replace
 from importlib import resources
 from typing import Any, ClassVar
@@ -64,13 +65,33 @@ def test_the_assembled_schema_is_valid_and_names_every_section(modality):
     assert schema_for_report({"model": {"modality": modality}}) == schema
 
 
-def test_the_schema_module_prints_each_modality_and_refuses_others():
-    run = [sys.executable, "-m", "bastion.audit.schema"]
-    printed = subprocess.run([*run, "tabular"], capture_output=True, text=True, check=True).stdout
+def _run_schema_module(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """``python -m bastion.audit.schema ARGS`` in this process (runpy runs the module as ``-m`` does):
+    exit code, stdout, stderr."""
+    monkeypatch.setattr(sys, "argv", ["bastion.audit.schema", *args])
+    code = 0
+    try:
+        with warnings.catch_warnings():
+            # the package imported the module already; runpy says so and runs a fresh copy, as -m would
+            warnings.filterwarnings("ignore", "'bastion.audit.schema' found in sys.modules", RuntimeWarning)
+            runpy.run_module("bastion.audit.schema", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # sys.exit("message"): printed on stderr, exit code 1
+            print(exc.code, file=sys.stderr)
+            code = 1
+        else:
+            code = exc.code or 0
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_schema_module_prints_each_modality_and_refuses_others(monkeypatch, capsys):
+    code, printed, _ = _run_schema_module(monkeypatch, capsys, "tabular")
+    assert code == 0
     assert json.loads(printed) == report_schema(modality="tabular")
     assert "tabular" in json.loads(printed)["properties"]
-    bad = subprocess.run([*run, "audio"], capture_output=True, text=True)
-    assert bad.returncode == 1 and "audio" in bad.stderr and "image, text, tabular" in bad.stderr
+    code, _, stderr = _run_schema_module(monkeypatch, capsys, "audio")
+    assert code == 1 and "audio" in stderr and "image, text, tabular" in stderr
     with pytest.raises(SectionError, match="audio"):
         report_schema(modality="audio")
 
