@@ -49,7 +49,8 @@ _METHOD_HELP = (
     "ibp (interval bound propagation, Gowal et al.: linf, makes the model certifiable with "
     "`bastion certify --method ibp`; use --epsilon-ramp), dp-sgd (differentially private training "
     "through Opacus: --target-epsilon, --delta; needs pip install 'bastion\\[privacy]'), "
-    "standard (plain training, the baseline)."
+    "patch (universal adversarial training against an adversarial patch of --patch-area, Shafahi et al. "
+    "2020: images only), standard (plain training, the baseline)."
 )
 
 
@@ -127,6 +128,10 @@ def harden(
     noise_magnitude: Annotated[
         float | None,
         typer.Option("--noise-magnitude", help="n-fgsm: noise drawn from U(-k*eps, k*eps); k (2)."),
+    ] = None,
+    patch_area: Annotated[
+        float | None,
+        typer.Option("--patch-area", help="patch: the share of the image the patch covers (0.05)."),
     ] = None,
     kappa: Annotated[
         float | None,
@@ -235,6 +240,7 @@ def harden(
             "smoothing": smoothing,
             "kappa": kappa,
             "noise_magnitude": noise_magnitude,
+            "area": patch_area,
             "target_epsilon": target_epsilon,
             "delta": delta,
             "max_grad_norm": max_grad_norm,

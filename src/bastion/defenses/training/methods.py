@@ -15,6 +15,7 @@ from bastion.defenses.training.label_smoothing import LabelSmoothing
 from bastion.defenses.training.n_fgsm import NFGSM
 from bastion.defenses.training.noise import GaussianNoise
 from bastion.defenses.training.objective import Objective, StandardTraining
+from bastion.defenses.training.patch import UniversalPatchTraining
 from bastion.defenses.training.pgd import PGDTraining
 from bastion.defenses.training.trades import TRADES
 from bastion.errors import DefenseError
@@ -33,6 +34,7 @@ METHODS: dict[str, type[Objective]] = {
     "noise": GaussianNoise,
     "ibp": IBPTraining,
     "dp-sgd": DPSGD,
+    "patch": UniversalPatchTraining,
 }
 
 _PRIVACY_OPTIONS = {"target_epsilon", "delta", "max_grad_norm", "accountant", "fix_model"}
