@@ -502,8 +502,8 @@ _CHECKS = [
         "than a random patch of the same size at the same places (Brown et al. 2017). It is printed once and "
         "works on any input: a sticker on a sign, a pattern on clothing; no epsilon bounds it.",
         "Consider derandomized smoothing (bastion.certify.DerandomizedSmoothing: a certified patch size per "
-        "input, docs/certify.md) or patch adversarial training; the report's patch image shows what the "
-        "attacker would print.",
+        "input, docs/certify.md) or universal patch adversarial training (bastion harden --method patch "
+        "--patch-area A); the report's patch image shows what the attacker would print.",
         holds="a fitted patch succeeds on held-out inputs at most 20 points above a random patch",
         atlas=("AML.T0015", "AML.T0043.000", "AML.T0041"),
         owasp=_ML01,
