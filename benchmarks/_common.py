@@ -30,12 +30,17 @@ def data_spec(model_name: str) -> str:
 
 
 def load(model_name: str, n: int, *, seed: int = 0) -> tuple[TorchClassifier, torch.Tensor, torch.Tensor]:
-    """The zoo model and ``n`` test samples it classifies correctly (a seeded subset)."""
+    """The zoo model and ``n`` test samples it classifies correctly (a seeded subset).
+
+    ``take`` keeps its indices in ascending order and the CIFAR-10 test file is sorted by class, so the
+    ``n`` are drawn at random among the correct ones, not the first ``n`` (which were mostly the low
+    classes until 2026-12-06; comparisons in one table were always on identical inputs)."""
     clf = zoo.load(model_name)
     ds = load_dataset(data_spec(model_name), split="test").take(max(n * 2, n + 100), seed=seed)
     with torch.no_grad():
-        ok = clf(ds.x).argmax(1) == ds.y
-    return clf, ds.x[ok][:n].contiguous(), ds.y[ok][:n].contiguous()
+        ok = (clf(ds.x).argmax(1) == ds.y).nonzero().flatten()
+    pick = ok[torch.randperm(ok.numel(), generator=torch.Generator().manual_seed(seed))[:n]].sort().values
+    return clf, ds.x[pick].contiguous(), ds.y[pick].contiguous()
 
 
 class Normalised(nn.Module):
