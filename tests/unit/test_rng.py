@@ -155,3 +155,22 @@ def test_an_input_gets_the_same_attack_in_any_batch(name, norm, digits_model, di
     x_adv = torch.cat([p.x_adv for p in parts])
     assert torch.equal(whole.success, success), name
     assert math.isclose(float((whole.x_adv - x_adv).abs().max()), 0.0, abs_tol=1e-5), name
+
+
+def test_hopskipjump_sums_its_probes_in_the_same_order_in_any_batch(
+    monkeypatch, digits_model, digits_batch
+) -> None:
+    # small pieces, so that a chunk size following the batch (as it once did) would cut the sums differently
+    from bastion.attacks.evasion import hopskipjump
+
+    monkeypatch.setattr(hopskipjump, "_CHUNK", 4096)
+    monkeypatch.setattr(hopskipjump, "_PROBE_FLOATS", 640)
+    attack = attacks.get("hopskipjump", max_queries=400, gradient_queries_init=30, max_num_evals=60, steps=5)
+    x, y = digits_batch[0][:12], digits_batch[1][:12]
+    threat = ThreatModel("l2", 1.0)
+    whole = attack(digits_model, x, y, threat, seed=2)
+    parts = [
+        attack(digits_model, x[a:b], y[a:b], threat, seed=2, example_ids=range(a, b))
+        for a, b in ((0, 5), (5, 12))
+    ]
+    assert torch.equal(whole.x_adv, torch.cat([p.x_adv for p in parts]))

@@ -21,6 +21,7 @@ __all__ = ["HopSkipJump"]
 _INIT_TRIES = 100  # random uniform draws looking for a first adversarial (as ART's init_size)
 _MAX_HALVINGS = 30  # geometric step search gives up past this (the boundary point itself is adversarial)
 _CHUNK = 1 << 22  # floats per batch of Monte-Carlo probes, bounds memory on large inputs
+_PROBE_FLOATS = 1 << 16  # floats per piece of one example's probes (a fixed piece: see gradient)
 
 
 class HopSkipJump(Attack):
@@ -144,24 +145,29 @@ class _HSJ:
         """Monte-Carlo estimate of the boundary normal at ``xb`` from ``k`` (m,) sign probes each."""
         m = len(i)
         s_frv, s_rv, s_f = torch.zeros_like(xb), torch.zeros_like(xb), torch.zeros(m, device=xb.device)
-        chunk = max(1, _CHUNK // (m * self.d))
-        probes = Pieces(rows(self.g, i), m)  # per-example probes, whatever the chunk size
-        for start in range(0, int(k.max()), chunk):
-            b = min(chunk, int(k.max()) - start)
-            if self.linf:
-                rv = probes.uniform(start, b, (self.d,), like=xb) * 2 - 1
-            else:
-                rv = probes.normal(start, b, (self.d,), like=xb)
-            rv = rv / rv.norm(dim=2, keepdim=True)
-            pts = (xb[:, None] + delta[:, None, None] * rv).clamp(self.low, self.high)
-            rv = (pts - xb[:, None]) / delta[:, None, None]
-            valid = torch.arange(start, start + b, device=xb.device)[None] < k[:, None]
-            f = torch.zeros(m, b, device=xb.device)
-            f[valid] = self.adv(pts[valid], i[:, None].expand(m, b)[valid]).float() * 2 - 1
-            rv = rv * valid[..., None]
-            s_frv += (f[..., None] * rv).sum(1)
-            s_rv += rv.sum(1)
-            s_f += f.sum(1)
+        # Each example's probes are summed in pieces of a fixed size (zero-padded past its own count), so
+        # its float sums add up in the same order whatever the batch; examples go in groups for memory.
+        per = max(1, _PROBE_FLOATS // self.d)
+        group = max(1, _CHUNK // (per * self.d))
+        for r0 in range(0, m, group):
+            r = slice(r0, min(r0 + group, m))
+            ir, xr, dr, kr = i[r], xb[r], delta[r], k[r]
+            probes = Pieces(rows(self.g, ir), len(ir))  # per-example streams: the same probes in any group
+            for start in range(0, int(kr.max()), per):
+                if self.linf:
+                    rv = probes.uniform(start, per, (self.d,), like=xr) * 2 - 1
+                else:
+                    rv = probes.normal(start, per, (self.d,), like=xr)
+                rv = rv / rv.norm(dim=2, keepdim=True)
+                pts = (xr[:, None] + dr[:, None, None] * rv).clamp(self.low, self.high)
+                rv = (pts - xr[:, None]) / dr[:, None, None]
+                valid = torch.arange(start, start + per, device=xb.device)[None] < kr[:, None]
+                f = torch.zeros(len(ir), per, device=xb.device)
+                f[valid] = self.adv(pts[valid], ir[:, None].expand(len(ir), per)[valid]).float() * 2 - 1
+                rv = rv * valid[..., None]
+                s_frv[r] += (f[..., None] * rv).sum(1)
+                s_rv[r] += rv.sum(1)
+                s_f[r] += f.sum(1)
         mean_f = s_f / k
         # baseline-subtracted estimate; when every probe agrees, fall back to +-mean direction
         grad = (
