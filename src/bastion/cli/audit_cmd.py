@@ -354,10 +354,8 @@ def audit(
         typer.Option(
             "--physical/--no-physical",
             rich_help_panel="Threats and attacks",
-            help="Image models: also the physical threats (BA701-BA704): a targeted patch at 2% and 10% of "
-            "the image (fitted on half the inputs, judged on the rest; its PNG beside the report), a "
-            "universal perturbation at the linf epsilon, worst-of-10 rotations and shifts, corruptions at "
-            "severities 1-5. Seconds on digits. See docs/audit.md.",
+            help="Images: also patches (2%, 10%; PNG in the report), a universal perturbation, rotations "
+            "and shifts, corruptions (BA701-BA704; docs/audit.md).",
             show_default=False,
         ),
     ] = None,
