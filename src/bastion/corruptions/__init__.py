@@ -13,8 +13,16 @@ generator; see docs/corruptions.md.
 from __future__ import annotations
 
 from bastion.corruptions.base import SEVERITIES, Corruption, CorruptionThreat, check_severity
-from bastion.corruptions.blur import defocus_blur, gaussian_blur, motion_blur
-from bastion.corruptions.digital import brightness, contrast, fog, jpeg_compression, pixelate, saturate
+from bastion.corruptions.blur import defocus_blur, gaussian_blur, glass_blur, motion_blur, zoom_blur
+from bastion.corruptions.digital import (
+    brightness,
+    contrast,
+    elastic_transform,
+    fog,
+    jpeg_compression,
+    pixelate,
+    saturate,
+)
 from bastion.corruptions.evaluate import CorruptionReport, CorruptionRow, corruption_accuracy
 from bastion.corruptions.noise import gaussian_noise, impulse_noise, shot_noise, speckle_noise
 from bastion.errors import ThreatModelError
@@ -31,10 +39,12 @@ __all__ = [
     "contrast",
     "corruption_accuracy",
     "defocus_blur",
+    "elastic_transform",
     "fog",
     "gaussian_blur",
     "gaussian_noise",
     "get_corruption",
+    "glass_blur",
     "impulse_noise",
     "jpeg_compression",
     "motion_blur",
@@ -42,6 +52,7 @@ __all__ = [
     "saturate",
     "shot_noise",
     "speckle_noise",
+    "zoom_blur",
 ]
 
 CORRUPTIONS: dict[str, Corruption] = {
@@ -54,11 +65,14 @@ CORRUPTIONS: dict[str, Corruption] = {
         gaussian_blur,
         defocus_blur,
         motion_blur,
+        zoom_blur,
+        glass_blur,
         brightness,
         contrast,
         saturate,
         pixelate,
         jpeg_compression,
+        elastic_transform,
         fog,
     )
 }

@@ -1,5 +1,5 @@
 """Digital and weather corruptions (Hendrycks & Dietterich, ICLR 2019): brightness, contrast, saturate,
-pixelate, JPEG compression and fog.
+pixelate, JPEG compression, elastic transform and fog.
 
 Constants: CIFAR-10-C, from the paper's reference generator ``ImageNet-C/create_c/make_cifar_c.py``
 (github.com/hendrycks/robustness). Brightness and saturate act on HSV value and saturation; here in
@@ -13,6 +13,7 @@ import io
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from bastion.corruptions.base import corruption
 from bastion.errors import BastionError, DataError
@@ -20,7 +21,9 @@ from bastion.errors import BastionError, DataError
 __all__ = [
     "box_resize_matrix",
     "brightness",
+    "bilinear_sample",
     "contrast",
+    "elastic_transform",
     "fog",
     "jpeg_compression",
     "pixelate",
@@ -189,3 +192,108 @@ def fog(x: torch.Tensor, c: tuple[float, float], generator: torch.Generator | No
     haze = plasma_fractal(n, size, c[1], generator, x.device)[:, None, :h, :w].to(x.dtype)
     peak = x.amax(dim=(1, 2, 3), keepdim=True)
     return (x + c[0] * haze) * peak / (peak + c[0])
+
+
+def _fold_mirror(index: torch.Tensor, length: int) -> torch.Tensor:
+    """Integer indices folded into ``0..length - 1`` by mirroring about the end pixels (``gfedcb|abcdefgh|
+    gfedcba``: OpenCV's BORDER_REFLECT_101, SciPy's "mirror")."""
+    if length == 1:
+        return torch.zeros_like(index)
+    period = 2 * (length - 1)
+    m = index.remainder(period)
+    return torch.where(m >= length, period - m, m)
+
+
+def _fold_reflect(index: torch.Tensor, length: int) -> torch.Tensor:
+    """Integer indices folded into ``0..length - 1`` by mirroring about the pixel edges, repeating the end
+    pixels (``hgfedcba|abcdefgh|hgfedcba``: SciPy's "reflect")."""
+    period = 2 * length
+    m = index.remainder(period)
+    return torch.where(m >= length, period - 1 - m, m)
+
+
+def bilinear_sample(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, *, border: str) -> torch.Tensor:
+    """``x`` (N, C, H, W) sampled at real pixel coordinates ``rows``, ``cols`` (N, H', W') by bilinear
+    interpolation, the neighbours outside the image taken by ``border``: "mirror" (OpenCV's
+    BORDER_REFLECT_101) or "reflect" (SciPy's "reflect", which repeats the edge pixel)."""
+    n, channels, h, w = x.shape
+    fold = _fold_mirror if border == "mirror" else _fold_reflect
+    r0, c0 = torch.floor(rows), torch.floor(cols)
+    fr, fc = (rows - r0).to(x.dtype), (cols - c0).to(x.dtype)
+    r0, c0 = r0.long(), c0.long()
+    flat = x.reshape(n, channels, h * w)
+
+    def at(r: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        index = (fold(r, h) * w + fold(q, w)).reshape(n, 1, -1).expand(n, channels, -1)
+        return flat.gather(2, index).reshape(n, channels, *rows.shape[1:])
+
+    fr, fc = fr[:, None], fc[:, None]
+    top = at(r0, c0) * (1 - fc) + at(r0, c0 + 1) * fc
+    bottom = at(r0 + 1, c0) * (1 - fc) + at(r0 + 1, c0 + 1) * fc
+    return top * (1 - fr) + bottom * fr
+
+
+def _smooth_reflect(field: torch.Tensor, sigma: float) -> torch.Tensor:
+    """SciPy's ``gaussian_filter(field, sigma, mode="reflect", truncate=3)`` on (N, H, W) fields."""
+    if sigma <= 0:
+        return field
+    radius = int(3.0 * sigma + 0.5)
+    taps = torch.arange(-radius, radius + 1, device=field.device, dtype=torch.float64)
+    taps = torch.exp(-0.5 * (taps / sigma) ** 2)
+    taps = (taps / taps.sum()).to(field.dtype)
+    out = field
+    for dim in (1, 2):
+        length = out.shape[dim]
+        index = _fold_reflect(torch.arange(-radius, length + radius, device=field.device), length)
+        padded = out.index_select(dim, index).movedim(dim, -1)  # (..., length + 2 radius)
+        lead = padded.shape[:-1]
+        conv = F.conv1d(padded.reshape(-1, 1, padded.shape[-1]), taps.view(1, 1, -1))
+        out = conv.reshape(*lead, length).movedim(-1, dim)
+    return out
+
+
+@corruption(
+    family="digital",
+    constants=((0.0, 0.0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)),
+    random=True,
+)
+def elastic_transform(
+    x: torch.Tensor, c: tuple[float, float, float], generator: torch.Generator | None
+) -> torch.Tensor:
+    """Elastic transform: a random affine warp, then a smooth random displacement field.
+
+    ``c = (alpha, sigma, affine)`` as fractions of the image side ``L = min(H, W)`` (the reference writes
+    them as ``IMSIZE * fraction``); in pixels ``L c``. Per image: the three points ``(cx + s, cy + s)``,
+    ``(cx + s, cy - s)``, ``(cx - s, cy - s)`` (``cx = W // 2``, ``cy = H // 2``, ``s = min(H, W) // 3``)
+    are moved by offsets uniform in ``[-affine, affine]``, and the image is warped by the affine map that
+    takes them there (bilinear, mirrored borders: OpenCV's ``warpAffine`` with BORDER_REFLECT_101). Then
+    ``dx``, ``dy`` = ``alpha *`` (uniform [-1, 1] noise Gaussian-smoothed with std ``sigma``, truncated at 3
+    std, SciPy "reflect" borders) and pixel ``(i, j)`` takes the warped image's value at ``(i + dy,
+    j + dx)`` (bilinear, SciPy "reflect" borders, as ``map_coordinates(order=1)``).
+
+    ``c`` per severity 1..5: (0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05),
+    (0.1, 0.03, 0.03) (CIFAR-10-C, ``IMSIZE = 32``: on 32x32 images (0, 0, 2.56), (1.6, 6.4, 2.24),
+    (2.56, 1.92, 1.92), (3.2, 1.28, 1.6), (3.2, 0.96, 0.96) pixels). Draws, in order: the affine offsets
+    ``(N, 3, 2)``, then the noise ``(N, 2, H, W)`` (dx, dy). Images under 3 pixels a side get no affine
+    part (the three points coincide).
+    """
+    n, _, h, w = x.shape
+    alpha, sigma, affine = (min(h, w) * f for f in c)
+    f64 = torch.float64
+    cx, cy, s = w // 2, h // 2, min(h, w) // 3
+    pts1 = torch.tensor([[cx + s, cy + s], [cx + s, cy - s], [cx - s, cy - s]], dtype=f64, device=x.device)
+    shift = torch.rand(n, 3, 2, generator=generator, device=x.device, dtype=f64) * (2 * affine) - affine
+    ii = torch.arange(h, device=x.device, dtype=f64)[:, None].expand(h, w)
+    jj = torch.arange(w, device=x.device, dtype=f64)[None, :].expand(h, w)
+    warped = x
+    if s > 0:
+        # warpAffine samples the source at M^-1 (x, y): the affine map taking pts2 back to pts1
+        homogeneous = torch.cat([pts1 + shift, torch.ones(n, 3, 1, dtype=f64, device=x.device)], dim=2)
+        inverse = torch.linalg.solve(homogeneous, pts1.expand(n, 3, 2))  # (N, 3, 2): [x y 1] @ inverse
+        grid = torch.stack([jj, ii, torch.ones_like(ii)], dim=-1)  # (H, W, 3): x, y, 1
+        source = torch.einsum("hwk,nkd->nhwd", grid, inverse)
+        warped = bilinear_sample(x, source[..., 1], source[..., 0], border="mirror")
+    noise = torch.rand(n, 2, h, w, generator=generator, device=x.device, dtype=f64) * 2 - 1
+    dx = _smooth_reflect(noise[:, 0], sigma) * alpha
+    dy = _smooth_reflect(noise[:, 1], sigma) * alpha
+    return bilinear_sample(warped, ii + dy, jj + dx, border="reflect")

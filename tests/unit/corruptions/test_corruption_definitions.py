@@ -6,8 +6,10 @@ import colorsys
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from bastion.corruptions import (
     CORRUPTIONS,
@@ -15,21 +17,26 @@ from bastion.corruptions import (
     brightness,
     contrast,
     defocus_blur,
+    elastic_transform,
     gaussian_blur,
     gaussian_noise,
     get_corruption,
+    glass_blur,
     impulse_noise,
     pixelate,
     saturate,
     shot_noise,
     speckle_noise,
+    zoom_blur,
 )
-from bastion.corruptions.blur import disk_kernel
+from bastion.corruptions.blur import clipped_zoom, disk_kernel, local_pixel_swaps
 from bastion.errors import BastionError, DataError, ThreatModelError
 
 RANDOM = sorted(name for name, c in CORRUPTIONS.items() if c.random)
-# saturate: the reference's severities 1-2 desaturate and 3-5 oversaturate, so it is not monotone
-MONOTONE = sorted(set(CORRUPTIONS) - {"saturate"})
+# saturate: the reference's severities 1-2 desaturate and 3-5 oversaturate, so it is not monotone;
+# glass_blur alternates sigma (0.05, 0.25, 0.4, 0.25, 0.4) and elastic_transform's affine part shrinks
+# with severity (2.56 -> 0.96 px): neither is monotone in distance (their own orderings are tested below)
+MONOTONE = sorted(set(CORRUPTIONS) - {"saturate", "glass_blur", "elastic_transform"})
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -273,3 +280,169 @@ def test_single_channel_inputs_work_except_for_saturate() -> None:
     for name in sorted(set(CORRUPTIONS) - {"saturate"}):
         out = _call(name, x, 5)
         assert out.shape == x.shape and not torch.equal(out, x), name
+
+
+def test_zoom_blur_factors_are_the_reference_aranges() -> None:
+    for stop, factors in zip((1.06, 1.11, 1.16, 1.21, 1.26), zoom_blur.constants, strict=True):
+        assert factors == tuple(float(z) for z in np.arange(1, stop, 0.01))
+    assert [len(f) for f in zoom_blur.constants] == [7, 12, 16, 21, 26]
+
+
+def test_clipped_zoom_by_two_on_a_4x4_image_by_hand() -> None:
+    # ceil(4 / 2) = 2 rows/cols from index 1, stretched to 4 with aligned ends: a, 2a/3 + b/3, a/3 + 2b/3, b
+    x = torch.arange(16, dtype=torch.float64).view(1, 1, 4, 4) / 16
+    crop = x[0, 0, 1:3, 1:3]
+    w = torch.tensor([[1, 0], [2 / 3, 1 / 3], [1 / 3, 2 / 3], [0, 1]], dtype=torch.float64)
+    want = w @ crop @ w.T
+    assert torch.allclose(clipped_zoom(x, 2.0)[0, 0], want, atol=1e-12)
+    # zoom_blur's definition: (x + sum of zooms) / (count + 1); factor 1 is the identity
+    got = zoom_blur.kernel(x, (1.0, 2.0), None)
+    assert torch.allclose(got[0, 0], (2 * x[0, 0] + want) / 3, atol=1e-12)
+    assert torch.allclose(clipped_zoom(x, 1.0), x)
+
+
+@pytest.mark.parametrize("size", [12, 17, 32])
+def test_clipped_zoom_equals_scipy_zoom_as_the_reference_calls_it(size: int) -> None:
+    x = torch.rand(1, 2, size, size, generator=_gen(4), dtype=torch.float64)
+    img = x[0].permute(1, 2, 0).numpy()
+    for factor in sorted(set(itertools.chain(*zoom_blur.constants))):
+        ch = int(np.ceil(size / factor))
+        top = (size - ch) // 2
+        zoomed = ndimage.zoom(img[top : top + ch, top : top + ch], (factor, factor, 1), order=1)
+        trim = (zoomed.shape[0] - size) // 2
+        want = zoomed[trim : trim + size, trim : trim + size]
+        got = clipped_zoom(x, factor)[0].permute(1, 2, 0).numpy()
+        assert got.shape == want.shape and np.abs(got - want).max() < 1e-12, factor
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_zoom_and_glass_blur_and_elastic_keep_a_constant_image(severity: int) -> None:
+    const = torch.full((2, 3, 16, 16), 0.37, dtype=torch.float64)
+    for name in ("zoom_blur", "glass_blur", "elastic_transform"):
+        assert torch.allclose(_call(name, const, severity), const, atol=1e-12), name
+
+
+def _reference_swaps(img: np.ndarray, d: int, iterations: int, offsets: np.ndarray) -> np.ndarray:
+    """The reference's loop on one (H, W, C) image, with its randint draws replaced by ``offsets``."""
+    img = img.copy()
+    h, w = img.shape[:2]
+    for it in range(iterations):
+        for a, row in enumerate(range(h - d, d, -1)):
+            for b, col in enumerate(range(w - d, d, -1)):
+                dx, dy = offsets[it, a, b]
+                rp, cp = row + dy, col + dx
+                img[row, col], img[rp, cp] = img[rp, cp].copy(), img[row, col].copy()
+    return img
+
+
+@pytest.mark.parametrize(("d", "iterations", "size"), [(1, 1, 8), (1, 2, 9), (2, 1, 10)])
+def test_local_pixel_swaps_follow_the_reference_loop_and_permute_pixels(d, iterations, size) -> None:
+    x = torch.rand(3, 2, size, size, generator=_gen(5), dtype=torch.float64)
+    out = local_pixel_swaps(x, d, iterations, _gen(9))
+    n_side = len(range(size - d, d, -1))
+    offsets = torch.randint(-d, d, (iterations, n_side, n_side, 3, 2), generator=_gen(9)).numpy()
+    assert offsets.min() == -d and offsets.max() == d - 1
+    for k in range(3):
+        want = _reference_swaps(x[k].permute(1, 2, 0).numpy(), d, iterations, offsets[:, :, :, k])
+        assert np.array_equal(out[k].permute(1, 2, 0).numpy(), want)
+        # a permutation of whole pixels: the multiset of (channel 0, channel 1) pairs is unchanged
+        pixels = lambda t: sorted(map(tuple, t.permute(1, 2, 0).reshape(-1, 2).tolist()))  # noqa: E731
+        assert pixels(out[k]) == pixels(x[k])
+    assert not torch.equal(out, x)
+
+
+def test_glass_blur_is_blur_swap_blur_with_the_same_draws() -> None:
+    x = _smooth_image(2, 3, 16).double()
+    for severity, (sigma, d, iterations) in enumerate(glass_blur.constants, start=1):
+        blurred = gaussian_blur.kernel(x, sigma, None)
+        want = gaussian_blur.kernel(local_pixel_swaps(blurred, d, iterations, _gen(3)), sigma, None)
+        assert torch.allclose(glass_blur(x, severity, _gen(3)), want.clamp(0, 1), atol=1e-12)
+        assert sigma == (0.05, 0.25, 0.4, 0.25, 0.4)[severity - 1] and d == 1
+    # a 2x2 image has no pixel to swap (rows 1 down to 2): two blurs
+    tiny = torch.rand(1, 1, 2, 2, generator=_gen(1), dtype=torch.float64)
+    twice = gaussian_blur.kernel(gaussian_blur.kernel(tiny, 0.4, None), 0.4, None)
+    assert torch.allclose(glass_blur(tiny, 3, _gen(0)), twice, atol=1e-12)
+
+
+def test_glass_blur_two_sweeps_move_further_than_one_at_the_same_sigma() -> None:
+    x = _smooth_image(4, 3, 32)
+    dist = {
+        s: np.mean([float((glass_blur(x, s, _gen(k)) - x).abs().mean()) for k in range(3)])
+        for s in (2, 3, 4, 5)
+    }
+    assert dist[4] > dist[2] and dist[5] > dist[3], dist
+
+
+def _reference_elastic(img: np.ndarray, c, shift: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The reference's elastic_transform on one (H, W, C) image with its two random draws given:
+    ``getAffineTransform`` solved forward and inverted as ``warpAffine`` does, SciPy for the rest."""
+    alpha, sigma, _ = c
+    h, w = img.shape[:2]
+    cx, cy, s = w // 2, h // 2, min(h, w) // 3
+    pts1 = np.array([[cx + s, cy + s], [cx + s, cy - s], [cx - s, cy - s]], dtype=np.float64)
+    pts2 = pts1 + shift
+    forward = np.linalg.solve(np.c_[pts1, np.ones(3)], pts2).T  # (2, 3): pts1 -> pts2
+    full = np.vstack([forward, [0.0, 0.0, 1.0]])
+    inverse = np.linalg.inv(full)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    sx = inverse[0, 0] * xx + inverse[0, 1] * yy + inverse[0, 2]
+    sy = inverse[1, 0] * xx + inverse[1, 1] * yy + inverse[1, 2]
+    warped = np.stack(
+        [ndimage.map_coordinates(img[..., k], [sy, sx], order=1, mode="mirror") for k in range(img.shape[2])],
+        -1,
+    )
+    smooth = (
+        (lambda f: ndimage.gaussian_filter(f, sigma, mode="reflect", truncate=3))
+        if sigma > 0
+        else (lambda f: f)
+    )
+    dx, dy = smooth(noise[0]) * alpha, smooth(noise[1]) * alpha
+    return np.stack(
+        [
+            ndimage.map_coordinates(warped[..., k], [yy + dy, xx + dx], order=1, mode="reflect")
+            for k in range(img.shape[2])
+        ],
+        -1,
+    )
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("size", [32, 16])
+def test_elastic_transform_equals_the_reference_steps_with_the_same_draws(severity: int, size: int) -> None:
+    x = _smooth_image(2, 3, size).double()
+    c = tuple(size * f for f in elastic_transform.constants[severity - 1])  # the reference's IMSIZE * f
+    g = _gen(11)
+    shift = torch.rand(2, 3, 2, generator=g, dtype=torch.float64) * (2 * c[2]) - c[2]
+    noise = torch.rand(2, 2, size, size, generator=g, dtype=torch.float64) * 2 - 1
+    got = elastic_transform(x, severity, _gen(11))
+    for k in range(2):
+        want = _reference_elastic(x[k].permute(1, 2, 0).numpy(), c, shift[k].numpy(), noise[k].numpy())
+        assert np.abs(got[k].permute(1, 2, 0).numpy() - np.clip(want, 0, 1)).max() < 1e-10
+    assert (got - x).abs().mean() > 0.01
+
+
+def test_elastic_transform_constants_and_identity_at_zero() -> None:
+    want = [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)]
+    assert elastic_transform.constants == tuple(want)
+    x = _smooth_image(2, 3, 16).double()
+    assert torch.allclose(elastic_transform.kernel(x, (0.0, 0.0, 0.0), _gen(0)), x, atol=1e-12)
+    # only the displacement (no affine): a field of size alpha moves the image, alpha 0 does not
+    assert torch.allclose(elastic_transform.kernel(x, (0.0, 2.0, 0.0), _gen(0)), x, atol=1e-12)
+    assert not torch.allclose(elastic_transform.kernel(x, (0.2, 0.1, 0.0), _gen(0)), x, atol=1e-3)
+    # images under 3 pixels a side: no affine part, only the displacement
+    tiny = torch.rand(1, 1, 2, 2, generator=_gen(2), dtype=torch.float64)
+    assert torch.allclose(elastic_transform.kernel(tiny, (0.0, 0.0, 0.5), _gen(0)), tiny, atol=1e-12)
+
+
+def test_elastic_affine_part_maps_a_linear_ramp_to_a_linear_ramp() -> None:
+    # bilinear interpolation reproduces affine functions and affine maps compose: with alpha = 0 the
+    # interior (where no border folding happens) is again affine in (row, col): zero second differences
+    axis = torch.arange(32, dtype=torch.float64)
+    ii, jj = torch.meshgrid(axis, axis, indexing="ij")
+    ramp = (0.2 + 0.01 * ii + 0.015 * jj).view(1, 1, 32, 32).expand(3, 1, 32, 32)
+    out = elastic_transform.kernel(ramp, (0.0, 0.0, 0.08), _gen(2))[:, 0, 8:24, 8:24]
+    assert torch.allclose(out[:, 2:] - 2 * out[:, 1:-1] + out[:, :-2], torch.zeros(1).double(), atol=1e-12)
+    assert torch.allclose(
+        out[:, :, 2:] - 2 * out[:, :, 1:-1] + out[:, :, :-2], torch.zeros(1).double(), atol=1e-12
+    )
+    assert not torch.allclose(out, ramp[:, 0, 8:24, 8:24], atol=1e-3)
