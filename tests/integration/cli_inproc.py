@@ -29,6 +29,7 @@ def _app() -> typer.Typer:
         keys_cmd,
         log_cmd,
         membership_cmd,
+        patch_cmd,
         poison_cmd,
         scan_data_cmd,
         scan_model_cmd,

@@ -32,7 +32,17 @@ def test_the_real_entry_point_registers_every_command():
     res = bastion("--help")
     assert res.returncode == 0, res.stderr
     assert "Usage" in res.stdout
-    for command in ("attack", "evaluate", "audit", "certify", "data", "harden", "scan-model", "serve"):
+    for command in (
+        "attack",
+        "evaluate",
+        "audit",
+        "certify",
+        "data",
+        "harden",
+        "scan-model",
+        "serve",
+        "patch",
+    ):
         assert command in res.stdout, command
 
 

@@ -697,6 +697,7 @@ def run() -> None:
         keys_cmd,  # noqa: F401  (registers `keys`)
         log_cmd,  # noqa: F401  (registers `log`)
         membership_cmd,  # noqa: F401  (registers `membership`)
+        patch_cmd,  # noqa: F401  (registers `patch`)
         poison_cmd,  # noqa: F401  (registers `poison`)
         scan_data_cmd,  # noqa: F401  (registers `scan-data`)
         scan_model_cmd,  # noqa: F401  (registers `scan-model`)

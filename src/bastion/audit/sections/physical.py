@@ -375,7 +375,7 @@ class PhysicalSection(Section):
 
     def files(self, report: Mapping[str, Any], artifacts: Mapping[str, Any]) -> dict[str, bytes]:
         """One PNG per fitted patch (nearest-neighbour enlarged to at least 64 px a side)."""
-        return {p["file"]: _png(p["patch"], p["bounds"]) for p in artifacts.get("patches") or []}
+        return {p["file"]: patch_png(p["patch"], p["bounds"]) for p in artifacts.get("patches") or []}
 
     def compare(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[MetricRow]:
         """Accuracy that holds under each physical threat (higher is better), per measured row."""
@@ -429,7 +429,8 @@ def _image(t: torch.Tensor, bounds: tuple[float, float]) -> Any:
     return arr[..., 0] if arr.shape[2] == 1 else arr[..., :3]
 
 
-def _png(patch: torch.Tensor, bounds: tuple[float, float]) -> bytes:
+def patch_png(patch: torch.Tensor, bounds: tuple[float, float]) -> bytes:
+    """A patch (C, h, w) inside ``bounds`` as PNG bytes, enlarged (nearest) to at least 64 px a side."""
     import numpy as np
 
     from bastion.audit.plots import _pyplot
