@@ -25,6 +25,7 @@ from bastion.corruptions.digital import (
 )
 from bastion.corruptions.evaluate import CorruptionReport, CorruptionRow, corruption_accuracy
 from bastion.corruptions.noise import gaussian_noise, impulse_noise, shot_noise, speckle_noise
+from bastion.corruptions.weather import snow
 from bastion.errors import ThreatModelError
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "pixelate",
     "saturate",
     "shot_noise",
+    "snow",
     "speckle_noise",
     "zoom_blur",
 ]
@@ -74,6 +76,7 @@ CORRUPTIONS: dict[str, Corruption] = {
         jpeg_compression,
         elastic_transform,
         fog,
+        snow,
     )
 }
 

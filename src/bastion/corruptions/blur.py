@@ -22,6 +22,7 @@ __all__ = [
     "disk_kernel",
     "gaussian_blur",
     "glass_blur",
+    "line_blur",
     "local_pixel_swaps",
     "motion_blur",
     "zoom_blur",
@@ -100,16 +101,26 @@ def motion_blur(x: torch.Tensor, c: tuple[int, float], generator: torch.Generato
     (6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5) (CIFAR-10-C). An approximation of ImageMagick's filter
     (same kernel shape and direction law), not bit-identical to it.
     """
-    n, _, h, w = x.shape
     radius, sigma = c
-    angle = (torch.rand(n, generator=generator, device=x.device, dtype=torch.float64) * 90.0 - 45.0) * (
-        math.pi / 180.0
-    )
+    angle = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=torch.float64) * 90.0 - 45.0
+    return line_blur(x, radius, sigma, angle)
+
+
+def line_blur(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
+    """ImageMagick's motion-blur kernel: image ``k`` of ``x`` (N, C, H, W) averaged along a one-sided line
+    at ``angle[k]`` degrees (0: to the right, 90: down, rows growing downwards).
+
+    ``2 radius + 1`` taps; tap ``i`` weighs ``exp(-i^2 / (2 sigma^2))`` (normalised) and samples the
+    pixel at column offset ``round(i cos a)``, row offset ``round(i sin a)``; pixels outside the image
+    repeat the edge (ImageMagick's default "edge" virtual pixels).
+    """
+    n, _, h, w = x.shape
+    rad = angle.to(device=x.device, dtype=torch.float64) * (math.pi / 180.0)
     taps = torch.arange(2 * radius + 1, device=x.device, dtype=torch.float64)
     weights = torch.exp(-(taps**2) / (2.0 * sigma**2))
     weights = (weights / weights.sum()).to(x.dtype)
-    dx = torch.round(taps[:, None] * torch.cos(angle)[None, :]).long()  # (taps, N)
-    dy = torch.round(taps[:, None] * torch.sin(angle)[None, :]).long()
+    dx = torch.round(taps[:, None] * torch.cos(rad)[None, :]).long()  # (taps, N)
+    dy = torch.round(taps[:, None] * torch.sin(rad)[None, :]).long()
     rows = torch.arange(h, device=x.device)
     cols = torch.arange(w, device=x.device)
     batch = torch.arange(n, device=x.device)[:, None, None]

@@ -26,10 +26,11 @@ from bastion.corruptions import (
     pixelate,
     saturate,
     shot_noise,
+    snow,
     speckle_noise,
     zoom_blur,
 )
-from bastion.corruptions.blur import clipped_zoom, disk_kernel, local_pixel_swaps
+from bastion.corruptions.blur import clipped_zoom, disk_kernel, line_blur, local_pixel_swaps
 from bastion.errors import BastionError, DataError, ThreatModelError
 
 RANDOM = sorted(name for name, c in CORRUPTIONS.items() if c.random)
@@ -446,3 +447,90 @@ def test_elastic_affine_part_maps_a_linear_ramp_to_a_linear_ramp() -> None:
         out[:, :, 2:] - 2 * out[:, :, 1:-1] + out[:, :, :-2], torch.zeros(1).double(), atol=1e-12
     )
     assert not torch.allclose(out, ramp[:, 0, 8:24, 8:24], atol=1e-3)
+
+
+def _reference_motion_blur(layer: np.ndarray, radius: int, sigma: float, angle: float) -> np.ndarray:
+    """ImageMagick's MotionBlurImage on one (H, W) layer: ``2 radius + 1`` one-sided Gaussian taps, offsets
+    ``ceil(i cos a - 0.5)``, ``ceil(i sin a - 0.5)`` (columns, rows), edge virtual pixels."""
+    h, w = layer.shape
+    width = 2 * radius + 1
+    kernel = np.exp(-(np.arange(width, dtype=np.float64) ** 2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    a = np.deg2rad(angle)
+    px, py = width * np.sin(a), width * np.cos(a)
+    rows, cols = np.mgrid[0:h, 0:w]
+    out = np.zeros_like(layer)
+    for i in range(width):
+        ox = int(np.ceil(i * py / np.hypot(px, py) - 0.5))
+        oy = int(np.ceil(i * px / np.hypot(px, py) - 0.5))
+        out += kernel[i] * layer[np.clip(rows + oy, 0, h - 1), np.clip(cols + ox, 0, w - 1)]
+    return out
+
+
+def _reference_snow(img: np.ndarray, c, noise: np.ndarray, angle: float) -> np.ndarray:
+    """The reference's snow on one (H, W, C) square image, its normal draw (standard, before loc/scale) and
+    angle given; SciPy's zoom for clipped_zoom, no uint8 round trip."""
+    loc, scale, zoom, threshold, radius, sigma, keep = c
+    size = img.shape[0]
+    layer = (noise * scale + loc)[..., np.newaxis]
+    ch = int(np.ceil(size / zoom))
+    top = (size - ch) // 2
+    layer = ndimage.zoom(layer[top : top + ch, top : top + ch], (zoom, zoom, 1), order=1)
+    trim = (layer.shape[0] - size) // 2
+    layer = layer[trim : trim + size, trim : trim + size]
+    layer[layer < threshold] = 0
+    layer = _reference_motion_blur(np.clip(layer[..., 0], 0, 1), radius, sigma, angle)[..., np.newaxis]
+    gray = img @ np.array([0.299, 0.587, 0.114]) if img.shape[2] == 3 else img[..., 0]
+    img = keep * img + (1 - keep) * np.maximum(img, gray[..., np.newaxis] * 1.5 + 0.5)
+    return np.clip(img + layer + np.rot90(layer, k=2), 0, 1)
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize(("size", "channels"), [(32, 3), (16, 1)])
+def test_snow_equals_the_reference_steps_with_the_same_draws(severity: int, size: int, channels: int) -> None:
+    x = (_smooth_image(3, channels, size) - 0.1).clamp(0, 1).double()
+    g = _gen(13)
+    noise = torch.randn(3, 1, size, size, generator=g, dtype=torch.float64)
+    angle = torch.rand(3, generator=g, dtype=torch.float64) * 90.0 - 135.0
+    got = snow(x, severity, _gen(13))
+    c = snow.constants[severity - 1]
+    for k in range(3):
+        want = _reference_snow(x[k].permute(1, 2, 0).numpy(), c, noise[k, 0].numpy(), float(angle[k]))
+        assert np.abs(got[k].permute(1, 2, 0).numpy() - want).max() < 1e-6, k
+    assert float(angle.min()) >= -135 and float(angle.max()) <= -45
+    assert (got - x).abs().mean() > 0.01
+
+
+def test_snow_constants_never_darken_and_a_flakeless_constant_image() -> None:
+    want = [
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    ]
+    assert snow.constants == tuple(tuple(float(v) for v in row) for row in want)
+    x = _smooth_image(2, 3, 16).double()
+    for severity in (1, 2, 3, 4, 5):
+        assert bool((snow(x, severity, _gen(severity)) >= x - 1e-12).all())
+    # no flake passes the threshold (loc far below it): a constant colour v with grey level g becomes
+    # keep v + (1 - keep) max(v, 1.5 g + 0.5), the same everywhere
+    colour = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64).view(1, 3, 1, 1).expand(2, 3, 8, 8)
+    g = 0.299 * 0.2 + 0.587 * 0.5 + 0.114 * 0.3
+    out = snow.kernel(colour, (-10.0, 0.1, 1.0, 0.5, 4, 2.0, 0.8), _gen(0))
+    want_px = 0.8 * colour + 0.2 * torch.clamp(torch.full_like(colour, 1.5 * g + 0.5), min=colour)
+    assert torch.allclose(out, want_px, atol=1e-12)
+    with pytest.raises(DataError, match="1 \\(grey\\) or 3 \\(RGB\\) channels"):
+        snow(torch.rand(1, 2, 8, 8), 1, _gen(0))
+
+
+def test_line_blur_of_an_impulse_is_its_tap_weights_along_the_line() -> None:
+    # angle -90: the taps sample the pixels above, so an impulse streaks downwards over 2 radius + 1 rows
+    x = torch.zeros(1, 1, 9, 9, dtype=torch.float64)
+    x[0, 0, 2, 4] = 1.0
+    out = line_blur(x, 3, 1.5, torch.tensor([-90.0]))
+    taps = torch.exp(-(torch.arange(7.0, dtype=torch.float64) ** 2) / (2 * 1.5**2))
+    taps = taps / taps.sum()
+    want = torch.zeros(9, 9, dtype=torch.float64)
+    want[2:9, 4] = taps
+    assert torch.allclose(out[0, 0], want, atol=1e-12)
