@@ -83,3 +83,34 @@ def test_wrong_use_is_refused(smoothed, extra, message) -> None:
     res = bastion("certify", *model, "digits", "--method", "derandomized", "--limit", "5", *extra)
     assert res.returncode == 2, res.stdout + res.stderr
     assert message in res.stdout + res.stderr
+
+
+def test_harden_then_certify_from_the_command_line(smoothed, tmp_path) -> None:
+    factory, _ = smoothed
+    out = tmp_path / "ablated.safetensors"
+    trained = bastion(
+        "harden", f"{factory}:build", "digits", "--method", "ablation", "--epochs", "6", "--batch-size", "64",
+        "--lr", "0.003", "--out", str(out),
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr + trained.stdout
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["method"] == "ablation" and card["method_options"] == {"kind": "column", "size": 2}
+    res = bastion(
+        "certify", f"{factory}:build", "digits", "--weights", str(out), "--method", "derandomized",
+        "--limit", "60", "--json", str(tmp_path / "c.json"),
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr + res.stdout
+    curve = {
+        c["radius"]: c["accuracy"]
+        for c in json.loads((tmp_path / "c.json").read_text())["certified_accuracy"]
+    }
+    assert curve[0.0] > 0.7 and curve[1.0] > 0.1
+
+
+def test_harden_ablation_refuses_a_plain_model(tmp_path) -> None:
+    out = tmp_path / "x.safetensors"
+    res = bastion(
+        "harden", "zoo:digits-cnn", "digits", "--method", "ablation", "--epochs", "1", "--out", str(out)
+    )
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "SoftVote" in res.stdout + res.stderr and not out.exists()

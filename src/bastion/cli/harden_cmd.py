@@ -50,7 +50,8 @@ _METHOD_HELP = (
     "`bastion certify --method ibp`; use --epsilon-ramp), dp-sgd (differentially private training "
     "through Opacus: --target-epsilon, --delta; needs pip install 'bastion\\[privacy]'), "
     "patch (universal adversarial training against an adversarial patch of --patch-area, Shafahi et al. "
-    "2020: images only), standard (plain training, the baseline)."
+    "2020: images only), ablation (the base network of a derandomized-smoothing SoftVote model on random "
+    "bands, for `bastion certify --method derandomized`), standard (plain training, the baseline)."
 )
 
 

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from bastion.defenses.training.ablation import AblationTraining
 from bastion.defenses.training.atta import ATTA
 from bastion.defenses.training.distillation import Distillation
 from bastion.defenses.training.dp_sgd import DPSGD
@@ -35,6 +36,7 @@ METHODS: dict[str, type[Objective]] = {
     "ibp": IBPTraining,
     "dp-sgd": DPSGD,
     "patch": UniversalPatchTraining,
+    "ablation": AblationTraining,
 }
 
 _PRIVACY_OPTIONS = {"target_epsilon", "delta", "max_grad_norm", "accountant", "fix_model"}
