@@ -42,6 +42,7 @@ def test_the_real_entry_point_registers_every_command():
         "scan-model",
         "serve",
         "patch",
+        "universal",
     ):
         assert command in res.stdout, command
 
