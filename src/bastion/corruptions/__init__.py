@@ -25,7 +25,7 @@ from bastion.corruptions.digital import (
 )
 from bastion.corruptions.evaluate import CorruptionReport, CorruptionRow, corruption_accuracy
 from bastion.corruptions.noise import gaussian_noise, impulse_noise, shot_noise, speckle_noise
-from bastion.corruptions.weather import snow
+from bastion.corruptions.weather import snow, spatter
 from bastion.errors import ThreatModelError
 
 __all__ = [
@@ -53,6 +53,7 @@ __all__ = [
     "saturate",
     "shot_noise",
     "snow",
+    "spatter",
     "speckle_noise",
     "zoom_blur",
 ]
@@ -77,6 +78,7 @@ CORRUPTIONS: dict[str, Corruption] = {
         elastic_transform,
         fog,
         snow,
+        spatter,
     )
 }
 

@@ -27,17 +27,20 @@ from bastion.corruptions import (
     saturate,
     shot_noise,
     snow,
+    spatter,
     speckle_noise,
     zoom_blur,
 )
 from bastion.corruptions.blur import clipped_zoom, disk_kernel, line_blur, local_pixel_swaps
+from bastion.corruptions.weather import canny, chamfer_distance
 from bastion.errors import BastionError, DataError, ThreatModelError
 
 RANDOM = sorted(name for name, c in CORRUPTIONS.items() if c.random)
 # saturate: the reference's severities 1-2 desaturate and 3-5 oversaturate, so it is not monotone;
 # glass_blur alternates sigma (0.05, 0.25, 0.4, 0.25, 0.4) and elastic_transform's affine part shrinks
-# with severity (2.56 -> 0.96 px): neither is monotone in distance (their own orderings are tested below)
-MONOTONE = sorted(set(CORRUPTIONS) - {"saturate", "glass_blur", "elastic_transform"})
+# with severity (2.56 -> 0.96 px): neither is monotone in distance (their own orderings are tested below);
+# spatter switches from liquid (1-3) to mud (4-5), each monotone on its own (tested below)
+MONOTONE = sorted(set(CORRUPTIONS) - {"saturate", "glass_blur", "elastic_transform", "spatter"})
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -534,3 +537,178 @@ def test_line_blur_of_an_impulse_is_its_tap_weights_along_the_line() -> None:
     want = torch.zeros(9, 9, dtype=torch.float64)
     want[2:9, 4] = taps
     assert torch.allclose(out[0, 0], want, atol=1e-12)
+
+
+def _reference_canny(u: np.ndarray, low: int, high: int) -> np.ndarray:
+    """OpenCV's Canny (aperture 3, L1) written as its per-pixel loop: Sobel with replicated borders,
+    fixed-point sectors, zero magnitude outside, stack-based hysteresis."""
+    h, w = u.shape
+    p = np.pad(u.astype(np.int64), 1, mode="edge")
+    dx = (p[:-2, 2:] + 2 * p[1:-1, 2:] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[1:-1, :-2] + p[2:, :-2])
+    dy = (p[2:, :-2] + 2 * p[2:, 1:-1] + p[2:, 2:]) - (p[:-2, :-2] + 2 * p[:-2, 1:-1] + p[:-2, 2:])
+    mag = np.abs(dx) + np.abs(dy)
+
+    def m_at(i: int, j: int) -> int:
+        return int(mag[i, j]) if 0 <= i < h and 0 <= j < w else 0
+
+    state = np.zeros((h, w), dtype=np.int64)  # 0 not an edge, 1 candidate, 2 edge
+    stack = []
+    for i in range(h):
+        for j in range(w):
+            m = int(mag[i, j])
+            if m <= low:
+                continue
+            xs, ys = int(dx[i, j]), int(dy[i, j])
+            x, y = abs(xs), abs(ys) << 15
+            tg22x = x * int(0.4142135623730950488016887242097 * (1 << 15) + 0.5)
+            if y < tg22x:
+                keep = m > m_at(i, j - 1) and m >= m_at(i, j + 1)
+            elif y > tg22x + (x << 16):
+                keep = m > m_at(i - 1, j) and m >= m_at(i + 1, j)
+            else:
+                s = -1 if (xs ^ ys) < 0 else 1
+                keep = m > m_at(i - 1, j - s) and m > m_at(i + 1, j + s)
+            if keep:
+                state[i, j] = 2 if m > high else 1
+                if m > high:
+                    stack.append((i, j))
+    while stack:
+        i, j = stack.pop()
+        for a in (i - 1, i, i + 1):
+            for b in (j - 1, j, j + 1):
+                if 0 <= a < h and 0 <= b < w and state[a, b] == 1:
+                    state[a, b] = 2
+                    stack.append((a, b))
+    return state == 2
+
+
+def _reference_distance(nonzero: np.ndarray) -> np.ndarray:
+    """OpenCV's distanceTransform_5x5 (DIST_L2 metrics 1, 1.4, 2.1969 in 16-bit fixed point): a forward
+    and a backward scan, pixels outside the image at "infinity"."""
+    h, w = nonzero.shape
+    a, b, c = 65536, round(1.4 * 65536), round(2.1969 * 65536)
+    inf = 1 << 40
+    d = np.full((h + 4, w + 4), inf, dtype=np.int64)
+    fwd = [(-2, -1, c), (-2, 1, c), (-1, -2, c), (-1, -1, b), (-1, 0, a), (-1, 1, b), (-1, 2, c), (0, -1, a)]
+    for i in range(h):
+        for j in range(w):
+            if not nonzero[i, j]:
+                d[i + 2, j + 2] = 0
+            else:
+                d[i + 2, j + 2] = min(d[i + 2 + r, j + 2 + q] + cost for r, q, cost in fwd)
+    for i in range(h - 1, -1, -1):
+        for j in range(w - 1, -1, -1):
+            best = min(d[i + 2 - r, j + 2 - q] + cost for r, q, cost in fwd)
+            d[i + 2, j + 2] = min(d[i + 2, j + 2], best)
+    return d[2:-2, 2:-2] / 65536.0
+
+
+def _reference_equalize(u: np.ndarray) -> np.ndarray:
+    hist = np.bincount(u.ravel().astype(np.int64), minlength=256)
+    i = int(np.nonzero(hist)[0][0])
+    if hist[i] == u.size:
+        return np.full_like(u, i)
+    scale = np.float32(255.0 / (u.size - hist[i]))
+    lut = np.zeros(256)
+    total = 0
+    for j in range(i + 1, 256):
+        total += int(hist[j])
+        lut[j] = min(max(np.round(np.float32(total) * scale), 0), 255)
+    return lut[u.astype(np.int64)]
+
+
+def _reference_spatter(img: np.ndarray, c, noise: np.ndarray) -> np.ndarray:
+    """The reference's spatter on one (H, W, C) image with its normal draw given; OpenCV's steps replayed
+    above, SciPy for the blurs (scikit-image's gaussian: "nearest", truncate 4)."""
+    loc, scale, sigma, threshold, intensity, mud = c
+    layer = ndimage.gaussian_filter(noise * scale + loc, sigma, mode="nearest", truncate=4.0)
+    layer[layer < threshold] = 0
+    box = np.ones((3, 3))
+    if mud == 0:
+        u = np.floor(layer * 255).astype(np.int64) % 256
+        dist = np.minimum(_reference_distance(~_reference_canny(u, 50, 150)), 20.0)
+        dist = np.floor(ndimage.correlate(dist, box, mode="mirror") * (1 / 9))
+        dist = _reference_equalize(dist)
+        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float64)
+        dist = np.clip(np.round(ndimage.correlate(dist, ker, mode="mirror")), 0, 255)
+        dist = np.round(ndimage.correlate(dist, box, mode="mirror") * (1 / 9))
+        m = u * dist
+        m = m / m.max() * intensity if m.max() > 0 else m
+        colour = np.array([175, 238, 238]) / 255.0
+        if img.shape[2] == 1:
+            colour = np.array([colour @ np.array([0.299, 0.587, 0.114])])
+        return np.clip(img + m[..., np.newaxis] * colour, 0, 1)
+    m = ndimage.gaussian_filter(
+        (layer > threshold).astype(np.float64), intensity, mode="nearest", truncate=4.0
+    )
+    m[m < 0.8] = 0
+    colour = np.array([63, 42, 20]) / 255.0
+    if img.shape[2] == 1:
+        colour = np.array([colour @ np.array([0.299, 0.587, 0.114])])
+    return np.clip(img * (1 - m[..., np.newaxis]) + colour * m[..., np.newaxis], 0, 1)
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize(("size", "channels"), [(32, 3), (16, 1)])
+def test_spatter_equals_the_reference_steps_with_the_same_draws(
+    severity: int, size: int, channels: int
+) -> None:
+    x = _smooth_image(3, channels, size).double()
+    noise = torch.randn(3, 1, size, size, generator=_gen(17), dtype=torch.float64)
+    got = spatter(x, severity, _gen(17))
+    c = spatter.constants[severity - 1]
+    for k in range(3):
+        want = _reference_spatter(x[k].permute(1, 2, 0).numpy(), c, noise[k, 0].numpy())
+        assert np.abs(got[k].permute(1, 2, 0).numpy() - want).max() < 1e-6, k
+    assert (got - x).abs().max() > 0.05
+
+
+def test_canny_and_chamfer_distance_known_answers() -> None:
+    # a vertical step 0 | 200 between columns 3 and 4: Sobel gives 800 on both columns; OpenCV's tie rule
+    # (strictly above the left neighbour, at least the right one) keeps column 3 only
+    u = torch.zeros(1, 8, 8, dtype=torch.float64)
+    u[..., 4:] = 200
+    edges = canny(u, 50, 150)
+    want = torch.zeros(1, 8, 8, dtype=torch.bool)
+    want[..., 3] = True
+    assert torch.equal(edges, want)
+    assert not canny(torch.full((1, 8, 8), 90.0, dtype=torch.float64), 50, 150).any()
+    # one zero pixel: 1 along an axis, 1.4 diagonally, 2.1969 for a knight's move, 2.8 = two diagonals
+    zero = torch.zeros(1, 7, 7, dtype=torch.bool)
+    zero[0, 3, 3] = True
+    d = chamfer_distance(zero, 20.0)[0]
+    one = 65536
+    assert d[3, 3] == 0 and d[3, 4] == 1 and d[2, 2] == round(1.4 * one) / one
+    assert d[2, 5] == round(2.1969 * one) / one and d[1, 1] == 2 * round(1.4 * one) / one
+    assert torch.equal(
+        chamfer_distance(torch.zeros(1, 4, 4, dtype=torch.bool), 20.0), torch.full((1, 4, 4), 20.0).double()
+    )
+
+
+def test_spatter_constants_liquid_brightens_mud_pulls_towards_brown() -> None:
+    want = [
+        (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+        (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+        (0.65, 0.3, 1, 0.69, 0.5, 0),
+        (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+        (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+    ]
+    assert spatter.constants == tuple(tuple(row) for row in want)
+    x = _smooth_image(2, 3, 32).double()
+    brown = torch.tensor([63, 42, 20], dtype=torch.float64).view(1, 3, 1, 1) / 255
+    for severity in (1, 2, 3):
+        assert bool((spatter(x, severity, _gen(severity)) >= x - 1e-12).all())
+    for severity in (4, 5):
+        out = spatter(x, severity, _gen(severity))
+        hit = (out != x).any(dim=1, keepdim=True)
+        assert bool(hit.any()) and bool((~hit).any())
+        # mud pixels: x (1 - m) + brown m with m in [0.8, 1]
+        assert bool(((out - brown).abs() <= 0.2 * (x - brown).abs() + 1e-12)[hit.expand_as(x)].all())
+    with pytest.raises(DataError, match="1 \\(grey\\) or 3 \\(RGB\\) channels"):
+        spatter(torch.rand(1, 2, 8, 8), 4, _gen(0))
+
+
+def test_spatter_liquid_and_mud_each_grow_with_severity() -> None:
+    x = _smooth_image(4, 3, 32)
+    dist = [np.mean([float((spatter(x, s, _gen(k)) - x).norm()) for k in range(3)]) for s in (1, 2, 3, 4, 5)]
+    assert dist[0] < dist[1] < dist[2] and dist[3] < dist[4], dist
