@@ -108,7 +108,7 @@ def _resolve(
         for c in CORRUPTIONS.values():
             if x.shape[1] < c.min_channels:
                 skipped[c.name] = f"needs {c.min_channels} channels, inputs have {x.shape[1]}"
-            elif c.name == "jpeg_compression" and x.shape[1] not in (1, 3):
+            elif c.name in ("jpeg_compression", "snow", "spatter") and x.shape[1] not in (1, 3):
                 skipped[c.name] = "needs 1 or 3 channels"
             else:
                 plan.append((c, severities))

@@ -109,3 +109,20 @@ def test_bad_calls_are_refused(setup) -> None:
         corruption_accuracy(model, x, y[:10], ["contrast"])
     with pytest.raises(DataError, match="needs at least 3 channels"):
         corruption_accuracy(model, x, y, ["saturate"])
+
+
+def test_two_channel_inputs_skip_what_needs_grey_or_rgb() -> None:
+    import torch
+    from torch import nn
+
+    from bastion.model import TorchClassifier
+
+    torch.manual_seed(0)
+    model = TorchClassifier(
+        nn.Sequential(nn.Flatten(), nn.Linear(2 * 16 * 16, 3)), bounds=(0.0, 1.0), num_classes=3
+    )
+    x = torch.rand(6, 2, 16, 16)
+    report = corruption_accuracy(model, x, torch.arange(6) % 3, seed=0)
+    for name in ("jpeg_compression", "snow", "spatter"):
+        assert report.skipped.get(name) == "needs 1 or 3 channels" and name not in report.per_corruption
+    assert "gaussian_noise" in report.per_corruption
