@@ -34,6 +34,7 @@ def _app() -> typer.Typer:
         scan_data_cmd,
         scan_model_cmd,
         serve_cmd,
+        spatial_cmd,
         universal_cmd,
     )
     from bastion.cli.app import app

@@ -43,6 +43,7 @@ def test_the_real_entry_point_registers_every_command():
         "serve",
         "patch",
         "universal",
+        "spatial",
     ):
         assert command in res.stdout, command
 

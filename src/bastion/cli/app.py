@@ -702,6 +702,7 @@ def run() -> None:
         scan_data_cmd,  # noqa: F401  (registers `scan-data`)
         scan_model_cmd,  # noqa: F401  (registers `scan-model`)
         serve_cmd,  # noqa: F401  (registers `serve`)
+        spatial_cmd,  # noqa: F401  (registers `spatial`)
         universal_cmd,  # noqa: F401  (registers `universal`)
     )
 
