@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from bastion.cli._fit_and_judge import check_png, load_fit_and_test, write_png
 from bastion.cli.app import (
     BoundsOpt,
     DataArg,
@@ -23,8 +24,8 @@ from bastion.cli.app import (
     WeightsOpt,
     app,
 )
-from bastion.cli.common import err, friendly_errors, load_inputs, out, progress_bar, write_json
-from bastion.errors import AttackError, DataError
+from bastion.cli.common import friendly_errors, out, progress_bar, write_json
+from bastion.errors import AttackError
 
 
 @app.command()
@@ -88,24 +89,17 @@ def patch(
     derandomized[/] (certified).
     """
     from bastion.attacks.physical import AdversarialPatch, PatchThreat
-    from bastion.data import load_dataset
 
-    if out_path is not None and out_path.suffix.lower() != ".png":
-        raise DataError(f"--out writes a PNG image: name it *.png, not {out_path.name}")
-    clf, test = load_inputs(
-        model, data, weights=weights, split="test", label=label, bounds=bounds, limit=limit, seed=seed,
-        mean=mean, std=std, device=device,
+    check_png(out_path)
+    clf, train, test = load_fit_and_test(
+        model, data, fit=fit, label=label, limit=limit, seed=seed, weights=weights, bounds=bounds, mean=mean,
+        std=std, device=device,
     )  # fmt: skip
-    if test.x.dim() != 4:
-        raise DataError(
-            f"a patch is pasted on images (N, C, H, W); {test.name} holds {tuple(test.x.shape[1:])}"
-        )
     threat = PatchThreat(area=area, shape=shape, locations=locations, rotation=rotation,  # type: ignore[arg-type]
                          bounds=clf.bounds)  # fmt: skip
     threat.check_fits((int(test.x.shape[2]), int(test.x.shape[3])))
     if target is not None and not 0 <= target < test.num_classes:
         raise AttackError(f"--target must be a class index in [0, {test.num_classes}), got {target}")
-    train = load_dataset(data, split="train", label=label).take(fit, seed=seed + 1)
     x_fit = train.x.to(test.x.device)
     attack = AdversarialPatch(
         steps=steps, batch_size=batch_size, step_size=step_size, eot_samples=eot_samples
@@ -148,12 +142,7 @@ def patch(
                               "images": unseen.counted, "draws": draws},
     }  # fmt: skip
     if out_path is not None:
-        from bastion._files import atomic_write
-        from bastion.audit.sections.physical import patch_png
-
-        png = patch_png(fitted.patch.detach().cpu(), clf.bounds)
-        atomic_write(out_path, lambda fh: fh.write(png), "wb")
+        write_png(out_path, fitted.patch, clf.bounds, "patch")
         payload["png"] = str(out_path)
-        err.print(f"patch written to {out_path}")
     if json_path is not None:
         write_json(json_path, json.loads(json.dumps(payload)))

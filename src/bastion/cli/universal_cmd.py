@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from bastion.cli._fit_and_judge import check_png, load_fit_and_test, write_png
 from bastion.cli.app import (
     BoundsOpt,
     DataArg,
@@ -26,15 +27,13 @@ from bastion.cli.app import (
 )
 from bastion.cli.common import (
     EPSILON_HELP_SUFFIX,
-    err,
     friendly_errors,
-    load_inputs,
     out,
     parse_epsilon,
     progress_bar,
     write_json,
 )
-from bastion.errors import AttackError, DataError
+from bastion.errors import AttackError
 
 METHODS = ("gradient", "deepfool")
 
@@ -97,20 +96,17 @@ def universal(
     seeing it. Adversarial training at epsilon ([bold]bastion harden[/]) is the defense.
     """
     from bastion.attacks.physical import UniversalDeepFool, UniversalGradient, evaluate_universal
-    from bastion.data import load_dataset
     from bastion.threat import ThreatModel
 
     if method not in METHODS:
         raise AttackError(f"unknown --method {method!r}; use one of: {', '.join(METHODS)}")
-    if out_path is not None and out_path.suffix.lower() != ".png":
-        raise DataError(f"--out writes a PNG image: name it *.png, not {out_path.name}")
+    check_png(out_path)
     eps = parse_epsilon(epsilon)
-    clf, test = load_inputs(
-        model, data, weights=weights, split="test", label=label, bounds=bounds, limit=limit, seed=seed,
-        mean=mean, std=std, device=device,
+    clf, train, test = load_fit_and_test(
+        model, data, fit=fit, label=label, limit=limit, seed=seed, weights=weights, bounds=bounds, mean=mean,
+        std=std, device=device,
     )  # fmt: skip
     threat = ThreatModel(norm, eps, bounds=clf.bounds)
-    train = load_dataset(data, split="train", label=label).take(fit, seed=seed + 1)
     attack = UniversalGradient(epochs=epochs) if method == "gradient" else UniversalDeepFool(passes=passes)
     with progress_bar() as bar:
         task = bar.add_task(f"universal ({method}, {norm} {eps:g})", total=1)
@@ -132,16 +128,10 @@ def universal(
                   f"perturbed; {res.seconds:.1f} s")  # fmt: skip
     payload = {"model": model, "data": test.name, "method": method, "fit_images": len(train), **res.to_dict()}
     if out_path is not None:
-        from bastion._files import atomic_write
-        from bastion.audit.sections.physical import patch_png
-
         v = res.perturbation.detach().cpu()
         scale = float(v.abs().max()) or 1.0
-        png = patch_png(
-            v / (2 * scale) + 0.5, (0.0, 1.0)
-        )  # mid-grey is zero; the largest change is black/white
-        atomic_write(out_path, lambda fh: fh.write(png), "wb")
+        # mid-grey is zero; the largest change is black or white
+        write_png(out_path, v / (2 * scale) + 0.5, (0.0, 1.0), "perturbation")
         payload["png"] = str(out_path)
-        err.print(f"perturbation written to {out_path}")
     if json_path is not None:
         write_json(json_path, payload)
