@@ -35,7 +35,15 @@ from bastion.errors import CertificationError, DataError
 from bastion.results import CertificationResult
 from bastion.threat import Bounds, check_bounds
 
-__all__ = ["Ablation", "DerandomizedSmoothing", "SoftVote", "encode", "train_ablated"]
+__all__ = [
+    "Ablation",
+    "DerandomizedSmoothing",
+    "SoftVote",
+    "encode",
+    "random_bands",
+    "train_ablated",
+    "under_bands",
+]
 
 Kind = Literal["column", "block"]
 
@@ -93,6 +101,24 @@ def encode(x: torch.Tensor, keep: torch.Tensor, bounds: Bounds) -> torch.Tensor:
     return torch.cat([u * keep, (1 - u) * keep], dim=1)
 
 
+def under_bands(x: torch.Tensor, keep: torch.Tensor, bounds: Bounds) -> torch.Tensor:
+    """Every input of ``x`` (n, C, H, W) under every band of ``keep`` (p, 1, H, W), encoded:
+    (n * p, 2C, H, W), input-major (input i's bands are rows i·p … i·p + p - 1)."""
+    return encode(x.repeat_interleave(keep.shape[0], 0), keep.repeat(x.shape[0], 1, 1, 1), bounds)
+
+
+def random_bands(
+    x: torch.Tensor, ablation: Ablation, bounds: Bounds, generator: torch.Generator
+) -> torch.Tensor:
+    """Each input of ``x`` (n, C, H, W) under one band drawn from ``generator`` (on its device), encoded:
+    (n, 2C, H, W). The training step of derandomized smoothing's base network."""
+    h, w = int(x.shape[2]), int(x.shape[3])
+    pos = torch.randint(
+        0, ablation.positions(h, w), (x.shape[0],), generator=generator, device=generator.device
+    )
+    return encode(x, ablation.keep(h, w, pos.to(x.device)), bounds)
+
+
 def _check_images(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
         raise DataError(
@@ -116,8 +142,7 @@ class SoftVote(nn.Module):
         acc = None
         for lo in range(0, total, self.chunk):
             pos = torch.arange(lo, min(lo + self.chunk, total), device=x.device)
-            keep = self.ablation.keep(h, w, pos)  # (p, 1, h, w)
-            batch = encode(x.repeat_interleave(len(pos), 0), keep.repeat(n, 1, 1, 1), self.bounds)
+            batch = under_bands(x, self.ablation.keep(h, w, pos), self.bounds)
             probs = F.softmax(self.base(batch), dim=1).view(n, len(pos), -1).sum(1)
             acc = probs if acc is None else acc + probs
         assert acc is not None
@@ -160,8 +185,7 @@ class DerandomizedSmoothing:
             keep = self.ablation.keep(h, w, pos)
             for s in range(0, n, self.batch_size):
                 xs = x[s : s + self.batch_size]
-                batch = encode(xs.repeat_interleave(len(pos), 0), keep.repeat(xs.shape[0], 1, 1, 1), bounds)
-                logits = base(batch)
+                logits = base(under_bands(xs, keep, bounds))
                 if counts is None:
                     counts = torch.zeros(n, logits.shape[1], dtype=torch.long, device=x.device)
                 labels = logits.argmax(1).view(xs.shape[0], len(pos))
@@ -237,8 +261,8 @@ def train_ablated(
     _check_images(x)
     check_positive("epochs", epochs, integer=True, error=CertificationError)
     check_positive("batch_size", batch_size, integer=True, error=CertificationError)
-    n, _, h, w = x.shape
-    total = ablation.positions(h, w)
+    n = x.shape[0]
+    ablation.positions(int(x.shape[2]), int(x.shape[3]))  # a band that does not fit fails before training
     g = torch.Generator().manual_seed(int(seed))
     device = next(base.parameters()).device
     opt = torch.optim.Adam(base.parameters(), lr=lr)
@@ -251,8 +275,7 @@ def train_ablated(
         for lo in range(0, n, batch_size):
             idx = order[lo : lo + batch_size]
             xb, yb = x[idx].to(device), y[idx].to(device)
-            pos = torch.randint(0, total, (idx.numel(),), generator=g).to(device)
-            loss = F.cross_entropy(base(encode(xb, ablation.keep(h, w, pos), bounds)), yb)
+            loss = F.cross_entropy(base(random_bands(xb, ablation, bounds, g)), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -49,7 +49,7 @@ class AblationTraining(Objective):
     def loss(
         self, forward: Forward, attack_forward: Forward, batch: Batch
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        from bastion.certify.derandomized import SoftVote, encode
+        from bastion.certify.derandomized import SoftVote, random_bands
 
         soft = self._soft
         if not isinstance(soft, SoftVote):
@@ -57,11 +57,7 @@ class AblationTraining(Objective):
         x = batch.x
         if x.dim() != 4:
             raise DefenseError(f"ablation training takes image batches (N, C, H, W), got {tuple(x.shape)}")
-        h, w = int(x.shape[2]), int(x.shape[3])
-        total = soft.ablation.positions(h, w)
-        pos = torch.randint(0, total, (x.shape[0],), generator=batch.generator, device=batch.generator.device)
-        keep = soft.ablation.keep(h, w, pos.to(x.device))
-        logits = soft.base(encode(x, keep, soft.bounds))
+        logits = soft.base(random_bands(x, soft.ablation, soft.bounds, batch.generator))
         return F.cross_entropy(logits, batch.y), logits
 
     def params(self) -> dict[str, object]:
