@@ -17,6 +17,7 @@ five times.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from bastion.attacks.base import check_positive
-from bastion.attacks.physical.patch_threat import PatchThreat
+from bastion.attacks.physical.patch_threat import PatchPlacement, PatchThreat
 from bastion.errors import AttackError, DataError
 from bastion.model import Classifier, predict
 
-__all__ = ["AdversarialPatch", "PatchResult", "PatchScore"]
+__all__ = ["AdversarialPatch", "PatchResult", "PatchScore", "patch_step"]
 
 
 def _check_inputs(x: torch.Tensor, threat: PatchThreat) -> None:
@@ -115,6 +116,34 @@ class PatchResult:
         return PatchScore(rates[0], rates[1], int(xs.shape[0]), int(draws), placements)
 
 
+def patch_step(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    threat: PatchThreat,
+    x: torch.Tensor,
+    patch: torch.Tensor,
+    placement: PatchPlacement,
+    step: float,
+    *,
+    labels: torch.Tensor,
+    target: int | None = None,
+) -> torch.Tensor:
+    """One signed-gradient step of ``patch`` (C, h, w) up the attacker's objective on ``x`` pasted at
+    ``placement``: the target's log-probability (targeted) or the cross-entropy against ``labels``
+    (untargeted); clipped to the bounds, detached. The fitting loop here and patch adversarial training
+    (``harden --method patch``) both climb with it."""
+    low, high = threat.bounds
+    patch = patch.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(threat.apply(x, patch, placement)[0])
+        if target is not None:
+            objective = F.log_softmax(logits, dim=1)[:, target].mean()
+        else:
+            objective = F.cross_entropy(logits, labels)
+        (grad,) = torch.autograd.grad(objective, patch)
+    with torch.no_grad():
+        return (patch + step * grad.sign()).clamp(low, high)
+
+
 class AdversarialPatch:
     """``AdversarialPatch(steps=500, batch_size=32, step_size=0.01, eot_samples=1)``;
     ``fit(model, x, threat, target=t)`` (targeted) or ``fit(model, x, threat, y=y)`` (untargeted; without
@@ -172,13 +201,7 @@ class AdversarialPatch:
             idx = torch.randperm(x.shape[0], generator=g)[: self.batch_size].repeat(self.eot_samples)
             placement = threat.sample(idx.shape[0], hw, g)
             idx = idx.to(x.device)
-            patch = patch.detach().requires_grad_(True)
-            logits = model(threat.apply(x[idx], patch, placement)[0])
-            if target is not None:
-                objective = F.log_softmax(logits, dim=1)[:, target].mean()
-            else:
-                objective = F.cross_entropy(logits, labels[idx])
-            (grad,) = torch.autograd.grad(objective, patch)
-            with torch.no_grad():
-                patch = (patch + step * grad.sign()).clamp(low, high)
+            patch = patch_step(
+                model, threat, x[idx], patch, placement, step, labels=labels[idx], target=target
+            )
         return PatchResult(patch.detach(), threat, target, self.params(), int(seed), time.perf_counter() - t0)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bastion.attacks.base import check_positive
+from bastion.attacks.physical.patch import patch_step
 from bastion.attacks.physical.patch_threat import PatchThreat
 from bastion.defenses.training.objective import Batch, Forward, Objective
 from bastion.errors import DefenseError
@@ -80,11 +81,9 @@ class UniversalPatchTraining(Objective):
         # the attacker's step: up the loss of the network as it is now (eval mode, see Objective)
         patch = self.patch.detach().to(x)
         for _ in range(self.patch_steps):
-            patch.requires_grad_(True)
-            with torch.enable_grad():
-                attack_loss = F.cross_entropy(attack_forward(threat.apply(x, patch, placement)[0]), y)
-                (grad,) = torch.autograd.grad(attack_loss, patch)
-            patch = (patch + self.patch_step * (high - low) * grad.sign()).clamp(low, high).detach()
+            patch = patch_step(
+                attack_forward, threat, x, patch, placement, self.patch_step * (high - low), labels=y
+            )
         self.patch = patch
         patched = threat.apply(x, self.patch, placement)[0]
         logits = forward(torch.cat([x, patched]))
