@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -202,28 +203,36 @@ def certify(
             certifier, target, ds.x, threat, seed=seed, shard_size=shard_size, engine=runner, run_dir=resume,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
+    abstained = int(result.abstained.sum())
+    _report(
+        model, ds, result, report_radii, seed, json_path, plot,
+        title=f"{model} on {ds.name}: {method} ({result.norm}), {len(ds)} inputs", column="radius",
+        summary=lambda median: f"{abstained} abstention(s) ({abstained / len(ds):.1%}), counted as errors; "
+        f"median certified radius of correct inputs {median:.3f}; {result.seconds:.1f} s",
+    )  # fmt: skip
+
+
+def _report(
+    spec: str, ds: Any, result: Any, report_radii: tuple[float, ...], seed: int, json_path: Path | None,
+    plot: Path | None, *, title: str, column: str, summary: Callable[[float], str],
+) -> None:  # fmt: skip
+    """Certified accuracy at ``report_radii`` as a table and a summary line (given the median certified
+    radius of correct inputs), then the JSON and the curve when asked for."""
     curve = result.curve(ds.y, report_radii)
-    payload = _payload(model, ds.name, result, ds.y, curve, seed)
-    table = Table(
-        title=f"{model} on {ds.name}: {method} ({result.norm}), {len(ds)} inputs", title_justify="left"
-    )
-    table.add_column("radius", justify="right")
+    payload = _payload(spec, ds.name, result, ds.y, curve, seed)
+    table = Table(title=title, title_justify="left")
+    table.add_column(column, justify="right")
     table.add_column("certified accuracy", justify="right")
     for r, acc in curve:
         table.add_row(f"{r:g}", f"{acc:.2%}")
     out.print(table)
-    abstained = int(result.abstained.sum())
-    out.print(
-        f"{abstained} abstention(s) ({abstained / len(ds):.1%}), counted as errors; "
-        f"median certified radius of correct inputs {payload['median_radius']:.3f}; {result.seconds:.1f} s",
-        highlight=False,
-    )
+    out.print(summary(payload["median_radius"]), highlight=False)
     if json_path is not None:
         write_json(json_path, payload)
     if plot is not None:
         from bastion.certify.plot import plot_curve
 
-        plot_curve({model: curve}, plot, norm=result.norm)
+        plot_curve({spec: curve}, plot, norm=result.norm)
         err.print(f"curve written to {plot}")
 
 
@@ -282,26 +291,11 @@ def _certify_derandomized(
             soft.base, ds.x, bounds=soft.bounds,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
-    curve = result.curve(ds.y, report_radii)
-    payload = _payload(spec, ds.name, result, ds.y, curve, seed)
-    table = Table(
+    bands = soft.ablation.positions(*ds.x.shape[2:])
+    _report(
+        spec, ds, result, report_radii, seed, json_path, plot,
         title=f"{spec} on {ds.name}: derandomized smoothing (patch side, pixels), {len(ds)} inputs",
-        title_justify="left",
-    )
-    table.add_column("patch side", justify="right")
-    table.add_column("certified accuracy", justify="right")
-    for r, acc in curve:
-        table.add_row(f"{r:g}", f"{acc:.2%}")
-    out.print(table)
-    out.print(
-        f"deterministic: every one of the {soft.ablation.positions(*ds.x.shape[2:])} bands voted; "
-        f"median certified patch side of correct inputs {payload['median_radius']:g} px; "
-        f"{result.seconds:.1f} s"
-    )
-    if json_path is not None:
-        write_json(json_path, payload)
-    if plot is not None:
-        from bastion.certify.plot import plot_curve
-
-        plot_curve({spec: curve}, plot, norm="patch")
-        err.print(f"curve written to {plot}")
+        column="patch side",
+        summary=lambda median: f"deterministic: every one of the {bands} bands voted; median certified patch "
+        f"side of correct inputs {median:g} px; {result.seconds:.1f} s",
+    )  # fmt: skip
