@@ -251,7 +251,10 @@ def test_processes_share_one_chain(db_url: tuple[str, str], tmp_path: Path) -> N
     go = tmp_path / "go"
     procs = [_spawn(url, prefix, f"w{w}", 50, go) for w in range(4)]  # all create the tables at once
     for p in procs:
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready", p.stderr
+        assert p.stdout is not None
+        if p.stdout.readline().strip() != "ready":
+            p.kill()
+            pytest.fail(f"a writer did not start: {p.communicate()[1].strip()[-2000:]}")
     go.touch()  # then append at the same moment
     seqs: list[int] = []
     for p in procs:
