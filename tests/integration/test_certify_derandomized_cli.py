@@ -1,5 +1,6 @@
 """``bastion certify --method derandomized``: a SoftVote model from a file and its weights, certified the way
-the Python API certifies it; a model that is not a SoftVote, --mean/--std and the Ray engine are refused."""
+the Python API certifies it, also in shards kept for --resume; a model that is not a SoftVote and
+--mean/--std are refused."""
 
 from __future__ import annotations
 
@@ -69,12 +70,30 @@ def test_certifies_a_softvote_model_as_the_api_does(smoothed, tmp_path) -> None:
     assert "patch side" in res.stdout and "8 bands voted" in res.stdout
 
 
+def test_runs_in_shards_and_resumes(smoothed, tmp_path) -> None:
+    factory, weights = smoothed
+    args = ("certify", f"{factory}:build", "digits", "--weights", str(weights), "--method", "derandomized",
+            "--limit", "40", "--shard-size", "15", "--resume", str(tmp_path / "run"))  # fmt: skip
+    first = bastion(*args, "--json", str(tmp_path / "1.json"))
+    assert first.returncode == 0, first.stderr + first.stdout
+    again = bastion(*args, "--json", str(tmp_path / "2.json"))
+    assert again.returncode == 0, again.stderr + again.stdout
+    a, b = (json.loads((tmp_path / f"{i}.json").read_text()) for i in (1, 2))
+    assert b["params"]["engine"]["resumed"] == [0, 1, 2] and a["params"]["engine"]["resumed"] == []
+    assert a["samples"] == b["samples"] and a["certified_accuracy"] == b["certified_accuracy"]
+    unsharded = bastion(
+        "certify", f"{factory}:build", "digits", "--weights", str(weights), "--method", "derandomized",
+        "--limit", "40", "--json", str(tmp_path / "3.json"),
+    )  # fmt: skip
+    assert unsharded.returncode == 0
+    assert json.loads((tmp_path / "3.json").read_text())["samples"] == a["samples"]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         ([], "SoftVote"),
         (["--mean", "0.5", "--std", "0.5"], "drop --mean/--std"),
-        (["--engine", "ray"], "local engine"),
     ],
 )
 def test_wrong_use_is_refused(smoothed, extra, message) -> None:

@@ -108,6 +108,37 @@ def test_reference_models_train_as_ray_tasks_with_the_same_masks(cluster: None, 
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_derandomized_certificates_are_the_same_on_ray(cluster: None, tmp_path: Path) -> None:
+    """A SoftVote model from a file and its weights: certified in shards on 2 Ray workers, each loading
+    it from its hashed files, equals one unsharded pass of the API on the live model."""
+    from safetensors.torch import save_file
+
+    from bastion.certify import DerandomizedSmoothing
+    from bastion.data import load_dataset
+    from bastion.engine import certify_sharded
+
+    net = tmp_path / "soft.py"
+    net.write_text(
+        "import torch\nfrom bastion.certify.derandomized import Ablation, SoftVote\n\n\ndef build():\n"
+        "    base = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(128, 10))\n"
+        "    return SoftVote(base, Ablation('block', 3), (0.0, 1.0))\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(net.read_text(), namespace)
+    torch.manual_seed(5)
+    soft = namespace["build"]()
+    save_file(soft.state_dict(), str(tmp_path / "soft.safetensors"))
+    ref = ModelRef.create(f"{net}:build", weights=str(tmp_path / "soft.safetensors"))
+    x = load_dataset("digits", split="test").take(30, seed=3).x
+    certifier = DerandomizedSmoothing("block", 3, batch_size=64)
+    sharded = certify_sharded(certifier, ref, x, shard_size=8, engine=RayEngine(workers=2))
+    whole = certifier.certify(soft.base.eval(), x)
+    assert torch.equal(sharded.prediction, whole.prediction) and torch.equal(sharded.radius, whole.radius)
+    assert sharded.params["engine"]["shards"] == 4 and sharded.method == "derandomized-block"
+    with pytest.raises(Exception, match="ablates"):  # the certifier must be the model's own ablation
+        certify_sharded(DerandomizedSmoothing("column", 3), ref, x[:4], engine=LocalEngine(threads=1))
+
+
 def _numbers(report: Any) -> Any:
     """report.json without its clocks (wall time differs from run to run, nothing else may)."""
     timing = {"timing", "seconds", "log", "created", "generated_at", "environment"}

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -149,6 +149,22 @@ class SoftVote(nn.Module):
         return torch.log(acc / total + 1e-12)
 
 
+def softvote_of(model: Any) -> SoftVote | None:
+    """The :class:`SoftVote` that ``model`` is, or wraps as a classifier's module; None otherwise. A
+    classifier that normalises before its SoftVote is refused: the bands encode raw inputs."""
+    if isinstance(model, SoftVote):
+        return model
+    inner = getattr(model, "module", None)
+    if not isinstance(inner, SoftVote):
+        return None
+    if getattr(model, "mean", None) is not None or getattr(model, "std", None) is not None:
+        raise CertificationError(
+            "this classifier normalises inputs before its SoftVote, which encodes raw inputs itself; wrap "
+            "the SoftVote without mean/std"
+        )
+    return inner
+
+
 class DerandomizedSmoothing:
     """``DerandomizedSmoothing(kind="column", size=4, batch_size=512)``: certify a base network that takes
     encoded 2C-channel bands (:func:`encode`) against patches.
@@ -222,10 +238,23 @@ class DerandomizedSmoothing:
         *,
         bounds: Bounds = (0.0, 1.0),
         seed: int = 0,
+        example_ids: torch.Tensor | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> CertificationResult:
-        """Prediction and certified patch side for every input of ``x`` (N, C, H, W) in ``bounds``."""
-        del seed  # deterministic: every band votes
+        """Prediction and certified patch side for every input of ``x`` (N, C, H, W) in ``bounds``.
+
+        ``base`` is the network over encoded bands, or the :class:`SoftVote` built on it (bare or inside a
+        :class:`~bastion.model.Classifier`), whose base and bounds are then used; its ablation must be this
+        certifier's. ``seed`` and ``example_ids`` are accepted for the shard runner and unused."""
+        del seed, example_ids  # deterministic: every band votes
+        soft = softvote_of(base)
+        if soft is not None:
+            if soft.ablation != self.ablation:
+                raise CertificationError(
+                    f"the SoftVote model ablates {soft.ablation}, this certifier {self.ablation}; certify it "
+                    "with DerandomizedSmoothing(kind, size) equal to the model's own ablation"
+                )
+            base, bounds = soft.base, soft.bounds
         start = time.perf_counter()
         counts = self.votes(base, x, bounds, progress)
         pred, size = self.certified_size(counts, int(x.shape[2]), int(x.shape[3]))

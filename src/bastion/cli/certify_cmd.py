@@ -135,6 +135,9 @@ def certify(
 
     IBP: [bold]bastion certify zoo:mnist-strided-ibp mnist:../shared/data/mnist --method ibp --epsilon 0.1[/]
 
+    Patches: [bold]bastion certify net.py:build digits --weights net.safetensors --method derandomized[/]
+    (net.py builds a SoftVote; see docs/certify.md)
+
     Certified accuracy at radius r counts inputs that are classified correctly, not abstained on, and
     certified at r or more. Smoothing abstains where the noisy votes are too close to call; abstentions
     count as errors. Smoothing costs N + N0 forward passes per input (about 100,000 by default): start
@@ -152,8 +155,6 @@ def certify(
         raise typer.BadParameter("--method smoothing needs --sigma (the noise the model was trained with)")
     if method == "ibp" and epsilon is None:
         raise typer.BadParameter("--method ibp needs --epsilon (the linf radius to certify)")
-    if method == "derandomized" and (runner.name != "local" or resume is not None):
-        raise typer.BadParameter("--method derandomized runs on the local engine without --resume for now")
     if method == "derandomized" and (mean is not None or std is not None):
         raise typer.BadParameter(
             "--method derandomized encodes raw inputs itself (SoftVote); drop --mean/--std and give the data "
@@ -179,16 +180,17 @@ def certify(
         std=std,
         device=device,
     )
-    from bastion.certify import IntervalBoundPropagation, RandomizedSmoothing
+    from bastion.certify import DerandomizedSmoothing, IntervalBoundPropagation, RandomizedSmoothing
     from bastion.engine import certify_sharded
     from bastion.threat import ThreatModel
 
-    if method == "derandomized":
-        _certify_derandomized(clf, ds, model, report_radii, seed, batch_size, json_path, plot)
-        return
     certifier: Any
     threat = None
-    if method == "smoothing":
+    if method == "derandomized":
+        soft = _softvote(clf, model)
+        certifier = DerandomizedSmoothing(soft.ablation.kind, soft.ablation.size, batch_size=batch_size)
+        bands = soft.ablation.positions(*ds.x.shape[2:])
+    elif method == "smoothing":
         certifier = RandomizedSmoothing(
             float(sigma or 0), n_select=n0, n_estimate=n, alpha=alpha, batch_size=batch_size
         )
@@ -203,6 +205,15 @@ def certify(
             certifier, target, ds.x, threat, seed=seed, shard_size=shard_size, engine=runner, run_dir=resume,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
+    if method == "derandomized":
+        _report(
+            model, ds, result, report_radii, seed, json_path, plot,
+            title=f"{model} on {ds.name}: derandomized smoothing (patch side, pixels), {len(ds)} inputs",
+            column="patch side",
+            summary=lambda median: f"deterministic: every one of the {bands} bands voted; median certified "
+            f"patch side of correct inputs {median:g} px; {result.seconds:.1f} s",
+        )  # fmt: skip
+        return
     abstained = int(result.abstained.sum())
     _report(
         model, ds, result, report_radii, seed, json_path, plot,
@@ -268,34 +279,17 @@ def _payload(
     }
 
 
-def _certify_derandomized(
-    clf: Any, ds: Any, spec: str, report_radii: tuple[float, ...], seed: int, batch_size: int,
-    json_path: Path | None, plot: Path | None,
-) -> None:  # fmt: skip
-    """Derandomized smoothing of the SoftVote model ``clf`` wraps: every band votes, no sampling."""
-    from bastion.certify import DerandomizedSmoothing
-    from bastion.certify.derandomized import SoftVote
+def _softvote(clf: Any, spec: str) -> Any:
+    """The SoftVote model ``clf`` wraps (derandomized smoothing certifies its base network's votes)."""
+    from bastion.certify.derandomized import softvote_of
     from bastion.errors import CertificationError
 
-    soft = getattr(clf, "module", None)
-    if not isinstance(soft, SoftVote):
+    soft = softvote_of(clf)
+    if soft is None:
         raise CertificationError(
             f"--method derandomized needs the smoothed model itself: build {spec} as "
             "bastion.certify.derandomized.SoftVote(base, Ablation('column', 4), bounds) (the base network "
-            f"takes the 2C-channel encoded bands; see docs/certify.md), got {type(soft).__name__}"
+            "takes the 2C-channel encoded bands; see docs/certify.md), got "
+            f"{type(getattr(clf, 'module', clf)).__name__}"
         )
-    certifier = DerandomizedSmoothing(soft.ablation.kind, soft.ablation.size, batch_size=batch_size)
-    with progress_bar() as bar:
-        task = bar.add_task(f"derandomized ({soft.ablation.kind}, band {soft.ablation.size})", total=1)
-        result = certifier.certify(
-            soft.base, ds.x, bounds=soft.bounds,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )  # fmt: skip
-    bands = soft.ablation.positions(*ds.x.shape[2:])
-    _report(
-        spec, ds, result, report_radii, seed, json_path, plot,
-        title=f"{spec} on {ds.name}: derandomized smoothing (patch side, pixels), {len(ds)} inputs",
-        column="patch side",
-        summary=lambda median: f"deterministic: every one of the {bands} bands voted; median certified patch "
-        f"side of correct inputs {median:g} px; {result.seconds:.1f} s",
-    )  # fmt: skip
+    return soft

@@ -138,3 +138,23 @@ def test_certified_inputs_survive_a_real_patch_attack_everywhere() -> None:
     robust = float((~broken & (cert.prediction == y)).float().mean())
     assert cert.certified_accuracy(y, m) <= robust
     assert bool(broken.any())
+
+
+def test_a_softvote_model_is_certified_through_its_base_and_bounds() -> None:
+    from bastion.model import TorchClassifier
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Flatten(), nn.Linear(2 * 36, 3))
+    soft = SoftVote(base, Ablation("column", 2), (-1.0, 1.0))
+    x = torch.rand(5, 1, 6, 6) * 2 - 1
+    cert = DerandomizedSmoothing("column", 2)
+    want = cert.certify(base, x, bounds=(-1.0, 1.0))
+    for model in (soft, TorchClassifier(soft, bounds=(-1.0, 1.0))):
+        got = cert.certify(model, x)  # bounds come from the SoftVote, not the (0, 1) default
+        assert torch.equal(got.prediction, want.prediction) and torch.equal(got.radius, want.radius)
+    other = cert.certify(base, x)  # the default bounds (0, 1) give other votes: taking the model's is tested
+    assert not (torch.equal(other.prediction, want.prediction) and torch.equal(other.radius, want.radius))
+    with pytest.raises(CertificationError, match="ablates"):
+        DerandomizedSmoothing("column", 3).certify(soft, x)
+    with pytest.raises(CertificationError, match="normalises"):
+        cert.certify(TorchClassifier(soft, bounds=(-1.0, 1.0), mean=0.1, std=0.5), x)
