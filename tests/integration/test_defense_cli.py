@@ -57,3 +57,34 @@ def test_bad_defense_exits_2_with_one_line(args, message):
     assert res.returncode == 2
     assert message in res.stderr and res.stderr.count("\n") == 1
     assert "Traceback" not in res.stderr
+
+
+def test_a_deterministic_defense_runs_in_shards_and_resumes(tmp_path):
+    args = (
+        *BASE,
+        "--limit",
+        "40",
+        "--defense",
+        "bits:3",
+        "--shard-size",
+        "15",
+        "--resume",
+        str(tmp_path / "r"),
+    )
+    outs = []
+    for name in ("1", "2"):
+        res = bastion(*args, "--json", str(tmp_path / f"{name}.json"))
+        assert res.returncode == 0, res.stderr + res.stdout
+        outs.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    assert (
+        outs[1]["adaptive"]["engine"]["resumed"] == [0, 1, 2]
+        and outs[0]["adaptive"]["engine"]["resumed"] == []
+    )
+    plain = bastion(*BASE, "--limit", "40", "--defense", "bits:3", "--json", str(tmp_path / "3.json"))
+    assert plain.returncode == 0, plain.stderr
+    whole = json.loads((tmp_path / "3.json").read_text())
+    for out in outs:
+        assert out["robust_accuracy"] == whole["robust_accuracy"]
+        assert out["naive_robust_accuracy"] == whole["naive_robust_accuracy"]
+    refused = bastion(*BASE, "--limit", "5", "--defense", "resize-pad", "--resume", str(tmp_path / "x"))
+    assert refused.returncode == 2 and "randomised" in refused.stderr and refused.stderr.count("\n") == 1

@@ -139,6 +139,28 @@ def test_derandomized_certificates_are_the_same_on_ray(cluster: None, tmp_path: 
         certify_sharded(DerandomizedSmoothing("column", 3), ref, x[:4], engine=LocalEngine(threads=1))
 
 
+def test_a_defended_evaluation_is_the_same_on_ray(cluster: None) -> None:
+    """evaluate --defense with a deterministic transform: each Ray worker wraps its own copy of the model;
+    naive and adaptive results equal one local pass, input for input."""
+    from bastion.data import load_dataset
+    from bastion.defenses import evaluate_defense
+
+    ds = load_dataset("digits", split="test").take(40, seed=6)
+    ref = ModelRef.create("zoo:digits-cnn")
+    threat = ThreatModel("linf", 0.2, bounds=ref.load().bounds)
+    runs = {
+        name: evaluate_defense(
+            ref, ds.x, ds.y, threat, "jpeg:75", "fast", seed=1, engine=engine, shard_size=size
+        )
+        for name, engine, size in (("ray", RayEngine(workers=2), 15), ("local", LocalEngine(threads=1), 40))
+    }
+    for part in ("naive", "adaptive"):
+        a, b = getattr(runs["ray"], part), getattr(runs["local"], part)
+        assert torch.equal(a.robust, b.robust) and torch.equal(a.x_adv, b.x_adv), part
+    assert runs["ray"].adaptive.extra["engine"]["shards"] == 3
+    assert runs["local"].naive.robust_accuracy > runs["local"].adaptive.robust_accuracy  # the defense masks
+
+
 def _numbers(report: Any) -> Any:
     """report.json without its clocks (wall time differs from run to run, nothing else may)."""
     timing = {"timing", "seconds", "log", "created", "generated_at", "environment"}

@@ -508,8 +508,12 @@ def evaluate(
     eps = parse_epsilon(epsilon)
     preset_attacks(preset)  # an unknown preset fails before anything loads
     chain = _defense_chain(defense, eot)
-    if chain is not None and sharded:  # refused before anything loads
-        raise AttackError("--defense runs on the local engine without --resume for now; drop one of them")
+    if chain is not None and sharded and any(t.randomized for t in chain):  # refused before anything loads
+        random = ", ".join(t.spec() for t in chain if t.randomized)
+        raise AttackError(
+            f"--defense {random} is randomised and runs on the local engine without --resume (its draws "
+            "come from one generator per model, not per input); deterministic transforms shard"
+        )
     clf, ds = load_inputs(
         model,
         data,
@@ -536,7 +540,9 @@ def evaluate(
             from bastion.defenses import evaluate_defense
 
             defended = evaluate_defense(
-                clf,
+                shard_model(runner, clf, model, weights=weights, mean=mean, std=std, device=device)
+                if sharded
+                else clf,
                 ds.x,
                 ds.y,
                 threat,
@@ -546,6 +552,9 @@ def evaluate(
                 seed=seed,
                 batch_size=batch_size,
                 progress=on_progress,
+                engine=runner if sharded else None,
+                run_dir=resume,
+                shard_size=shard_size,
             )
             _render_defense(defended, model, ds.name, threat, preset, json_path)
             return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -89,6 +90,9 @@ def evaluate_defense(
     seed: int = 0,
     batch_size: int = 500,
     progress: Progress | None = None,
+    engine: Any = None,
+    run_dir: str | Path | None = None,
+    shard_size: int = 500,
 ) -> DefenseEvaluation:
     """Naive and adaptive robust accuracy of ``model`` behind ``transforms`` on ``x`` (N, C, H, W).
 
@@ -97,12 +101,20 @@ def evaluate_defense(
     else 1. Stages report progress as ``"naive apgd-ce"`` / ``"adaptive apgd-ce"``. Deterministic for
     a seed. Guarantee: every input counted broken has an ``x_adv`` in the threat ball that the defended
     model misclassified (on the draw that checked it), or is a clean error.
+
+    ``engine`` or ``run_dir`` runs both evaluations through the shard runner (:mod:`bastion.engine`:
+    shards of ``shard_size`` inputs, kept under ``run_dir``/naive and ``run_dir``/adaptive for resuming;
+    on Ray ``model`` is a :class:`~bastion.engine.ModelRef`). Only deterministic transforms shard: a
+    randomised one draws from the defended model's single generator, so its draws would follow the shards.
     """
     chain = as_transforms(transforms)
     randomized = any(t.randomized for t in chain)
     eot = (20 if randomized else 1) if eot_samples is None else eot_samples
     if isinstance(eot, bool) or not isinstance(eot, int) or eot < 1:
         raise DefenseError(f"eot_samples must be an integer >= 1, got {eot_samples!r}")
+    if engine is not None or run_dir is not None:
+        return _sharded(model, x, y, threat, chain, preset, eot, seed, batch_size, progress, engine,
+                        run_dir, shard_size)  # fmt: skip
     clf = as_classifier(model, bounds=threat.bounds)
     stages = preset_attacks(preset, eot_samples=eot)
     naive = evaluate(
@@ -125,6 +137,12 @@ def evaluate_defense(
         batch_size=batch_size,
         progress=_prefixed(progress, "adaptive"),
     )
+    return _combine(naive, adaptive, chain, preset, eot)
+
+
+def _combine(
+    naive: EvaluationResult, adaptive: EvaluationResult, chain: Sequence[Transform], preset: str, eot: int
+) -> DefenseEvaluation:
     spec = ",".join(t.spec() for t in chain)
     extra = {"defense": spec, "mode": "bpda", "eot_samples": eot}
     return DefenseEvaluation(
@@ -133,6 +151,26 @@ def evaluate_defense(
         defense=spec,
         eot_samples=eot,
     )
+
+
+def _sharded(
+    model: Any, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, chain: Sequence[Transform],
+    preset: str, eot: int, seed: int, batch_size: int, progress: Progress | None, engine: Any,
+    run_dir: str | Path | None, shard_size: int,
+) -> DefenseEvaluation:  # fmt: skip
+    """Both evaluations on the shard runner, each worker wrapping its own copy of the model."""
+    from bastion.engine import evaluate_sharded
+
+    spec = ",".join(t.spec() for t in chain)
+    runs = {}
+    for mode, name, samples in (("naive", "naive", None), ("bpda", "adaptive", eot)):
+        where = None if run_dir is None else Path(run_dir) / name
+        tell = None if progress is None else (lambda d, t, n=name: progress(n, d, t))
+        runs[name] = evaluate_sharded(
+            model, x, y, threat, preset, seed=seed, batch_size=batch_size, shard_size=shard_size,
+            engine=engine, run_dir=where, progress=tell, defense=spec, defense_mode=mode, eot_samples=samples,
+        )  # fmt: skip
+    return _combine(runs["naive"], runs["adaptive"], chain, preset, eot)
 
 
 def _union(adaptive: EvaluationResult, naive: EvaluationResult) -> EvaluationResult:

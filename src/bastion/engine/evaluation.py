@@ -44,10 +44,13 @@ class EvaluateJob:
     preset: str
     seed: int
     data_sha256: str
+    defense: str | None = None
+    defense_mode: str = "bpda"
+    eot_samples: int | None = None
 
     def key(self, shard_size: int) -> dict[str, Any]:
         """The job as JSON values: its digest names the run in a run directory."""
-        return {
+        key = {
             "task": "evaluate",
             "model": model_key(self.model),
             "threat": threat_key(self.threat),
@@ -57,16 +60,26 @@ class EvaluateJob:
             "shard_size": shard_size,
             "rng": RNG_SCHEME,
         }
+        if self.defense is not None:  # absent otherwise: undefended runs keep their identity
+            key["defense"] = {"spec": self.defense, "mode": self.defense_mode, "eot": self.eot_samples}
+        return key
 
 
 def evaluate_shard(job: EvaluateJob, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
     """The task: the cascade on one shard's ``(x, y)``."""
-    from bastion.evaluation import evaluate
+    from bastion.evaluation import evaluate, preset_attacks
 
     x, y = payload
     clf, device = worker_model(job.model)
+    attacks = None
+    if job.defense is not None:
+        from bastion.defenses.defended import DefendedClassifier
+
+        clf = DefendedClassifier(clf, job.defense, mode=job.defense_mode, seed=job.seed)  # type: ignore[arg-type]
+        if job.eot_samples is not None:
+            attacks = preset_attacks(job.preset, eot_samples=job.eot_samples)
     ids = torch.arange(shard.start, shard.stop)
-    res = evaluate(clf, x.to(device), y.to(device), job.threat, job.preset, seed=job.seed,
+    res = evaluate(clf, x.to(device), y.to(device), job.threat, job.preset, attacks=attacks, seed=job.seed,
                    batch_size=batch_size, example_ids=ids)  # fmt: skip
     meta = {"n_clean_correct": int(res.clean_correct.sum()),
             "stages": [{"attack": s.attack, "params": s.params, "n_attacked": s.n_attacked,
@@ -90,23 +103,33 @@ def evaluate_sharded(
     engine: Engine | str | None = None,
     run_dir: str | Path | None = None,
     progress: Any = None,
+    defense: str | None = None,
+    defense_mode: str = "bpda",
+    eot_samples: int | None = None,
 ) -> EvaluationResult:
     """Robust accuracy as :func:`bastion.evaluate`, run shard by shard on ``engine`` (``local``, ``ray`` or
     an engine object) and kept in ``run_dir`` for resuming. ``model``: a :class:`ModelRef` (any engine)
     or a live classifier (the local engine only: other engines load models from artifacts, never from
     pickled objects). Returns an :class:`~bastion.evaluation.EvaluationResult` whose ``extra`` holds the
-    run's bookkeeping (``engine``: name, workers, shards, resumed, redone)."""
+    run's bookkeeping (``engine``: name, workers, shards, resumed, redone).
+
+    ``defense`` (a deterministic transform spec such as ``"jpeg:75,bits:4"``) puts the model behind
+    :class:`~bastion.defenses.DefendedClassifier` on each worker in ``defense_mode``, its gradient attacks
+    averaging ``eot_samples`` draws (see :func:`bastion.defenses.evaluate_defense`, which calls this).
+    Randomised transforms draw from one generator per model, not per example, so they are refused here."""
     from bastion.evaluation import EvaluationResult, StageResult, preset_attacks
 
     chosen = get_engine(engine)
     require_artifact(model, chosen)
     preset_attacks(preset)  # an unknown preset fails before any work
+    if defense is not None:
+        _check_shardable(defense)
     x, y = x.detach(), torch.as_tensor(y).long()
     if x.shape[0] != y.shape[0]:
         raise BastionError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
     n = int(x.shape[0])
     shards = make_shards(n, shard_size)
-    job = EvaluateJob(model, threat, preset, int(seed), data_digest(x, y))
+    job = EvaluateJob(model, threat, preset, int(seed), data_digest(x, y), defense, defense_mode, eot_samples)
     t0 = time.perf_counter()
     outcome = run_shards(
         evaluate_shard, job, shards, lambda s: (x[s.start : s.stop].clone(), y[s.start : s.stop].clone()),
@@ -138,3 +161,14 @@ def evaluate_sharded(
         x_adv=cat["x_adv"], predictions=cat["predictions"], stages=stages, seconds=time.perf_counter() - t0,
         seed=int(seed), extra={"engine": {**outcome.to_dict(), "shard_size": shard_size}},
     )  # fmt: skip
+
+
+def _check_shardable(spec: str) -> None:
+    from bastion.defenses import DefenseError, parse_defense
+
+    random = [t.spec() for t in parse_defense(spec) if t.randomized]
+    if random:
+        raise DefenseError(
+            f"{', '.join(random)} draws from one generator per model, so its draws would depend on the "
+            "shards; evaluate a randomised defense on the local engine without --resume"
+        )

@@ -178,3 +178,41 @@ def test_adaptive_counts_what_naive_broke_and_serialises(bits3):
     assert d["naive_robust_accuracy"] == naive.robust_accuracy and "BPDA" in d["explanation"]
     assert d["adaptive"]["mode"] == "bpda" and d["naive"]["mode"] == "naive"
     assert d["adaptive"]["preset"] == "fast" and d["adaptive"]["defense"] == "bits:3"
+
+
+def test_sharded_and_resumed_equals_one_pass(bits3, cnn, digits, tmp_path):
+    """A deterministic defense on the shard runner: shards of 30 (a last short one), both evaluations kept
+    under the run directory, give the one-pass result input for input; a second call reads every shard
+    back; a randomised transform is refused there."""
+    from bastion.engine import LocalEngine
+
+    threat = ThreatModel("linf", EPS, bounds=cnn.bounds)
+    runs = [
+        evaluate_defense(
+            cnn,
+            *digits,
+            threat,
+            "bits:3",
+            "fast",
+            engine=LocalEngine(threads=1),
+            run_dir=tmp_path / "run",
+            shard_size=30,
+        )
+        for _ in range(2)
+    ]
+    for res in runs:
+        for part in ("naive", "adaptive"):
+            got, want = getattr(res, part), getattr(bits3, part)
+            assert torch.equal(got.robust, want.robust) and torch.equal(got.x_adv, want.x_adv), part
+            assert [s.attack for s in got.stages] == [s.attack for s in want.stages]
+            assert [s.n_fooled for s in got.stages] == [s.n_fooled for s in want.stages]
+    assert runs[0].adaptive.extra["engine"]["resumed"] == []
+    assert (
+        runs[1].naive.extra["engine"]["resumed"]
+        == runs[1].adaptive.extra["engine"]["resumed"]
+        == [0, 1, 2, 3]
+    )
+    assert runs[1].adaptive.extra["defense"] == "bits:3" and runs[1].adaptive.extra["mode"] == "bpda"
+    with pytest.raises(DefenseError, match="local engine"):
+        evaluate_defense(cnn, *digits, threat, "resize-pad", "fast", run_dir=tmp_path / "random")
+    assert not (tmp_path / "random").exists()
