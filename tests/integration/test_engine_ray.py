@@ -161,6 +161,38 @@ def test_a_defended_evaluation_is_the_same_on_ray(cluster: None) -> None:
     assert runs["local"].naive.robust_accuracy > runs["local"].adaptive.robust_accuracy  # the defense masks
 
 
+def test_a_text_cascade_is_the_same_on_ray(cluster: None, tmp_path: Path) -> None:
+    """A scikit-learn text pipeline from a factory file, loaded by each Ray worker from its hashed file
+    (behind the sanitiser): the sharded cascade equals one local pass, text for text."""
+    from bastion.engine import TextModelRef, evaluate_text_sharded
+    from bastion.text import evaluate_text
+    from bastion.text.sanitise import SanitisedTextClassifier
+
+    net = tmp_path / "reviews.py"
+    net.write_text(
+        "from sklearn.feature_extraction.text import CountVectorizer\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.pipeline import make_pipeline\n\n\ndef build():\n"
+        "    pos = ['a great film', 'great acting', 'a wonderful story', 'wonderful cast']\n"
+        "    neg = ['a terrible film', 'terrible acting', 'an awful story', 'awful cast']\n"
+        "    model = make_pipeline(CountVectorizer(), LogisticRegression(C=10))\n"
+        "    return model.fit(pos + neg, [1] * 4 + [0] * 4)\n"
+    )
+    texts = ["a great film", "great acting and a wonderful story", "a terrible film", "awful acting",
+             "wonderful", "terrible , awful", "the cast was great", "an awful film"]  # fmt: skip
+    labels = [1, 1, 0, 0, 1, 0, 1, 0]
+    ref = TextModelRef.create(f"{net}:build", sanitise=True)
+    stages = ("invisible", "homoglyph", "deepwordbug")
+    on_ray = evaluate_text_sharded(ref, texts, labels, "paper", attacks=stages, seed=3, shard_size=3,
+                                   engine=RayEngine(workers=2))  # fmt: skip
+    local = evaluate_text(SanitisedTextClassifier(ref.load().model), texts, labels, "paper", attacks=stages,
+                          seed=3)  # fmt: skip
+    assert on_ray.adversarials == local.adversarials and torch.equal(on_ray.fooled, local.fooled)
+    assert [s.fooled for s in on_ray.stages] == [s.fooled for s in local.stages]
+    assert on_ray.stages[2].fooled > 0 and on_ray.stages[0].fooled == 0  # typos pass, invisible ones not
+    assert on_ray.extra["engine"]["shards"] == 3
+
+
 def _numbers(report: Any) -> Any:
     """report.json without its clocks (wall time differs from run to run, nothing else may)."""
     timing = {"timing", "seconds", "log", "created", "generated_at", "environment"}

@@ -51,7 +51,8 @@ def test_engine_options_are_checked_first() -> None:
         "unknown engine 'spark'": ("evaluate", "zoo:digits-cnn", "digits", "--engine", "spark"),
         "apply to --engine ray": ("membership", "zoo:digits-cnn", "--members", "digits", "--non-members",
                                   "digits", "--workers", "2"),
-        "run image evaluations": ("evaluate", "zoo:sst2-wordcnn", "sst2", "--engine", "ray"),
+        "a tabular model runs locally": ("evaluate", "model.py:build", "credit.csv", "--schema",
+                                         "schema.json", "--engine", "ray"),
     }  # fmt: skip
     for expected, args in cases.items():
         res = bastion(*args)

@@ -32,6 +32,24 @@ def test_evaluate_text_model_at_one_preset(tmp_path: Path) -> None:
     assert "accuracy under attack" in res.stdout
 
 
+def test_evaluate_text_model_in_shards_resumes_with_the_same_numbers(tmp_path: Path) -> None:
+    model, data = text_files(tmp_path)
+    base = ("evaluate", f"{model}:build", f"csv:{data}", "--text-column", "review", "--preset", "paper")
+    sharded = ("--shard-size", "2", "--resume", str(tmp_path / "run"))
+    runs = []
+    for name, extra in (("1", sharded), ("2", sharded), ("whole", ())):
+        res = bastion(*base, *extra, "--json", str(tmp_path / f"{name}.json"))
+        assert res.returncode == 0, res.stderr
+        runs.append(json.loads((tmp_path / f"{name}.json").read_text())["presets"][0])
+    assert runs[0]["engine"]["resumed"] == [] and runs[1]["engine"]["resumed"] == [0, 1, 2]
+    assert (tmp_path / "run" / "paper" / "manifest.json").exists() and "engine" not in runs[2]
+    for run in runs[:2]:
+        assert run["robust_accuracy"] == runs[2]["robust_accuracy"] < run["clean_accuracy"]
+        assert [(s["attack"], s["attacked"], s["fooled"], s["queries"]) for s in run["stages"]] == [
+            (s["attack"], s["attacked"], s["fooled"], s["queries"]) for s in runs[2]["stages"]
+        ]
+
+
 @pytest.mark.slow  # 9 s; test_text_attack_cli checks --sanitise on the attack command in the suite
 def test_evaluate_text_model_behind_the_sanitiser(tmp_path: Path) -> None:
     model, data = text_files(tmp_path)

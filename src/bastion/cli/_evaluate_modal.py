@@ -39,9 +39,11 @@ def _text_presets(preset: str) -> tuple[str, ...]:
 def run_text_evaluate(
     *, model_spec: str, data_spec: str, preset: str, split: str, text_column: str | None, label: str | None,
     limit: int | None, seed: int, queries: int | None, sanitise: bool, json_path: Path | None,
+    engine: Any = None, resume: Path | None = None, shard_size: int = 500,
 ) -> dict[str, Any]:  # fmt: skip
     """Evaluate a text model (behind the sanitiser with ``sanitise``: adaptive, the attacks query the
-    defended model) at each preset; print one table per preset; ``--json`` holds all."""
+    defended model) at each preset; print one table per preset; ``--json`` holds all. With ``engine``
+    the texts run in shards on it (kept under ``resume``/PRESET when given)."""
     from bastion.cli._audit_modal import load_text_audit
     from bastion.text.evaluation import evaluate_text
     from bastion.text.sanitise import SanitisedTextClassifier
@@ -56,6 +58,10 @@ def run_text_evaluate(
     with progress_bar() as bar:
         tasks: dict[str, Any] = {}
         for p in presets:
+            if engine is not None:
+                runs.append(_sharded_text(clf, model_spec, sanitise, data, p, seed, queries, engine, resume,
+                                          shard_size, bar))  # fmt: skip
+                continue
 
             def on_progress(stage: str, done: int, total: int, p: str = p) -> None:
                 key = f"{stage} ({p})"
@@ -93,6 +99,23 @@ def run_text_evaluate(
     if json_path is not None:
         write_json(json_path, payload)
     return payload
+
+
+def _sharded_text(
+    clf: Any, spec: str, sanitise: bool, data: Any, preset: str, seed: int, queries: int | None, engine: Any,
+    resume: Path | None, shard_size: int, bar: Any,
+) -> Any:  # fmt: skip
+    """One preset's cascade on the shard runner: workers load the model from its spec (a live model on
+    the local engine), progress counts texts in finished shards."""
+    from bastion.engine import TextModelRef, evaluate_text_sharded
+
+    target = clf if engine.name == "local" else TextModelRef.create(spec, sanitise=sanitise)
+    task = bar.add_task(f"{preset} ({engine.name})", total=len(data.texts))
+    return evaluate_text_sharded(
+        target, data.texts, data.labels, preset, seed=seed, max_queries=queries, shard_size=shard_size,
+        engine=engine, run_dir=None if resume is None else resume / preset,
+        progress=lambda done, total: bar.update(task, completed=done, total=total),
+    )  # fmt: skip
 
 
 def run_tabular_evaluate(

@@ -474,9 +474,9 @@ def evaluate(
     kind = modality(model, data, text_column=text_column, schema=schema)
     runner = get_engine(engine, address=address, workers=workers, threads=threads)  # typos fail first
     sharded = runner.name != "local" or resume is not None
-    if kind != "image" and sharded:
+    if kind == "tabular" and sharded:
         raise AttackError(
-            f"--engine ray and --resume run image evaluations for now; a {kind} model runs locally"
+            "--engine ray and --resume run image and text evaluations; a tabular model runs locally"
         )
     if kind != "image":
         from bastion.cli._evaluate_modal import run_tabular_evaluate, run_text_evaluate
@@ -488,6 +488,7 @@ def evaluate(
             run_text_evaluate(
                 model_spec=model, data_spec=data, preset=preset, split=split, text_column=text_column,
                 label=label, limit=limit, seed=seed, queries=queries, sanitise=sanitise, json_path=json_path,
+                engine=runner if sharded else None, resume=resume, shard_size=shard_size,
             )  # fmt: skip
         else:
             run_tabular_evaluate(

@@ -18,34 +18,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from bastion.cli.common import err, out, progress_bar, write_json
-from bastion.errors import DataError, ModelContractError
+from bastion.errors import DataError
+from bastion.text.specs import load_text_model_spec
 
 __all__ = ["load_text_data_spec", "load_text_inputs", "load_text_model_spec", "run_text_attack"]
 
 _TEXT_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
-
-
-def load_text_model_spec(spec: str) -> Any:
-    """A text classifier from ``zoo:NAME`` or ``TARGET:factory`` (see the module docstring)."""
-    from bastion.loading import factory_object
-    from bastion.text.model import as_text_classifier
-    from bastion.text.zoo import TEXT_ZOO, load_text_model
-
-    if spec.startswith("oip:"):  # a text model served over the Open Inference Protocol (BYTES input)
-        from bastion.remote import load_remote_text
-
-        return load_remote_text(spec)
-    if spec.startswith("zoo:"):
-        return load_text_model(spec[4:])
-    if spec in TEXT_ZOO:
-        return load_text_model(spec)
-    target, sep, factory = spec.rpartition(":")
-    if not sep or not target:
-        raise ModelContractError(
-            f"text model spec {spec!r}: use zoo:NAME ({', '.join(TEXT_ZOO)}), oip:http://HOST/models/NAME or "
-            "FILE.py:factory returning a text classifier"
-        )
-    return as_text_classifier(factory_object(target, factory))
 
 
 def load_text_data_spec(spec: str, *, split: str, text_column: str, label: str | None) -> Any:

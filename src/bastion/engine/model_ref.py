@@ -17,7 +17,7 @@ from typing import Any
 from bastion.errors import ModelContractError
 from bastion.model import TorchClassifier
 
-__all__ = ["ModelRef"]
+__all__ = ["ModelRef", "TextModelRef"]
 
 
 def _files_of(spec: str, weights: str | None) -> list[str]:
@@ -78,19 +78,7 @@ class ModelRef:
 
     def verify(self) -> None:
         """Raise :class:`ModelContractError` if a file differs from the driver's copy."""
-        from bastion.loading import sha256_file
-
-        for path, digest in self.sha256:
-            if not Path(path).is_file():
-                raise ModelContractError(
-                    f"{path} is missing on this worker; every worker needs the model files at the same path"
-                )
-            found = sha256_file(path)
-            if found != digest:
-                raise ModelContractError(
-                    f"{path} changed since the run started (sha256 {found[:12]}, expected {digest[:12]}); "
-                    "rerun with the file the run started from"
-                )
+        _verify(self.sha256)
 
     def load(self) -> TorchClassifier:
         """The model, verified, on ``device`` (one load per process and reference)."""
@@ -114,3 +102,66 @@ class ModelRef:
 @functools.lru_cache(maxsize=4)
 def _load(ref: ModelRef) -> TorchClassifier:
     return ref.build()
+
+
+def _verify(sha256: tuple[tuple[str, str], ...]) -> None:
+    from bastion.loading import sha256_file
+
+    for path, digest in sha256:
+        if not Path(path).is_file():
+            raise ModelContractError(
+                f"{path} is missing on this worker; every worker needs the model files at the same path"
+            )
+        found = sha256_file(path)
+        if found != digest:
+            raise ModelContractError(
+                f"{path} changed since the run started (sha256 {found[:12]}, expected {digest[:12]}); "
+                "rerun with the file the run started from"
+            )
+
+
+@dataclass(frozen=True)
+class TextModelRef:
+    """A text model that travels: ``TextModelRef.create("zoo:sst2-wordcnn" or "model.py:factory",
+    sanitise=False)`` on the driver, ``ref.load()`` on a worker (verified, cached per process).
+    ``sanitise`` puts the model behind the default :class:`~bastion.text.SanitisedTextClassifier`."""
+
+    spec: str
+    sanitise: bool = False
+    sha256: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def create(cls, spec: str, *, sanitise: bool = False) -> TextModelRef:
+        from bastion.loading import sha256_file
+
+        if spec.startswith("oip:"):
+            raise ModelContractError(f"{spec} is a remote model; the shard runner loads local artifacts")
+        if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
+            target, _, factory = spec.rpartition(":")
+            spec = f"{Path(target).resolve()}:{factory}"
+        digests = tuple((f, sha256_file(f)) for f in _files_of(spec, None))
+        return cls(spec, bool(sanitise), digests)
+
+    def verify(self) -> None:
+        """Raise :class:`ModelContractError` if a file differs from the driver's copy."""
+        _verify(self.sha256)
+
+    def load(self) -> Any:
+        """The text classifier, verified (one load per process and reference)."""
+        return _load_text(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "sanitise": self.sanitise, "sha256": dict(self.sha256)}
+
+
+@functools.lru_cache(maxsize=4)
+def _load_text(ref: TextModelRef) -> Any:
+    from bastion.text.specs import load_text_model_spec
+
+    ref.verify()
+    model = load_text_model_spec(ref.spec)
+    if ref.sanitise:
+        from bastion.text.sanitise import SanitisedTextClassifier
+
+        model = SanitisedTextClassifier(model)
+    return model

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -64,6 +64,7 @@ class TextEvaluation:
     fooled_by: tuple[str | None, ...]
     seed: int
     seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)  # run bookkeeping, e.g. the shard runner's "engine"
 
     @property
     def complete(self) -> bool:
@@ -80,6 +81,7 @@ class TextEvaluation:
             "stages": [dataclasses.asdict(s) for s in self.stages],
             "seed": self.seed,
             "seconds": self.seconds,
+            **self.extra,
         }
 
 
@@ -93,11 +95,14 @@ def evaluate_text(
     seed: int = 0,
     max_queries: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    example_ids: Sequence[int] | torch.Tensor | None = None,
 ) -> TextEvaluation:
     """Attack ``texts`` with ``attacks`` in turn at ``preset`` (``paper`` or ``strict``).
 
     ``model``: a text classifier (``list[str] -> logits (N, K)``) or a fitted scikit-learn text pipeline.
     ``max_queries``: per text and attack. ``progress(stage, done, total)`` is called as texts finish.
+    Every text's random draws are keyed by (``seed``, its id): ``example_ids`` (default: positions) give
+    the texts' indices in a larger evaluation, so a shard of it reproduces the whole run's texts.
     Guarantee: ``robust_accuracy`` = share of texts classified correctly and flipped by no stage's
     verified edit; the stages' ``fooled`` sum to the clean-correct texts lost.
     """
@@ -110,6 +115,9 @@ def evaluate_text(
     y = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
     if not items or y.shape[0] != len(items):
         raise DataError(f"{len(items)} texts and {y.shape[0]} labels: give one label per text, at least one")
+    ids = list(range(len(items))) if example_ids is None else [int(i) for i in example_ids]
+    if len(ids) != len(items):
+        raise DataError(f"{len(items)} texts but {len(ids)} example_ids; give one id per text")
     clf = as_text_classifier(model)
     t0 = time.perf_counter()
     correct = clf(items).argmax(dim=1).cpu() == y
@@ -130,7 +138,8 @@ def evaluate_text(
             stages.append(TextStage(name, "ran", 0, 0, robust, 0, 0.0))
             continue
         report = None if progress is None else (lambda d, t, n=name: progress(n, d, t))
-        result = attack(clf, [items[i] for i in todo], y[todo], threat, seed=seed, progress=report)
+        result = attack(clf, [items[i] for i in todo], y[todo], threat, seed=seed, progress=report,
+                        example_ids=[ids[i] for i in todo])  # fmt: skip
         for j, i in enumerate(todo):
             if bool(result.success[j]):
                 fooled[i], adversarials[i], fooled_by[i] = True, result.adversarials[j], name

@@ -51,7 +51,10 @@ class BudgetedTextClassifier:
 
 
 class TextAttack(ABC):
-    """Base of every text attack: ``attack(model, texts, labels, threat=None, seed=0)``.
+    """Base of every text attack: ``attack(model, texts, labels, threat=None, seed=0, example_ids=None)``.
+
+    Each text draws from its own generator seeded by (``seed``, its id): ids default to positions;
+    pass the texts' indices in the whole evaluation so a subset or shard draws as the whole would.
 
     Subclasses set ``name``, ``family`` (the preset :meth:`TextThreatModel.for_attack` names), ``uses``
     (the edit kinds the algorithm can make) and implement :meth:`_attack_one`.
@@ -89,11 +92,15 @@ class TextAttack(ABC):
         *,
         seed: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        example_ids: Sequence[int] | torch.Tensor | None = None,
     ) -> TextAttackResult:
         items = check_texts(texts, doing=f"attacking with {self.name}")
         y = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
         if y.shape[0] != len(items):
             raise DataError(f"{len(items)} texts but {y.shape[0]} labels")
+        ids = list(range(len(items))) if example_ids is None else [int(i) for i in example_ids]
+        if len(ids) != len(items):
+            raise DataError(f"{len(items)} texts but {len(ids)} example_ids; give one id per text")
         threat = threat or TextThreatModel.for_attack(self.family)
         if not threat.edits & self.uses:
             raise ThreatModelError(
@@ -109,7 +116,9 @@ class TextAttack(ABC):
         todo = [i for i in range(len(items)) if bool(correct[i])]
         for done, i in enumerate(todo):
             budget = BudgetedTextClassifier(model, self.max_queries)
-            g = torch.Generator().manual_seed(seed * 1_000_003 + i)  # per example: order-independent
+            # keyed by the text's id (its position unless example_ids says otherwise): the same draws in
+            # any batch, subset or shard
+            g = torch.Generator().manual_seed(seed * 1_000_003 + ids[i])
             try:
                 adversarials[i] = self._attack_one(budget, items[i], int(y[i]), threat, g)
             except QueryBudgetError:
