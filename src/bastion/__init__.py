@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from bastion.data import load_dataset
     from bastion.data.dataset import Dataset
     from bastion.defenses import DefendedClassifier
-    from bastion.defenses.training import HardenResult, TrainingConfig, harden
+    from bastion.defenses.training import TrainingConfig
+    from bastion.defenses.training.harden import HardenResult, harden  # the function, not its module
     from bastion.detect import (
         STRIP,
         ActivationClustering,

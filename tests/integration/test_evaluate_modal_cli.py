@@ -76,6 +76,16 @@ def test_evaluate_tabular_model(tmp_path: Path) -> None:
     stages = {s["attack"]: s for s in payload["stages"]}
     assert stages["cpgd"]["skipped"] and stages["moeva"]["attacked"] == payload["records"] == 80
     assert payload["robust_accuracy"] < payload["clean_accuracy"] and "mcc" in payload
+    # in shards, resumed: the same records flipped as in one pass
+    base = ("evaluate", f"{model}:build", f"csv:{data}", "--schema", str(schema), "--shard-size", "30",
+            "--resume", str(tmp_path / "run"))  # fmt: skip
+    for name in ("1", "2"):
+        res = bastion(*base, "--json", str(tmp_path / f"{name}.json"))
+        assert res.returncode == 0, res.stderr
+        sharded = json.loads((tmp_path / f"{name}.json").read_text())
+        assert sharded["robust_accuracy"] == payload["robust_accuracy"]
+        assert [s["successes"] for s in sharded["stages"]] == [s["successes"] for s in payload["stages"]]
+    assert sharded["engine"]["resumed"] == [0, 1, 2] and sharded["engine"]["shards"] == 3
 
 
 def test_evaluate_refuses_other_modalities_options(tmp_path: Path) -> None:

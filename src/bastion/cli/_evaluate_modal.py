@@ -120,9 +120,11 @@ def _sharded_text(
 
 def run_tabular_evaluate(
     *, model_spec: str, data_spec: str, preset: str, schema: Path | None, threat_preset: str | None,
-    budget: float | None, limit: int | None, seed: int, json_path: Path | None,
+    budget: float | None, limit: int | None, seed: int, json_path: Path | None, engine: Any = None,
+    resume: Path | None = None, shard_size: int = 500,
 ) -> dict[str, Any]:  # fmt: skip
-    """The constrained cascade on a tabular model, with clean/balanced accuracy and MCC beside it."""
+    """The constrained cascade on a tabular model, with clean/balanced accuracy and MCC beside it (in
+    shards on ``engine``, kept under ``resume``, when given)."""
     from bastion.cli._audit_modal import load_tabular_audit
     from bastion.tabular import TabularCascade, robustness_report
 
@@ -136,9 +138,20 @@ def run_tabular_evaluate(
         seed=seed,
     )  # fmt: skip
     with progress_bar() as bar:
-        task = bar.add_task("cascade", total=None)
-        outcome = TabularCascade()(clf, data.x, data.y, threat, seed=seed)
-        bar.update(task, total=1, completed=1)
+        if engine is not None:
+            from bastion.engine import TabularModelRef, evaluate_tabular_sharded
+
+            target = clf if engine.name == "local" else TabularModelRef.create(model_spec, data.schema)
+            task = bar.add_task(f"cascade ({engine.name})", total=len(data))
+            outcome = evaluate_tabular_sharded(
+                TabularCascade(), target, data.x, data.y, threat, seed=seed, shard_size=shard_size,
+                engine=engine, run_dir=resume,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )  # fmt: skip
+        else:
+            task = bar.add_task("cascade", total=None)
+            outcome = TabularCascade()(clf, data.x, data.y, threat, seed=seed)
+            bar.update(task, total=1, completed=1)
     report = robustness_report(clf, data.x, data.y, outcome.result)
     table = Table(title=escape(f"{model_spec} on {Path(data_spec).name}: tabular"), title_justify="left")
     for col in ("stage", "attacked", "flipped", "queries", "gradient evals", "seconds"):
@@ -164,6 +177,8 @@ def run_tabular_evaluate(
         )
     payload = {"model": model_spec, "data": str(data_spec), "modality": "tabular", "threat": threat.to_dict(),
                "threat_preset": threat_preset, **report.to_dict(), **outcome.summary()}  # fmt: skip
+    if "engine" in outcome.result.params:
+        payload["engine"] = outcome.result.params["engine"]
     if json_path is not None:
         write_json(json_path, payload)
     return payload

@@ -474,10 +474,6 @@ def evaluate(
     kind = modality(model, data, text_column=text_column, schema=schema)
     runner = get_engine(engine, address=address, workers=workers, threads=threads)  # typos fail first
     sharded = runner.name != "local" or resume is not None
-    if kind == "tabular" and sharded:
-        raise AttackError(
-            "--engine ray and --resume run image and text evaluations; a tabular model runs locally"
-        )
     if kind != "image":
         from bastion.cli._evaluate_modal import run_tabular_evaluate, run_text_evaluate
 
@@ -494,6 +490,7 @@ def evaluate(
             run_tabular_evaluate(
                 model_spec=model, data_spec=data, preset=preset, schema=schema, threat_preset=threat_preset,
                 budget=budget, limit=limit, seed=seed, json_path=json_path,
+                engine=runner if sharded else None, resume=resume, shard_size=shard_size,
             )  # fmt: skip
         return
     if queries is not None or sanitise or threat_preset is not None or budget is not None:

@@ -18,33 +18,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from bastion.cli.common import err, out, write_json
-from bastion.errors import AttackError, DataError, ModelContractError
+from bastion.errors import AttackError, DataError
 
-__all__ = ["TABULAR_ATTACKS", "load_tabular_inputs", "load_tabular_model_spec", "run_tabular_attack"]
+__all__ = ["TABULAR_ATTACKS", "load_tabular_inputs", "run_tabular_attack"]
 
 TABULAR_ATTACKS = ("cpgd", "moeva", "cascade")
-
-
-def load_tabular_model_spec(spec: str, schema: Any) -> Any:
-    """A tabular classifier from ``TARGET:factory`` (see the module docstring); an estimator with
-    ``predict_proba`` is wrapped over ``schema``."""
-    from bastion.loading import factory_object
-    from bastion.tabular import SklearnTabularClassifier
-
-    target, sep, factory = spec.rpartition(":")
-    if not sep or not target:
-        raise ModelContractError(
-            f"tabular model spec {spec!r}: use FILE.py:factory returning a tabular model"
-        )
-    built = factory_object(target, factory)
-    if hasattr(built, "predict_proba") and not hasattr(built, "schema"):
-        return SklearnTabularClassifier(built, schema)
-    if not (callable(built) and hasattr(built, "schema") and hasattr(built, "num_classes")):
-        raise ModelContractError(
-            f"{spec}() returned {type(built).__name__}: return a bastion.tabular classifier (train_mlp, "
-            "TorchTabularClassifier, SklearnTabularClassifier) or a fitted estimator with predict_proba"
-        )
-    return built
 
 
 def load_tabular_inputs(
@@ -54,6 +32,7 @@ def load_tabular_inputs(
     under ``--schema``, the model over their schema, and ``--threat-preset`` (``--budget`` overriding its
     budget) or the schema's own limits with ``--budget``. Shared by ``attack`` and ``audit``."""
     from bastion.tabular import TabularSchema, TabularThreatModel, load_tabular
+    from bastion.tabular.specs import load_tabular_model_spec
     from bastion.tabular.threats import threat_preset as preset_threat
 
     if schema_path is None:

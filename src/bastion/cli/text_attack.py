@@ -19,9 +19,8 @@ from rich.table import Table
 
 from bastion.cli.common import err, out, progress_bar, write_json
 from bastion.errors import DataError
-from bastion.text.specs import load_text_model_spec
 
-__all__ = ["load_text_data_spec", "load_text_inputs", "load_text_model_spec", "run_text_attack"]
+__all__ = ["load_text_data_spec", "load_text_inputs", "run_text_attack"]
 
 _TEXT_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz")
 
@@ -47,6 +46,8 @@ def load_text_inputs(
 ) -> tuple[Any, Any]:
     """(model, labelled texts) from the command line's specs; refuses a model whose class count differs
     from the data's. Shared by ``attack`` and ``audit``."""
+    from bastion.text.specs import load_text_model_spec
+
     model = load_text_model_spec(model_spec)
     data = load_text_data_spec(data_spec, split=split, text_column=text_column, label=label)
     if model.num_classes is not None and model.num_classes != data.num_classes:

@@ -3,13 +3,15 @@ disk as it finishes so a long run survives interruption (``--resume DIR``).
 
 - :func:`make_shards`, :class:`Shard`: the sharding (a function of the examples, never of the workers);
   random draws are keyed by example (:mod:`bastion.rng`, :data:`RNG_SCHEME`), not by shard;
-- :class:`ModelRef` (:class:`TextModelRef` for text models): a model named by its artifact, with the
-  sha256 of its files, that workers load and verify (models never travel as pickled objects);
+- :class:`ModelRef` (:class:`TextModelRef`, :class:`TabularModelRef` for text and tabular models): a
+  model named by its artifact, with the sha256 of its files, that workers load and verify (models never
+  travel as pickled objects);
 - :class:`LocalEngine`, :class:`RayEngine`, :func:`get_engine`: where shards run;
 - :class:`RunDirectory`: a run's manifest and shard files (atomic writes, hashes, resume);
 - :func:`run_shards`: skip, run, keep, gather; :func:`evaluate_sharded` (the evaluation cascade) and
   :func:`certify_sharded` (randomized smoothing, IBP, derandomized smoothing) and
-  :func:`evaluate_text_sharded` (the text cascade) on it.
+  :func:`evaluate_text_sharded` (the text cascade) and :func:`evaluate_tabular_sharded` (the tabular
+  cascade) on it.
 
 Ray is optional (``pip install 'bastion[ray]'``) and imported only by :class:`RayEngine`.
 """
@@ -20,10 +22,11 @@ from bastion.engine.attack import AttackJob, ShardedAttack, attack_sharded
 from bastion.engine.certification import CertifyJob, certify_sharded
 from bastion.engine.engines import ENGINES, Engine, LocalEngine, RayEngine, ShardFailed, get_engine
 from bastion.engine.evaluation import EvaluateJob, evaluate_sharded
-from bastion.engine.model_ref import ModelRef, TextModelRef
+from bastion.engine.model_ref import ModelRef, TabularModelRef, TextModelRef
 from bastion.engine.rundir import RunDirectory, ShardOutput
 from bastion.engine.runner import RunOutcome, run_shards
 from bastion.engine.shards import RNG_SCHEME, Shard, make_shards
+from bastion.engine.tabular_evaluation import TabularEvaluateJob, evaluate_tabular_sharded
 from bastion.engine.text_evaluation import TextEvaluateJob, evaluate_text_sharded
 
 __all__ = [
@@ -42,11 +45,14 @@ __all__ = [
     "ShardFailed",
     "ShardOutput",
     "ShardedAttack",
+    "TabularEvaluateJob",
+    "TabularModelRef",
     "TextEvaluateJob",
     "TextModelRef",
     "attack_sharded",
     "certify_sharded",
     "evaluate_sharded",
+    "evaluate_tabular_sharded",
     "evaluate_text_sharded",
     "get_engine",
     "make_shards",

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 
 from bastion.engine.engines import Engine, LocalEngine
-from bastion.engine.model_ref import ModelRef, TextModelRef
+from bastion.engine.model_ref import ModelRef, TabularModelRef, TextModelRef
 from bastion.errors import ModelContractError
 from bastion.threat import ThreatModel
+
+_REFS = (ModelRef, TextModelRef, TabularModelRef)  # models named by their artifacts
 
 __all__ = ["data_digest", "model_key", "require_artifact", "threat_key", "worker_model"]
 
@@ -19,7 +21,7 @@ __all__ = ["data_digest", "model_key", "require_artifact", "threat_key", "worker
 def model_key(model: Any) -> dict[str, Any]:
     """A :class:`ModelRef`'s spec and file hashes; a live model (local engine) by its class, the sha256 of
     its parameters and, for a remote model, its address."""
-    if isinstance(model, ModelRef | TextModelRef):
+    if isinstance(model, _REFS):
         return model.to_dict()
     h = hashlib.sha256()
     module = getattr(model, "module", model)
@@ -47,7 +49,7 @@ def data_digest(*tensors: torch.Tensor) -> str:
 def require_artifact(model: Any, engine: Engine, *, what: str = "a live model") -> None:
     """Only the local engine takes a live model (or a Python factory); the others load or build it on each
     worker from its artifact, never from a pickled object."""
-    if not isinstance(model, ModelRef | TextModelRef) and not isinstance(engine, LocalEngine):
+    if not isinstance(model, _REFS) and not isinstance(engine, LocalEngine):
         raise ModelContractError(
             f"the {engine.name} engine loads the model on each worker from its files: pass "
             f"bastion.engine.ModelRef.create('zoo:NAME' or 'model.py:factory', weights=...), not {what}"
@@ -56,5 +58,5 @@ def require_artifact(model: Any, engine: Engine, *, what: str = "a live model") 
 
 def worker_model(model: Any) -> tuple[Any, torch.device]:
     """The classifier a task runs (a :class:`ModelRef` loaded once per process) and its device."""
-    clf = model.load() if isinstance(model, ModelRef | TextModelRef) else model
+    clf = model.load() if isinstance(model, _REFS) else model
     return clf, getattr(clf, "device", torch.device("cpu"))

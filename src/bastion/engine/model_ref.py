@@ -17,7 +17,7 @@ from typing import Any
 from bastion.errors import ModelContractError
 from bastion.model import TorchClassifier
 
-__all__ = ["ModelRef", "TextModelRef"]
+__all__ = ["ModelRef", "TabularModelRef", "TextModelRef"]
 
 
 def _files_of(spec: str, weights: str | None) -> list[str]:
@@ -165,3 +165,50 @@ def _load_text(ref: TextModelRef) -> Any:
 
         model = SanitisedTextClassifier(model)
     return model
+
+
+@dataclass(frozen=True)
+class TabularModelRef:
+    """A tabular model that travels: ``TabularModelRef.create("model.py:factory", schema)``; a worker
+    rebuilds the schema from its JSON form and the model from the spec over it (``ref.load()``)."""
+
+    spec: str
+    schema_json: str
+    sha256: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def create(cls, spec: str, schema: Any) -> TabularModelRef:
+        import json
+
+        from bastion.loading import sha256_file
+
+        if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
+            target, _, factory = spec.rpartition(":")
+            spec = f"{Path(target).resolve()}:{factory}"
+        digests = tuple((f, sha256_file(f)) for f in _files_of(spec, None))
+        return cls(spec, json.dumps(schema.to_dict(), sort_keys=True), digests)
+
+    def verify(self) -> None:
+        """Raise :class:`ModelContractError` if a file differs from the driver's copy."""
+        _verify(self.sha256)
+
+    def load(self) -> Any:
+        """The tabular classifier, verified (one load per process and reference)."""
+        return _load_tabular(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        import hashlib
+
+        schema = hashlib.sha256(self.schema_json.encode()).hexdigest()
+        return {"spec": self.spec, "schema_sha256": schema, "sha256": dict(self.sha256)}
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tabular(ref: TabularModelRef) -> Any:
+    import json
+
+    from bastion.tabular import TabularSchema
+    from bastion.tabular.specs import load_tabular_model_spec
+
+    ref.verify()
+    return load_tabular_model_spec(ref.spec, TabularSchema.from_dict(json.loads(ref.schema_json)))

@@ -51,7 +51,7 @@ def test_cascade_on_a_differentiable_model_merges_and_counts_both_stages() -> No
     # the same stages run by hand: CPGD on every record (seed 5), MoEvA on what it left (seed 6)
     r1 = cpgd(model, d.x, d.y, THREAT, seed=5)
     left = (~r1.success).nonzero().flatten()
-    r2 = moeva(model, d.x[left], d.y[left], THREAT, seed=6)
+    r2 = moeva(model, d.x[left], d.y[left], THREAT, seed=6, example_ids=left)  # each record its own draws
     assert first.attacked == len(d.x) and second.attacked == len(left)
     assert first.successes == int(r1.success.sum()) and second.successes == int(r2.success.sum())
     res = out.result
@@ -87,3 +87,51 @@ def test_cascade_on_a_black_box_model_runs_the_genetic_search_only() -> None:
         TabularCascade((CPGD(),))(model, d.x, d.y, THREAT)
     with pytest.raises(AttackError, match="non-empty"):
         TabularCascade(())
+
+
+def test_the_cascade_in_two_pieces_equals_one_pass() -> None:
+    """Every record draws by its id, so the cascade (CPGD with random restarts, then MoEvA) on two pieces
+    of the records under their ids gives the one-pass records row for row: what lets it run in shards."""
+    d = data()
+    model = train_mlp(d, hidden=(16,), epochs=30, seed=0, lr=0.01)
+    cascade = TabularCascade((CPGD(steps=3, restarts=3), MoEvA(population=10, generations=6)))
+    whole = cascade(model, d.x, d.y, THREAT, seed=2)
+    half = len(d.x) // 2
+    pieces = [cascade(model, d.x[s], d.y[s], THREAT, seed=2, example_ids=torch.arange(len(d.x))[s])
+              for s in (slice(0, half), slice(half, None))]  # fmt: skip
+    assert torch.equal(torch.cat([p.result.x_adv for p in pieces]), whole.result.x_adv)
+    assert torch.equal(torch.cat([p.result.success for p in pieces]), whole.result.success)
+    assert [sum(p.stages[k].successes for p in pieces) for k in (0, 1)] == [s.successes for s in whole.stages]
+    second = cascade(model, d.x[half:], d.y[half:], THREAT, seed=2)  # positions as ids: other draws
+    assert not torch.equal(second.result.x_adv, whole.result.x_adv[half:])
+
+
+def test_the_cascade_on_the_shard_runner_equals_one_pass_and_resumes(tmp_path) -> None:
+    from bastion.engine import LocalEngine, evaluate_tabular_sharded
+
+    d = data()
+    model = train_mlp(d, hidden=(16,), epochs=30, seed=0, lr=0.01)
+    cascade = TabularCascade((CPGD(steps=3, restarts=2), MoEvA(population=10, generations=6)))
+    one = cascade(model, d.x, d.y, THREAT, seed=4)
+    runs = [
+        evaluate_tabular_sharded(
+            cascade,
+            model,
+            d.x,
+            d.y,
+            THREAT,
+            seed=4,
+            shard_size=70,
+            engine=LocalEngine(threads=1),
+            run_dir=tmp_path / "run",
+        )
+        for _ in range(2)
+    ]
+    for out in runs:
+        for name in ("x_adv", "success", "valid", "predictions", "changed", "cost"):
+            assert torch.equal(getattr(out.result, name), getattr(one.result, name)), name
+        assert [s.to_dict() | {"seconds": 0} for s in out.stages] == [
+            s.to_dict() | {"seconds": 0} for s in one.stages
+        ]
+        assert out.result.queries == one.result.queries and out.robust_accuracy == one.robust_accuracy
+    assert runs[1].result.params["engine"]["resumed"] == [0, 1, 2, 3, 4]

@@ -64,8 +64,24 @@ def test_same_seed_same_records(boosted: SklearnTabularClassifier) -> None:
     a = attack(boosted, data.x[:80], data.y[:80], threat, seed=3)
     b = attack(boosted, data.x[:80], data.y[:80], threat, seed=3)
     assert torch.equal(a.x_adv, b.x_adv) and a.queries == b.queries
-    c = attack(boosted, data.x[:80], data.y[:80], threat, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(a.x_adv, c.x_adv)
+    # a caller's own generator is shared by the batch, and reproducible too
+    c, d = (attack(boosted, data.x[:80], data.y[:80], threat, generator=torch.Generator().manual_seed(3))
+            for _ in range(2))  # fmt: skip
+    assert torch.equal(c.x_adv, d.x_adv)
+
+
+def test_a_record_draws_by_its_id_not_its_batch(boosted: SklearnTabularClassifier) -> None:
+    """Records 20..59 attacked alone under their ids get exactly their rows of the 80-record run; under
+    other ids they get other draws (so the ids are what keys them)."""
+    data = mixed_data()
+    threat = TabularThreatModel(MIXED, budget=0.4)
+    spread = data.x[:80].std(dim=0, unbiased=False).tolist()  # no encoder: the spread must be the whole's
+    attack = MoEvA(population=12, generations=8, feature_scale=spread)
+    whole = attack(boosted, data.x[:80], data.y[:80], threat, seed=3)
+    part = attack(boosted, data.x[20:60], data.y[20:60], threat, seed=3, example_ids=range(20, 60))
+    assert torch.equal(part.x_adv, whole.x_adv[20:60]) and torch.equal(part.success, whole.success[20:60])
+    moved = attack(boosted, data.x[20:60], data.y[20:60], threat, seed=3)
+    assert not torch.equal(moved.x_adv, whole.x_adv[20:60])
 
 
 class Recording:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
 
 from bastion.errors import DataError, ModelContractError, ThreatModelError
+from bastion.rng import ExampleRNG, Randomness, rows
 from bastion.tabular.constraints import repair, satisfied
 from bastion.tabular.model import TabularClassifier, check_records
 from bastion.tabular.results import TabularAttackResult
@@ -107,8 +109,13 @@ class TabularAttack(ABC):
         *,
         generator: torch.Generator | None = None,
         seed: int | None = None,
+        example_ids: Sequence[int] | torch.Tensor | None = None,
     ) -> TabularAttackResult:
-        """Attack records ``x`` (N, D, user space) with true labels ``y`` (N,) under ``threat``."""
+        """Attack records ``x`` (N, D, user space) with true labels ``y`` (N,) under ``threat``.
+
+        Each record draws from its own stream keyed by (``seed``, its id): ``example_ids`` (default: the
+        positions) give the records' indices in a larger run, so a subset or shard draws as the whole
+        would (:class:`bastion.rng.ExampleRNG`). A ``generator`` given instead is shared by the batch."""
         if not all(hasattr(model, a) for a in ("schema", "num_classes")) or not callable(model):
             raise ModelContractError(
                 f"{type(model).__name__} is not a TabularClassifier; wrap it in TorchTabularClassifier or "
@@ -127,9 +134,15 @@ class TabularAttack(ABC):
             raise ModelContractError(NEEDS_GRADIENTS.format(name=self.name, model=type(model).__name__))
         check_records(x, threat.schema)
         y = _labels(y, x, int(model.num_classes))
+        randomness: Randomness
         if generator is None:
             seed = 0 if seed is None else int(seed)
-            generator = torch.Generator(device=x.device).manual_seed(seed)
+            ids = torch.arange(len(x)) if example_ids is None else torch.as_tensor(example_ids).flatten()
+            if ids.numel() != len(x):
+                raise DataError(f"{len(x)} records but {ids.numel()} example_ids; give one id per record")
+            randomness = ExampleRNG(seed, ids.long(), device=x.device)
+        else:
+            randomness = generator
         x = x.detach().to(torch.float64)
         counter = CountingTabularClassifier(model)
         start = time.perf_counter()
@@ -139,7 +152,7 @@ class TabularAttack(ABC):
         idx = todo.nonzero().flatten()
         if idx.numel():
             with torch.enable_grad():
-                found = self._run(counter, x[idx].clone(), y[idx], threat, generator=generator)
+                found = self._run(counter, x[idx].clone(), y[idx], threat, generator=rows(randomness, idx))
             if not isinstance(found, torch.Tensor) or found.shape != x[idx].shape:
                 raise ModelContractError(
                     f"{self.name}._run returned a wrong shape; this is a bug in the attack"
@@ -180,9 +193,12 @@ class TabularAttack(ABC):
         y: torch.Tensor,
         threat: TabularThreatModel,
         *,
-        generator: torch.Generator,
+        generator: Randomness,
     ) -> torch.Tensor:
         """Return candidate records (N, D) for the records the model still classifies correctly.
+
+        Draw through :mod:`bastion.rng` (``uniform``/``normal``/``integers`` with rows first, ``rows`` for
+        a subset), so each record's draws are its own.
 
         ``x`` is a float64 copy the subclass may overwrite. The base class repairs and verifies.
         """

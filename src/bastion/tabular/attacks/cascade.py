@@ -101,8 +101,19 @@ class TabularCascade:
         threat: TabularThreatModel,
         *,
         seed: int = 0,
+        example_ids: Sequence[int] | torch.Tensor | None = None,
+        feature_scale: Sequence[float] | None = None,
     ) -> TabularCascadeResult:
-        """Attack ``x`` (N, D) with labels ``y`` (N,); stage ``i`` is seeded with ``seed + i``."""
+        """Attack ``x`` (N, D) with labels ``y`` (N,); stage ``i`` is seeded with ``seed + i``, and
+        every record draws by its id (``example_ids``, default its position; see
+        :meth:`TabularAttack.__call__`). MoEvA stages without their own ``feature_scale`` get
+        ``feature_scale`` (default: the spread of all of ``x``, not of the records a stage is left with).
+        A shard of the records, given its ids and the whole set's spread, gives the whole run's rows."""
+        if feature_scale is None and len(x) > 1:
+            feature_scale = x.detach().to(torch.float64).std(dim=0, unbiased=False).tolist()
+        ids = torch.arange(len(x)) if example_ids is None else torch.as_tensor(example_ids).flatten().long()
+        if ids.numel() != len(x):
+            raise AttackError(f"{len(x)} records but {ids.numel()} example_ids; give one id per record")
         runnable = [
             s for s in self.stages if s.access != "gradient" or getattr(model, "differentiable", False)
         ]
@@ -120,7 +131,11 @@ class TabularCascade:
             if not open_rows.numel():
                 report.append(CascadeStage(stage.name, 0, 0, 0, 0, 0.0, skipped="no record left"))
                 continue
-            part = stage(model, x[open_rows], y[open_rows], threat, seed=seed + i)
+            run = stage
+            if isinstance(stage, MoEvA) and stage.feature_scale is None and feature_scale is not None:
+                run = type(stage)(**{**stage.params(), "feature_scale": feature_scale})
+            part = run(model, x[open_rows], y[open_rows], threat, seed=seed + i,
+                       example_ids=ids[open_rows.cpu()])  # fmt: skip
             report.append(
                 CascadeStage(
                     stage.name,

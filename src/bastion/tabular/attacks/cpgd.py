@@ -26,6 +26,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from bastion import rng
 from bastion.attacks.base import check_positive
 from bastion.errors import AttackError
 from bastion.tabular.attacks.base import CountingTabularClassifier, TabularAttack
@@ -64,7 +65,7 @@ class CPGD(TabularAttack):
         y: torch.Tensor,
         threat: TabularThreatModel,
         *,
-        generator: torch.Generator,
+        generator: rng.Randomness,
     ) -> torch.Tensor:
         enc = model.encoder
         dev = x.device
@@ -154,8 +155,9 @@ class CPGD(TabularAttack):
                 break
             z = z0.clone()
             if r > 0:  # random feasible start: a step toward the vertex of a random direction
-                g = torch.randn(len(rows), z0.shape[1], generator=generator, device=dev, dtype=torch.float64)
-                t = torch.rand(len(rows), 1, generator=generator, device=dev, dtype=torch.float64)
+                mine = rng.rows(generator, rows)
+                g = rng.normal(mine, (len(rows), z0.shape[1]), like=z0)
+                t = rng.uniform(mine, (len(rows), 1), like=z0)
                 z[rows] = z0[rows] + t * (vertex(g, rows) - z0[rows])
             for step in range(self.steps):
                 rows = (~done).nonzero().flatten()

@@ -26,10 +26,12 @@ encoder statistics, else the attacked batch's).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
 
+from bastion import rng
 from bastion.attacks.base import check_positive
 from bastion.errors import AttackError
 from bastion.tabular.attacks.base import Access, CountingTabularClassifier, TabularAttack
@@ -62,9 +64,11 @@ def _rank(invalid: torch.Tensor, margin: torch.Tensor, dist: torch.Tensor) -> to
     )
 
 
-def _tournament(pos: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """(n, P) parents: the better-ranked of two random individuals, P times per record."""
-    a, b = torch.randint(0, pos.shape[1], (2, *pos.shape), generator=g, device=pos.device).unbind(0)
+def _tournament(pos: torch.Tensor, g: rng.Randomness) -> torch.Tensor:
+    """(n, P) parents: the better-ranked of two random individuals, P times per record (``g``: the
+    records' rows)."""
+    n, p = pos.shape
+    a, b = rng.integers(g, 0, p, (n, 2, p), device=pos.device).unbind(1)
     return torch.where(pos.gather(1, a) <= pos.gather(1, b), a, b)
 
 
@@ -87,6 +91,7 @@ class MoEvA(TabularAttack):
         step: float = 0.25,
         extreme: float = 0.2,
         unbounded_std: float = 3.0,
+        feature_scale: Sequence[float] | None = None,
     ) -> None:
         check_positive("population", population, integer=True)
         check_positive("generations", generations, integer=True, allow_zero=True)
@@ -99,6 +104,10 @@ class MoEvA(TabularAttack):
             raise AttackError(f"population must be >= 2 (tournaments need two), got {population}")
         self.population, self.generations, self.mutation = population, generations, mutation
         self.step, self.extreme, self.unbounded_std = step, extreme, unbounded_std
+        # a model without a fitted encoder: each feature's spread, for the search interval of features
+        # without a finite range; None takes the attacked batch's own (TabularCascade passes the spread of
+        # all the records it attacks, so a shard searches as the whole run would)
+        self.feature_scale = None if feature_scale is None else tuple(float(v) for v in feature_scale)
 
     def _run(
         self,
@@ -107,12 +116,18 @@ class MoEvA(TabularAttack):
         y: torch.Tensor,
         threat: TabularThreatModel,
         *,
-        generator: torch.Generator,
+        generator: rng.Randomness,
     ) -> torch.Tensor:
         n, d, p, dev = x.shape[0], x.shape[1], self.population, x.device
-        g = generator
         enc = model.encoder
-        scale = enc.std.to(dev) if enc is not None else x.std(dim=0, unbiased=False) if n > 1 else x.abs()
+        if enc is not None:
+            scale = enc.std.to(dev)
+        elif self.feature_scale is not None:
+            if len(self.feature_scale) != d:
+                raise AttackError(f"feature_scale has {len(self.feature_scale)} values for {d} features")
+            scale = torch.tensor(self.feature_scale, dtype=torch.float64, device=dev)
+        else:
+            scale = x.std(dim=0, unbiased=False) if n > 1 else x.abs()
         scale = torch.where(scale > 1e-12, scale, torch.ones_like(scale))
         low, high = feasible_box(x, threat)
         low = torch.maximum(low, x - self.unbounded_std * scale)  # finite interval for unbounded features
@@ -124,17 +139,18 @@ class MoEvA(TabularAttack):
         w = threat.cost_weights(dev)
         w = torch.where(w > 0, w.expand(n, d), 1.0 / width)  # (n, d) distance per unit change
 
-        def rand(*shape: int) -> torch.Tensor:
-            return torch.rand(*shape, generator=g, device=dev, dtype=torch.float64)
+        def rand(g: rng.Randomness, *shape: int) -> torch.Tensor:
+            """Uniform draws, one row per record of ``g`` (its own stream)."""
+            return rng.uniform(g, shape, like=x)
 
-        def draw(rows: torch.Tensor, k: int) -> torch.Tensor:
+        def draw(rows: torch.Tensor, g: rng.Randomness, k: int) -> torch.Tensor:
             """(len(rows), k, d) values drawn from each record's interval, some at its ends."""
             lo, hi = low[rows, None, :], high[rows, None, :]
-            u = rand(len(rows), k, d)
-            ends = rand(len(rows), k, d) < self.extreme
+            u = rand(g, len(rows), k, d)
+            ends = rand(g, len(rows), k, d) < self.extreme
             u = torch.where(ends, (u > 0.5).double(), u)
             v = lo + u * (hi - lo)
-            pick = (lo + (rand(len(rows), k, d) * (hi - lo + 1)).floor()).clamp(max=hi)
+            pick = (lo + (rand(g, len(rows), k, d) * (hi - lo + 1)).floor()).clamp(max=hi)
             return torch.where(cat, pick, torch.where(integral & ~ends, v.round(), v))
 
         def evaluate(rows: torch.Tensor, pop: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -169,9 +185,10 @@ class MoEvA(TabularAttack):
         rows = free.any(dim=1).nonzero().flatten()  # nothing to search for a record with nothing to move
         if not rows.numel():
             return best
-        rate = rand(len(rows), p, 1)
+        g = rng.rows(generator, rows)
+        rate = rand(g, len(rows), p, 1)
         start = torch.where(
-            free[rows, None, :] & (rand(len(rows), p, d) < rate), draw(rows, p), x[rows, None, :]
+            free[rows, None, :] & (rand(g, len(rows), p, d) < rate), draw(rows, g, p), x[rows, None, :]
         )
         pop, inv, mar, dis = evaluate(rows, start)
         record(rows, pop, inv, mar, dis)
@@ -181,14 +198,15 @@ class MoEvA(TabularAttack):
             if not rows.numel():
                 break
             r = len(rows)
+            g = rng.rows(generator, rows)
             pos = _rank(inv, mar, dis)
             parent1, parent2 = _tournament(pos, g), _tournament(pos, g)
-            child = torch.where(rand(r, p, d) < 0.5, _take(pop, parent1), _take(pop, parent2))
-            mutate = free[rows, None, :] & (rand(r, p, d) < self.mutation)
-            noise = torch.randn(r, p, d, generator=g, device=dev, dtype=torch.float64)
+            child = torch.where(rand(g, r, p, d) < 0.5, _take(pop, parent1), _take(pop, parent2))
+            mutate = free[rows, None, :] & (rand(g, r, p, d) < self.mutation)
+            noise = rng.normal(g, (r, p, d), like=x)
             stepped = child + noise * self.step * width[rows, None, :]
             stepped = torch.minimum(torch.maximum(stepped, low[rows, None, :]), high[rows, None, :])
-            child = torch.where(mutate, torch.where(cat, draw(rows, p), stepped), child)
+            child = torch.where(mutate, torch.where(cat, draw(rows, g, p), stepped), child)
             cpop, cinv, cmar, cdis = evaluate(rows, child)
             record(rows, cpop, cinv, cmar, cdis)
             pop, inv = torch.cat([pop, cpop], dim=1), torch.cat([inv, cinv], dim=1)
