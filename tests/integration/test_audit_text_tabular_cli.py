@@ -226,6 +226,8 @@ def test_text_and_tabular_usage_errors_exit_2_with_one_line(tmp_path: Path) -> N
         "unknown text_attacks 'bert'": ("audit", f"{model}:build", f"csv:{data}", "--text-column", "review",
                                         "--text-attacks", "invisible,bert"),
         "no text column 'text'": ("audit", f"{model}:build", f"csv:{data}", "--text-column", "text"),
+        "a tabular audit runs locally": ("audit", f"{tab_model}:build", f"csv:{tab_data}", "--schema",
+                                         str(schema), "--resume", str(tmp_path / "run")),
     }  # fmt: skip
     for expected, args in cases.items():
         res = bastion(*args, "--out", str(tmp_path / "never"))
@@ -250,3 +252,24 @@ def test_audit_help_teaches_text_and_tabular() -> None:
         "sst2",
     ):
         assert word in text, word
+
+
+def test_text_audit_resumes_from_its_run_directory(tmp_path: Path) -> None:
+    """--resume keeps one run per attack and preset (and the sanitiser's rows); a second audit reads them
+    back, and both report the unsharded audit's numbers."""
+    model, data = _text_files(tmp_path)
+    base = ("audit", f"{model}:build", f"csv:{data}", "--text-column", "review", "--text-attacks",
+            "invisible,deepwordbug", "--text-presets", "paper")  # fmt: skip
+    resume = ("--resume", str(tmp_path / "run"))
+    reports = []
+    for name, extra in (("1", resume), ("2", resume), ("whole", ())):
+        res = bastion(*base, *extra, "--out", str(tmp_path / name))
+        assert res.returncode in (0, 1), res.stderr
+        text = json.loads((tmp_path / name / "report.json").read_text())["text"]
+        keep = ("attack", "preset", "status", "success_rate", "mean_queries")
+        rows = [{k: r.get(k) for k in keep} for r in text["attacks"]]
+        reports.append((rows, text["headline"], text["sanitiser"]["rows"]))
+    assert reports[0] == reports[1] == reports[2]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "deepwordbug-paper", "invisible-paper", "invisible-paper-sanitised"
+    ]  # fmt: skip

@@ -191,6 +191,15 @@ def test_a_text_cascade_is_the_same_on_ray(cluster: None, tmp_path: Path) -> Non
     assert [s.fooled for s in on_ray.stages] == [s.fooled for s in local.stages]
     assert on_ray.stages[2].fooled > 0 and on_ray.stages[0].fooled == 0  # typos pass, invisible ones not
     assert on_ray.extra["engine"]["shards"] == 3
+    # one attack on its own, as `bastion attack` and the text audit run it
+    from bastion.engine import attack_text_sharded
+    from bastion.text.registry import make_text_attack
+
+    single = attack_text_sharded("deepwordbug", "paper", ref, texts, labels, seed=3, shard_size=3,
+                                 engine=RayEngine(workers=2))  # fmt: skip
+    attack, threat = make_text_attack("deepwordbug", "paper")
+    whole = attack(SanitisedTextClassifier(ref.load().model), texts, labels, threat, seed=3)
+    assert single.adversarials == whole.adversarials and torch.equal(single.success, whole.success)
 
 
 TABULAR = """

@@ -71,3 +71,18 @@ def test_text_attack_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
         assert res.returncode == 2, (expected, res.stderr)
         assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
         assert expected.lower() in lines[0].lower(), (expected, lines[0])
+
+
+def test_text_attack_in_shards_resumes_with_the_one_pass_result(tmp_path: Path) -> None:
+    model, data = _files(tmp_path)
+    base = ("attack", f"{model}:build", f"csv:{data}", "--text-column", "review", "--attack", "deepwordbug")
+    sharded = ("--shard-size", "2", "--resume", str(tmp_path / "run"))
+    out = []
+    for name, extra in (("1", sharded), ("2", sharded), ("whole", ())):
+        res = bastion(*base, *extra, "--json", str(tmp_path / f"{name}.json"))
+        assert res.returncode == 0, res.stderr
+        out.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    assert out[0]["params"]["engine"]["resumed"] == [] and out[1]["params"]["engine"]["resumed"] == [0, 1, 2]
+    for run in out[:2]:
+        assert run["success_rate"] == out[2]["success_rate"] > 0 and run["examples"] == out[2]["examples"]
+        assert run["mean_queries"] == out[2]["mean_queries"]

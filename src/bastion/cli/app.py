@@ -216,9 +216,9 @@ def attack(
     runner = get_engine(engine, address=address, workers=workers, threads=threads)  # typos fail first
     sharded = runner.name != "local" or resume is not None
     modal = schema is not None or attack.strip().lower() in (*TABULAR_ATTACKS, *TEXT_ATTACKS)
-    if sharded and modal:
+    if sharded and modal and not (schema is None and attack.strip().lower() in TEXT_ATTACKS):
         raise AttackError(
-            "--engine ray and --resume run image attacks for now; text and tabular ones run locally"
+            "--engine ray and --resume run image and text attacks; a tabular attack runs locally"
         )
     if schema is not None or attack.strip().lower() in TABULAR_ATTACKS:
         from bastion.cli.tabular_attack import run_tabular_attack
@@ -234,7 +234,8 @@ def attack(
         run_text_attack(
             model_spec=model, data_spec=data, attack=attack, preset=preset, split=split,
             text_column=text_column, label=label, limit=limit, queries=queries, sanitise=sanitise,
-            seed=seed, examples=5, json_path=json_path,
+            seed=seed, examples=5, json_path=json_path, engine=runner if sharded else None, resume=resume,
+            shard_size=shard_size,
         )  # fmt: skip
         return
     from bastion.attacks import get, info

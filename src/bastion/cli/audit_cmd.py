@@ -535,9 +535,9 @@ def audit(
     from bastion.engine import get_engine
 
     runner = get_engine(engine, address=address, workers=workers, threads=threads)  # typos fail first
-    if kind != "image" and (runner.name != "local" or resume is not None):
+    if kind == "tabular" and (runner.name != "local" or resume is not None):
         raise ThreatModelError(
-            f"--engine ray and --resume run image audits for now; a {kind} audit runs locally"
+            "--engine ray and --resume run image and text audits; a tabular audit runs locally"
         )
     threat: Any = None
     if kind == "image":
@@ -593,15 +593,20 @@ def audit(
                 tasks[task] = bar.add_task(task, total=max(total, 1))
             bar.update(tasks[task], completed=done if total else 1, total=max(total, 1))
 
-        batches = None
-        if runner.name != "local" or resume is not None:
+        batches, sections = None, None
+        if kind == "text" and (runner.name != "local" or resume is not None):
+            from bastion.audit.sections import TextSection
+
+            sections = (TextSection(engine=runner, spec=model, run_dir=resume),)  # shards of 50 texts
+        elif runner.name != "local" or resume is not None:
             from bastion.engine.batches import AttackBatches
 
             target = shard_model(runner, clf, model, weights=weights, mean=mean, std=std, device=device)
             batches = AttackBatches(runner, clf, None if target is clf else target, resume)
         report = run_audit(
-            clf, ds, cfg, progress=on_progress, model_name=model, threat=threat, batches=batches
-        )
+            clf, ds, cfg, progress=on_progress, model_name=model, threat=threat, batches=batches,
+            sections=sections,
+        )  # fmt: skip
     paths = write_report(report, str(out_dir))
     also = []
     if sarif is not None:

@@ -73,8 +73,12 @@ def run_text_attack(
     seed: int,
     examples: int,
     json_path: Path | None,
+    engine: Any = None,
+    resume: Path | None = None,
+    shard_size: int = 500,
 ) -> dict[str, Any]:
-    """Attack the first ``limit`` texts, print the table and ``examples`` edits, write ``--json``."""
+    """Attack the first ``limit`` texts, print the table and ``examples`` edits, write ``--json``; with
+    ``engine``, in shards on it (kept under ``resume``)."""
     from bastion.text.registry import make_text_attack
     from bastion.text.sanitise import SanitisedTextClassifier
 
@@ -86,11 +90,18 @@ def run_text_attack(
         model = SanitisedTextClassifier(model)
     start = time.perf_counter()
     with progress_bar() as bar:
-        task = bar.add_task(atk.name, total=None)
-        result = atk(
-            model, list(data.texts), data.labels, threat, seed=seed,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )  # fmt: skip
+        task = bar.add_task(atk.name if engine is None else f"{atk.name} ({engine.name})", total=None)
+        tell = lambda done, total: bar.update(task, completed=done, total=total)  # noqa: E731
+        if engine is None:
+            result = atk(model, list(data.texts), data.labels, threat, seed=seed, progress=tell)
+        else:
+            from bastion.engine import TextModelRef, attack_text_sharded
+
+            target = model if engine.name == "local" else TextModelRef.create(model_spec, sanitise=sanitise)
+            result = attack_text_sharded(
+                attack, preset, target, list(data.texts), data.labels, max_queries=queries, seed=seed,
+                shard_size=shard_size, engine=engine, run_dir=resume, progress=tell,
+            )  # fmt: skip
     summary = {
         **result.summary(),
         "model": model_spec,

@@ -27,6 +27,7 @@ from bastion.engine.rundir import RunDirectory, ShardOutput
 from bastion.engine.runner import RunOutcome, run_shards
 from bastion.engine.shards import RNG_SCHEME, Shard, make_shards
 from bastion.engine.tabular_evaluation import TabularEvaluateJob, evaluate_tabular_sharded
+from bastion.engine.text_attack import TextAttackJob, attack_text_sharded
 from bastion.engine.text_evaluation import TextEvaluateJob, evaluate_text_sharded
 
 __all__ = [
@@ -47,9 +48,11 @@ __all__ = [
     "ShardedAttack",
     "TabularEvaluateJob",
     "TabularModelRef",
+    "TextAttackJob",
     "TextEvaluateJob",
     "TextModelRef",
     "attack_sharded",
+    "attack_text_sharded",
     "certify_sharded",
     "evaluate_sharded",
     "evaluate_tabular_sharded",

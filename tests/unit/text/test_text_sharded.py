@@ -50,3 +50,59 @@ def test_sharded_cascade_equals_one_pass_and_resumes(tmp_path: Path) -> None:
         assert strip[0] == strip[1]
     assert runs[0].extra["engine"]["resumed"] == [] and runs[1].extra["engine"]["resumed"] == [0, 1]
     assert runs[1].to_dict()["engine"]["shards"] == 2 and "engine" not in one.to_dict()
+
+
+def test_one_attack_in_shards_equals_one_call(tmp_path: Path) -> None:
+    from bastion.engine import attack_text_sharded
+    from bastion.text.registry import make_text_attack
+
+    attack, threat = make_text_attack("deepwordbug", "paper")
+    one = attack(BagOfWords(), TEXTS, LABELS, threat, seed=5)
+    runs = [
+        attack_text_sharded(
+            "deepwordbug",
+            "paper",
+            BagOfWords(),
+            TEXTS,
+            LABELS,
+            seed=5,
+            shard_size=4,
+            engine=LocalEngine(threads=1),
+            run_dir=tmp_path / "run",
+        )
+        for _ in range(2)
+    ]
+    for res in runs:
+        assert res.adversarials == one.adversarials and res.violations == one.violations
+        for name in ("success", "valid", "queries", "predictions", "words_changed", "chars_changed"):
+            assert torch.equal(getattr(res, name), getattr(one, name)), name
+        assert res.success_rate == one.success_rate > 0
+    assert (
+        runs[1].params["engine"]["resumed"] == [0, 1] and runs[1].summary()["params"]["max_candidates"] == 32
+    )
+
+
+def test_the_text_audit_section_in_shards_equals_its_one_pass_rows(tmp_path: Path) -> None:
+    from bastion.audit import AuditConfig, run_audit
+    from bastion.audit.sections import TextSection
+    from bastion.text import TextData
+
+    data = TextData(tuple(TEXTS), torch.tensor(LABELS), ("negative", "positive"), name="toy")
+    rows = []
+    for engine in (None, LocalEngine(threads=1)):
+        where = None if engine is None else tmp_path / "audit"
+        section = TextSection(
+            attacks=("invisible", "deepwordbug"),
+            presets=("paper",),
+            engine=engine,
+            run_dir=where,
+            shard_size=4,
+        )
+        block = run_audit(BagOfWords(), data, AuditConfig(limit=None), sections=(section,)).to_dict()["text"]
+        attacks = [{k: v for k, v in r.items() if k not in ("seconds", "params")} for r in block["attacks"]]
+        rows.append((attacks, block["headline"], block["sanitiser"]["rows"], block["examples"]))
+    assert rows[0] == rows[1]
+    # one run per attack and preset, and the sanitiser's adaptive rows in their own
+    assert sorted(p.name for p in (tmp_path / "audit").iterdir()) == [
+        "deepwordbug-paper", "invisible-paper", "invisible-paper-sanitised"
+    ]  # fmt: skip

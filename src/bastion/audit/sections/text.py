@@ -67,7 +67,12 @@ def edit_segments(shown: str) -> list[dict[str, Any]]:
 
 class TextSection(Section):
     """``TextSection(attacks=None, presets=None, max_queries=None)``: hyperparameters here (None: the
-    config's ``text_attacks``, ``text_presets``, ``text_max_queries``), model and texts from the context."""
+    config's ``text_attacks``, ``text_presets``, ``text_max_queries``), model and texts from the context.
+
+    ``engine`` runs every attack through the shard runner (:func:`bastion.engine.attack_text_sharded`:
+    shards of ``shard_size`` texts, one run per attack and preset under ``run_dir``); on an engine other
+    than the local one the workers load the model from ``spec`` (its sanitised form for the sanitiser's
+    rows). The rows equal the unsharded ones text for text."""
 
     name = "text"
     provides = ("adversarials",)
@@ -79,7 +84,13 @@ class TextSection(Section):
         presets: Sequence[str] | None = None,
         *,
         max_queries: int | None = None,
+        engine: Any = None,
+        spec: str | None = None,
+        run_dir: Any = None,
+        shard_size: int = 50,
     ) -> None:
+        if engine is not None and engine.name != "local" and spec is None:
+            raise BastionError("text section: the engine loads the model on its workers; give its spec")
         unknown = [a for a in attacks or () if a not in TEXT_AUDIT_ATTACKS]
         unknown += [p for p in presets or () if p not in PRESETS]
         if unknown or attacks == () or presets == ():
@@ -90,6 +101,7 @@ class TextSection(Section):
         self.attacks: tuple[str, ...] | None = None if attacks is None else tuple(attacks)
         self.presets: tuple[str, ...] | None = None if presets is None else tuple(presets)
         self.max_queries = max_queries
+        self.engine, self.spec, self.run_dir, self.shard_size = engine, spec, run_dir, shard_size
 
     def run(self, ctx: AuditContext) -> SectionResult:
         from bastion.text.sanitise import SanitisedTextClassifier
@@ -148,10 +160,11 @@ class TextSection(Section):
             log.warning("text attack %s/%s not run: %s", name, preset, exc)
             return {**row, "status": "not run", "reason": str(exc)}, None
         task = f"text: {name} ({preset})"
-        result = attack(
-            model, texts, ctx.y.cpu(), threat, seed=ctx.seed,
-            progress=lambda done, total: ctx.progress(task, done, total),
-        )  # fmt: skip
+        tell = lambda done, total: ctx.progress(task, done, total)  # noqa: E731
+        if self.engine is None:
+            result = attack(model, texts, ctx.y.cpu(), threat, seed=ctx.seed, progress=tell)
+        else:
+            result = self._sharded(ctx, model, name, preset, texts, tell)
         ctx.clock.attack_seconds += result.seconds
         ctx.clock.log.append({"attack": name, "purpose": "text", "threat": preset, "seconds": result.seconds})
         summary = result.summary()
@@ -159,6 +172,29 @@ class TextSection(Section):
                 "mean_words_changed", "mean_chars_changed", "seconds", "params",
                 "threat_description")  # fmt: skip
         return {**row, **{k: summary[k] for k in keep}, "n_fooled": int(result.success.sum())}, result
+
+    def _sharded(
+        self, ctx: AuditContext, model: Any, name: str, preset: str, texts: list[str], tell: Any
+    ) -> Any:
+        """One attack's row through the shard runner; the sanitised model is the spec's sanitised form."""
+        from pathlib import Path
+
+        from bastion.engine import TextModelRef, attack_text_sharded
+        from bastion.text.sanitise import SanitisedTextClassifier
+
+        sanitised = isinstance(model, SanitisedTextClassifier)
+        target = model
+        if self.engine.name != "local":
+            assert self.spec is not None  # checked at construction
+            target = TextModelRef.create(self.spec, sanitise=sanitised)
+        where = None
+        if self.run_dir is not None:
+            where = Path(self.run_dir) / f"{name}-{preset}{'-sanitised' if sanitised else ''}"
+        budget = self.max_queries or ctx.config.text_max_queries
+        return attack_text_sharded(
+            name, preset, target, texts, ctx.y.cpu(), max_queries=budget, seed=ctx.seed,
+            shard_size=self.shard_size, engine=self.engine, run_dir=where, progress=tell,
+        )  # fmt: skip
 
     def _sanitiser(
         self,
