@@ -51,8 +51,6 @@ def test_engine_options_are_checked_first() -> None:
         "unknown engine 'spark'": ("evaluate", "zoo:digits-cnn", "digits", "--engine", "spark"),
         "apply to --engine ray": ("membership", "zoo:digits-cnn", "--members", "digits", "--non-members",
                                   "digits", "--workers", "2"),
-        "a tabular attack runs locally": ("attack", "model.py:build", "credit.csv", "--schema", "schema.json",
-                                          "--attack", "moeva", "--engine", "ray"),
     }  # fmt: skip
     for expected, args in cases.items():
         res = bastion(*args)

@@ -89,3 +89,21 @@ def test_tabular_attack_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
         assert res.returncode == 2, (expected, res.stderr)
         assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
         assert expected in lines[0], (expected, lines[0])
+
+
+def test_tabular_attack_in_shards_resumes_with_the_one_pass_records(tmp_path: Path) -> None:
+    model, data, schema = _files(tmp_path)
+    base = ("attack", f"{model}:build", f"csv:{data}", "--schema", str(schema), "--attack", "moeva")
+    sharded = ("--shard-size", "30", "--resume", str(tmp_path / "run"))
+    out = []
+    for name, extra in (("1", sharded), ("2", sharded), ("whole", ())):
+        res = bastion(*base, *extra, "--json", str(tmp_path / f"{name}.json"))
+        assert res.returncode == 0, res.stderr
+        out.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    assert out[0]["params"]["engine"]["resumed"] == [] and out[1]["params"]["engine"]["resumed"] == [0, 1, 2]
+    for run in out[:2]:
+        assert run["attack"] == "moeva" and run["examples"] == out[2]["examples"]
+        assert (
+            run["success_rate"] == out[2]["success_rate"] > 0
+            and run["mean_queries"] == out[2]["mean_queries"]
+        )

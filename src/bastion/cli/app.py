@@ -215,17 +215,13 @@ def attack(
 
     runner = get_engine(engine, address=address, workers=workers, threads=threads)  # typos fail first
     sharded = runner.name != "local" or resume is not None
-    modal = schema is not None or attack.strip().lower() in (*TABULAR_ATTACKS, *TEXT_ATTACKS)
-    if sharded and modal and not (schema is None and attack.strip().lower() in TEXT_ATTACKS):
-        raise AttackError(
-            "--engine ray and --resume run image and text attacks; a tabular attack runs locally"
-        )
     if schema is not None or attack.strip().lower() in TABULAR_ATTACKS:
         from bastion.cli.tabular_attack import run_tabular_attack
 
         run_tabular_attack(
             model_spec=model, data_spec=data, schema_path=schema, attack=attack, threat_preset=threat_preset,
             budget=budget, limit=limit, seed=seed, examples=5, json_path=json_path,
+            engine=runner if sharded else None, resume=resume, shard_size=shard_size,
         )  # fmt: skip
         return
     if attack.strip().lower() in TEXT_ATTACKS:

@@ -535,10 +535,6 @@ def audit(
     from bastion.engine import get_engine
 
     runner = get_engine(engine, address=address, workers=workers, threads=threads)  # typos fail first
-    if kind == "tabular" and (runner.name != "local" or resume is not None):
-        raise ThreatModelError(
-            "--engine ray and --resume run image and text audits; a tabular audit runs locally"
-        )
     threat: Any = None
     if kind == "image":
         if threat_preset is not None or budget is not None:
@@ -593,11 +589,16 @@ def audit(
                 tasks[task] = bar.add_task(task, total=max(total, 1))
             bar.update(tasks[task], completed=done if total else 1, total=max(total, 1))
 
-        batches, sections = None, None
+        batches = None
+        sections: tuple[Any, ...] | None = None
         if kind == "text" and (runner.name != "local" or resume is not None):
             from bastion.audit.sections import TextSection
 
             sections = (TextSection(engine=runner, spec=model, run_dir=resume),)  # shards of 50 texts
+        elif kind == "tabular" and (runner.name != "local" or resume is not None):
+            from bastion.audit.sections import TabularSection
+
+            sections = (TabularSection(engine=runner, spec=model, run_dir=resume),)  # shards of 500
         elif runner.name != "local" or resume is not None:
             from bastion.engine.batches import AttackBatches
 

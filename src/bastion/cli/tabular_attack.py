@@ -10,6 +10,7 @@ schema's own mutability and per-feature limits with ``--budget``, or a named ``-
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,13 @@ def run_tabular_attack(
     seed: int,
     examples: int,
     json_path: Path | None,
+    engine: Any = None,
+    resume: Path | None = None,
+    shard_size: int = 500,
 ) -> dict[str, Any]:
-    """Attack the first ``limit`` records; print the table and ``examples`` changed records; ``--json``."""
+    """Attack the first ``limit`` records; print the table and ``examples`` changed records; ``--json``.
+    With ``engine``, in shards on it (kept under ``resume``), with the one-pass records."""
     from bastion.tabular import CPGD, MoEvA, TabularCascade
-    from bastion.tabular.attacks import TabularCascadeResult
 
     key = attack.strip().lower()
     if key not in TABULAR_ATTACKS:
@@ -77,10 +81,22 @@ def run_tabular_attack(
         raise AttackError(f"{model_spec} has no gradients; use --attack moeva (or cascade) for it")
     clean = float((model(data.x).argmax(dim=1) == data.y).float().mean())  # not counted as attack queries
     start = time.perf_counter()
-    outcome = atk(model, data.x, data.y, threat, seed=seed)
-    result = outcome.result if isinstance(outcome, TabularCascadeResult) else outcome
+    # a single attack runs as a one-stage cascade: the same records, and the same on the shard runner
+    cascade = atk if isinstance(atk, TabularCascade) else TabularCascade((atk,))
+    if engine is None:
+        outcome = cascade(model, data.x, data.y, threat, seed=seed)
+    else:
+        from bastion.engine import TabularModelRef, evaluate_tabular_sharded
+
+        target = model if engine.name == "local" else TabularModelRef.create(model_spec, data.schema)
+        outcome = evaluate_tabular_sharded(cascade, target, data.x, data.y, threat, seed=seed,
+                                           shard_size=shard_size, engine=engine, run_dir=resume)  # fmt: skip
+    result = outcome.result
+    if cascade is not atk:  # report the attack itself, not its one-stage wrapper
+        engine_info = {"engine": result.params["engine"]} if "engine" in result.params else {}
+        result = dataclasses.replace(result, attack=atk.name, params={**atk.params(), **engine_info})
     summary = {
-        **outcome.summary(),
+        **(outcome.summary() if cascade is atk else result.summary()),
         "model": model_spec,
         "data": str(path),
         "threat": threat.to_dict(),

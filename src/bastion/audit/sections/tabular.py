@@ -29,6 +29,7 @@ from bastion.audit.sections.base import (
     check,
 )
 from bastion.audit.sections.text import chance_checks, chance_findings
+from bastion.errors import BastionError
 
 __all__ = ["TabularSection", "tabular_label", "tabular_lines"]
 
@@ -52,14 +53,29 @@ def _plain(value: Any) -> Any:
 
 class TabularSection(Section):
     """``TabularSection(cascade=None)``: the attack (default ``TabularCascade()``: CPGD then MoEvA) here;
-    model, records and threat (``ctx.extra["threat"]``) from the context."""
+    model, records and threat (``ctx.extra["threat"]``) from the context.
+
+    ``engine`` runs the cascade through the shard runner (:func:`bastion.engine.evaluate_tabular_sharded`:
+    shards of ``shard_size`` records, kept in ``run_dir``); on an engine other than the local one the
+    workers rebuild the model from ``spec`` over the records' schema. The same records as one pass."""
 
     name = "tabular"
     provides = ("adversarials",)
     template = "tabular.html.j2"
 
-    def __init__(self, cascade: Any = None) -> None:
+    def __init__(
+        self,
+        cascade: Any = None,
+        *,
+        engine: Any = None,
+        spec: str | None = None,
+        run_dir: Any = None,
+        shard_size: int = 500,
+    ) -> None:
+        if engine is not None and engine.name != "local" and spec is None:
+            raise BastionError("tabular section: the engine loads the model on its workers; give its spec")
         self.cascade = cascade
+        self.engine, self.spec, self.run_dir, self.shard_size = engine, spec, run_dir, shard_size
 
     def run(self, ctx: AuditContext) -> SectionResult:
         from bastion.tabular import TabularCascade, robustness_report, satisfied
@@ -68,9 +84,28 @@ class TabularSection(Section):
         model: Any = ctx.model  # a TabularClassifier (the context types the image audit's models)
         threat = ctx.extra["threat"]
         attack = self.cascade or TabularCascade()
-        ctx.progress("tabular: constrained cascade", 0, int(ctx.x.shape[0]))
-        outcome = attack(model, ctx.x, ctx.y.to(ctx.x.device), threat, seed=ctx.seed)
-        ctx.progress("tabular: constrained cascade", int(ctx.x.shape[0]), int(ctx.x.shape[0]))
+        task, n = "tabular: constrained cascade", int(ctx.x.shape[0])
+        ctx.progress(task, 0, n)
+        if self.engine is None:
+            outcome = attack(model, ctx.x, ctx.y.to(ctx.x.device), threat, seed=ctx.seed)
+        else:
+            from bastion.engine import TabularModelRef, evaluate_tabular_sharded
+
+            if not isinstance(attack, TabularCascade):
+                raise BastionError(
+                    "tabular section: the shard runner runs a TabularCascade; wrap the attack as "
+                    "TabularCascade((attack,))"
+                )
+            cascade, target = attack, model
+            if self.engine.name != "local":
+                assert self.spec is not None  # checked at construction
+                target = TabularModelRef.create(self.spec, getattr(model, "schema", threat.schema))
+            outcome = evaluate_tabular_sharded(
+                cascade, target, ctx.x, ctx.y.to(ctx.x.device), threat, seed=ctx.seed,
+                shard_size=self.shard_size, engine=self.engine, run_dir=self.run_dir,
+                progress=lambda done, total: ctx.progress(task, done, total),
+            )  # fmt: skip
+        ctx.progress(task, n, n)
         result = outcome.result if isinstance(outcome, TabularCascadeResult) else outcome
         stages = [s.to_dict() for s in getattr(outcome, "stages", ())]
         ctx.clock.attack_seconds += result.seconds
