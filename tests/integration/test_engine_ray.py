@@ -253,6 +253,39 @@ def test_a_tabular_cascade_is_the_same_on_ray(cluster: None, tmp_path: Path) -> 
     assert on_ray.result.params["engine"]["shards"] == 3
 
 
+def test_the_text_audit_and_a_tabular_attack_from_the_command_line_on_ray(
+    cluster: None, tmp_path: Path
+) -> None:
+    """The commands themselves with --engine ray (workers load the models from their factory files):
+    the text audit's rows and a tabular attack's records equal the local runs'."""
+    import json
+
+    from cli_inproc import bastion
+    from test_tabular_attack_cli import _files as tabular_files
+    from test_text_attack_cli import _files as text_files
+
+    model, data = text_files(tmp_path)
+    audit = ("audit", f"{model}:build", f"csv:{data}", "--text-column", "review", "--text-attacks",
+             "invisible,deepwordbug", "--text-presets", "paper")  # fmt: skip
+    rows = []
+    for name, extra in (("ray", ("--engine", "ray", "--workers", "2")), ("local", ())):
+        res = bastion(*audit, *extra, "--out", str(tmp_path / name))
+        assert res.returncode in (0, 1), res.stderr
+        text = json.loads((tmp_path / name / "report.json").read_text())["text"]
+        rows.append([(r["attack"], r["success_rate"], r["mean_queries"]) for r in text["attacks"]])
+        rows[-1].append(text["sanitiser"]["rows"])
+    assert rows[0] == rows[1] and rows[0][1][1] > 0
+    t_model, t_data, schema = tabular_files(tmp_path)
+    attack = ("attack", f"{t_model}:build", f"csv:{t_data}", "--schema", str(schema), "--attack", "moeva")
+    out = []
+    for name, extra in (("ray", ("--engine", "ray", "--workers", "2", "--shard-size", "30")), ("local", ())):
+        res = bastion(*attack, *extra, "--json", str(tmp_path / f"{name}.json"))
+        assert res.returncode == 0, res.stderr
+        out.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    assert out[0]["examples"] == out[1]["examples"] and out[0]["success_rate"] == out[1]["success_rate"] > 0
+    assert out[0]["params"]["engine"]["engine"] == "ray"
+
+
 def _numbers(report: Any) -> Any:
     """report.json without its clocks (wall time differs from run to run, nothing else may)."""
     timing = {"timing", "seconds", "log", "created", "generated_at", "environment"}
