@@ -80,6 +80,12 @@ def reference_rows(args: argparse.Namespace) -> list[list[Any]]:
     return rows
 
 
+def _three_ways(args: argparse.Namespace) -> dict[str, Any]:
+    """One pass in this process (None), the same in local shards, and in shards on Ray."""
+    return {"local, one pass": None, "local, in shards": LocalEngine(threads=1),
+            f"ray, {args.workers} workers": RayEngine(workers=args.workers)}  # fmt: skip
+
+
 def text_rows(args: argparse.Namespace) -> list[list[Any]]:
     """The text cascade (zoo sst2-wordcnn, a seeded ``--text`` validation sentences, strict preset): one
     pass in this process against shards on Ray; the adversarial texts compared one by one."""
@@ -92,9 +98,7 @@ def text_rows(args: argparse.Namespace) -> list[list[Any]]:
     texts, labels = [data.texts[i] for i in pick], data.labels[pick]
     ref = TextModelRef.create("zoo:sst2-wordcnn")
     rows, base = [], None
-    runs = {"local, one pass": None, "local, in shards": LocalEngine(threads=1),
-            f"ray, {args.workers} workers": RayEngine(workers=args.workers)}  # fmt: skip
-    for name, engine in runs.items():
+    for name, engine in _three_ways(args).items():
         t0 = time.perf_counter()
         if engine is None:
             res = evaluate_text(ref.load(), texts, labels, "strict", seed=0)
@@ -149,9 +153,7 @@ def tabular_rows(args: argparse.Namespace) -> list[list[Any]]:
         ref = TabularModelRef.create(f"{factory}:build", test.schema)
         cascade = TabularCascade()
         rows, base = [], None
-        runs = {"local, one pass": None, "local, in shards": LocalEngine(threads=1),
-                f"ray, {args.workers} workers": RayEngine(workers=args.workers)}  # fmt: skip
-        for name, engine in runs.items():
+        for name, engine in _three_ways(args).items():
             t0 = time.perf_counter()
             if engine is None:
                 out = cascade(ref.load(), test.x, test.y, threat, seed=0)
