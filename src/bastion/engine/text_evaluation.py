@@ -62,6 +62,11 @@ def text_digest(texts: Sequence[str], labels: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def _share(count: int, n: int) -> float:
+    """``count / n`` as one pass computes it (the mean of a float32 mask), so the numbers match exactly."""
+    return float(torch.tensor(float(count), dtype=torch.float32) / n)
+
+
 def evaluate_text_shard(job: TextEvaluateJob, shard: Shard, payload: Any, batch_size: int) -> ShardOutput:
     """The task: the cascade on one shard's texts."""
     from bastion.text.evaluation import evaluate_text
@@ -129,7 +134,7 @@ def evaluate_text_sharded(
         standing -= hit
         reason = next((r["reason"] for r in rows if r["reason"]), None)
         stages.append(TextStage(
-            name, "ran" if ran else "not run", sum(r["attacked"] for r in rows), hit, standing / n,
+            name, "ran" if ran else "not run", sum(r["attacked"] for r in rows), hit, _share(standing, n),
             sum(r["queries"] for r in rows), sum(r["seconds"] for r in rows),
             invalid=sum(r["invalid"] for r in rows), reason=reason,
         ))  # fmt: skip
@@ -139,7 +144,7 @@ def evaluate_text_sharded(
             "without --resume"
         )
     return TextEvaluation(
-        preset=preset, n_samples=n, clean_accuracy=correct / n, robust_accuracy=standing / n,
+        preset=preset, n_samples=n, clean_accuracy=_share(correct, n), robust_accuracy=_share(standing, n),
         stages=tuple(stages), adversarials=tuple(a for m in metas for a in m["adversarials"]), fooled=fooled,
         fooled_by=tuple(f for m in metas for f in m["fooled_by"]), seed=int(seed),
         seconds=time.perf_counter() - t0, extra={"engine": {**outcome.to_dict(), "shard_size": shard_size}},

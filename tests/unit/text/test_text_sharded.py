@@ -106,3 +106,14 @@ def test_the_text_audit_section_in_shards_equals_its_one_pass_rows(tmp_path: Pat
     assert sorted(p.name for p in (tmp_path / "audit").iterdir()) == [
         "deepwordbug-paper", "invisible-paper", "invisible-paper-sanitised"
     ]  # fmt: skip
+
+
+def test_sharded_accuracies_are_the_one_pass_floats() -> None:
+    """5 texts, one mislabelled: shares like 4/5 are not exact binary fractions; the merged numbers are
+    computed as one pass computes them (a float32 mean), so they compare equal, not just close."""
+    model, labels = BagOfWords(), [1 - LABELS[0], *LABELS[1:5]]
+    one = evaluate_text(model, TEXTS[:5], labels, "paper", attacks=CHAR, seed=2)
+    sharded = evaluate_text_sharded(model, TEXTS[:5], labels, "paper", attacks=CHAR, seed=2, shard_size=2)
+    assert sharded.clean_accuracy == one.clean_accuracy != 4 / 5  # the float32 share, not Python's 0.8
+    assert sharded.robust_accuracy == one.robust_accuracy
+    assert [s.robust_accuracy for s in sharded.stages] == [s.robust_accuracy for s in one.stages]
