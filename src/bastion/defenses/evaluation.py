@@ -159,8 +159,10 @@ def _sharded(
     run_dir: str | Path | None, shard_size: int,
 ) -> DefenseEvaluation:  # fmt: skip
     """Both evaluations on the shard runner, each worker wrapping its own copy of the model."""
-    from bastion.engine import evaluate_sharded
+    from bastion.engine import ModelRef, evaluate_sharded
 
+    if not isinstance(model, ModelRef):  # a live model (local engine): the threat's bounds, as one pass
+        model = as_classifier(model, bounds=threat.bounds)
     spec = ",".join(t.spec() for t in chain)
     runs = {}
     for mode, name, samples in (("naive", "naive", None), ("bpda", "adaptive", eot)):
