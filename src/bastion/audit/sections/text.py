@@ -71,8 +71,9 @@ class TextSection(Section):
 
     ``engine`` runs every attack through the shard runner (:func:`bastion.engine.attack_text_sharded`:
     shards of ``shard_size`` texts, one run per attack and preset under ``run_dir``); on an engine other
-    than the local one the workers load the model from ``spec`` (its sanitised form for the sanitiser's
-    rows). The rows equal the unsharded ones text for text."""
+    than the local one the workers load the model from ``spec`` (for the sanitiser's rows, the spec's model
+    behind the default sanitiser, as ``bastion audit`` builds it; a model audited behind a custom sanitiser
+    runs on the local engine). The rows equal the unsharded ones text for text."""
 
     name = "text"
     provides = ("adversarials",)
