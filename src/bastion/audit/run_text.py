@@ -7,31 +7,18 @@ pipeline and assembles the same :class:`~bastion.audit.report.AuditReport` as fo
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
-
-import torch
 
 from bastion.audit._modal import ModalInputs, run_modal_audit
 from bastion.audit.config import AuditConfig
 from bastion.audit.report import AuditReport
 from bastion.audit.sections.base import Progress, Section
 from bastion.errors import DataError
-from bastion.text.data import TextData
+from bastion.text.data import TextData, texts_sha256
 from bastion.text.model import as_text_classifier
 
 __all__ = ["run_text_audit", "texts_sha256"]
-
-
-def texts_sha256(texts: Sequence[str], labels: torch.Tensor) -> str:
-    """sha256 over the texts (UTF-8, each length-prefixed) and the int64 labels: one digest per data set."""
-    h = hashlib.sha256()
-    for t in texts:
-        raw = t.encode("utf-8")
-        h.update(len(raw).to_bytes(8, "little") + raw)
-    h.update(labels.to(torch.int64).cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 def run_text_audit(

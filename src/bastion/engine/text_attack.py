@@ -20,7 +20,7 @@ from bastion.engine.engines import Engine, get_engine
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import run_shards
 from bastion.engine.shards import Shard, make_shards
-from bastion.engine.text_evaluation import TEXT_RNG, text_digest
+from bastion.engine.text_evaluation import TEXT_RNG
 from bastion.errors import DataError
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ def attack_text_sharded(
     (any engine) or a live text classifier (the local engine only). A missing offline resource fails
     here, before any shard."""
     from bastion.text.attacks.result import TextAttackResult
+    from bastion.text.data import texts_sha256
     from bastion.text.registry import make_text_attack
 
     chosen = get_engine(engine)
@@ -109,7 +110,7 @@ def attack_text_sharded(
     y = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
     if not items or y.shape[0] != len(items):
         raise DataError(f"{len(items)} texts and {y.shape[0]} labels: give one label per text, at least one")
-    job = TextAttackJob(model, name, preset, max_queries, int(seed), text_digest(items, y))
+    job = TextAttackJob(model, name, preset, max_queries, int(seed), texts_sha256(items, y))
     outcome = run_shards(
         attack_text_shard, job, make_shards(len(items), shard_size),
         lambda s: (items[s.start : s.stop], y[s.start : s.stop].clone()), job_key=job.key(shard_size),

@@ -9,7 +9,6 @@ each shard's attacked, fooled, queries and invalid counts add up, and stage ``k`
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,16 +51,6 @@ class TextEvaluateJob:
                 "data_sha256": self.data_sha256, "shard_size": shard_size, "rng": TEXT_RNG}  # fmt: skip
 
 
-def text_digest(texts: Sequence[str], labels: torch.Tensor) -> str:
-    """sha256 over the texts (length-prefixed UTF-8) and the labels."""
-    h = hashlib.sha256()
-    for t in texts:
-        raw = t.encode("utf-8", "surrogatepass")
-        h.update(len(raw).to_bytes(8, "little") + raw)
-    h.update(labels.detach().cpu().long().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def _share(count: int, n: int) -> float:
     """``count / n`` as one pass computes it (the mean of a float32 mask), so the numbers match exactly."""
     return float(torch.tensor(float(count), dtype=torch.float32) / n)
@@ -102,6 +91,7 @@ def evaluate_text_sharded(
     ``model``: a :class:`~bastion.engine.TextModelRef` (any engine) or a live text classifier (the local
     engine only). ``progress(done, total)`` counts texts in finished shards. The result equals one pass
     of :func:`~bastion.text.evaluate_text` text for text; its stage ``seconds`` add up the shards'."""
+    from bastion.text.data import texts_sha256
     from bastion.text.evaluation import CASCADE_ORDER, TextEvaluation, TextStage
     from bastion.text.registry import PRESETS, TEXT_ATTACKS
 
@@ -115,7 +105,7 @@ def evaluate_text_sharded(
     if not items or y.shape[0] != len(items):
         raise DataError(f"{len(items)} texts and {y.shape[0]} labels: give one label per text, at least one")
     n = len(items)
-    job = TextEvaluateJob(model, preset, stages_asked, max_queries, int(seed), text_digest(items, y))
+    job = TextEvaluateJob(model, preset, stages_asked, max_queries, int(seed), texts_sha256(items, y))
     t0 = time.perf_counter()
     outcome = run_shards(
         evaluate_text_shard, job, make_shards(n, shard_size),

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,22 @@ __all__ = [
     "split_index_sha256",
     "stratified_split",
     "text_data_root",
+    "texts_sha256",
 ]
 
 DATA_ENV = "BASTION_DATA"
+
+
+def texts_sha256(texts: Sequence[str], labels: torch.Tensor) -> str:
+    """sha256 over the texts (UTF-8, each length-prefixed) and the int64 labels: one digest per data set
+    (the audit's data digest, the shard runner's run identity)."""
+    h = hashlib.sha256()
+    for t in texts:
+        raw = t.encode("utf-8")
+        h.update(len(raw).to_bytes(8, "little") + raw)
+    h.update(labels.to(torch.int64).cpu().numpy().tobytes())
+    return h.hexdigest()
+
 
 # name -> (split -> file, class names as documented in TEXT_AND_TABULAR.md). A split named "*" is
 # cut from the one file by :func:`stratified_split` with the recorded seed below.
