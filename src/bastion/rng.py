@@ -25,6 +25,7 @@ __all__ = [
     "ExampleRNG",
     "Pieces",
     "Randomness",
+    "example_ids",
     "integers",
     "mix",
     "normal",
@@ -240,6 +241,27 @@ class Pieces:
     def normal(self, start: int, count: int, shape: Sequence[int], *, like: torch.Tensor) -> torch.Tensor:
         """Standard normal: items ``start`` … ``start + count - 1``, shape ``(n, count, *shape)``."""
         return self._draw(start, count, shape, like, gauss=True)
+
+
+def example_ids(
+    n: int,
+    ids: Sequence[int] | torch.Tensor | None,
+    *,
+    unit: str = "input",
+    error: type[Exception] = ValueError,
+) -> torch.Tensor:
+    """The ids (int64, CPU, one per example) of ``n`` examples: their positions when ``ids`` is None,
+    else ``ids`` flattened; ``error`` names the mismatch when there is not one id per ``unit``."""
+    out = (
+        torch.arange(n)
+        if ids is None
+        else torch.as_tensor(ids if isinstance(ids, torch.Tensor) else list(ids), dtype=torch.int64)
+        .flatten()
+        .cpu()
+    )
+    if out.numel() != n:
+        raise error(f"{n} {unit}s but {out.numel()} example_ids; give one id per {unit}")
+    return out
 
 
 def _check_rows(g: ExampleRNG, shape: Sequence[int]) -> None:

@@ -174,3 +174,14 @@ def test_hopskipjump_sums_its_probes_in_the_same_order_in_any_batch(
         for a, b in ((0, 5), (5, 12))
     ]
     assert torch.equal(whole.x_adv, torch.cat([p.x_adv for p in parts]))
+
+
+def test_example_ids_default_to_positions_and_must_be_one_per_example() -> None:
+    from bastion.errors import DataError
+    from bastion.rng import example_ids
+
+    assert example_ids(3, None).tolist() == [0, 1, 2]
+    assert example_ids(3, range(5, 8)).tolist() == [5, 6, 7]
+    assert example_ids(2, torch.tensor([[4], [9]])).dtype == torch.int64  # flattened, int64
+    with pytest.raises(DataError, match="3 texts but 2 example_ids; give one id per text"):
+        example_ids(3, [1, 2], unit="text", error=DataError)

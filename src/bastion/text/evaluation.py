@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from bastion import rng
 from bastion.errors import AttackError, DataError
 from bastion.text.model import as_text_classifier
 from bastion.text.registry import PRESETS, TEXT_ATTACKS, make_text_attack
@@ -115,9 +116,7 @@ def evaluate_text(
     y = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
     if not items or y.shape[0] != len(items):
         raise DataError(f"{len(items)} texts and {y.shape[0]} labels: give one label per text, at least one")
-    ids = list(range(len(items))) if example_ids is None else [int(i) for i in example_ids]
-    if len(ids) != len(items):
-        raise DataError(f"{len(items)} texts but {len(ids)} example_ids; give one id per text")
+    ids = rng.example_ids(len(items), example_ids, unit="text", error=DataError).tolist()
     clf = as_text_classifier(model)
     t0 = time.perf_counter()
     correct = clf(items).argmax(dim=1).cpu() == y

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from bastion import rng
 from bastion.errors import DataError, ModelContractError, ThreatModelError
 from bastion.rng import ExampleRNG, Randomness, rows
 from bastion.tabular.constraints import repair, satisfied
@@ -137,10 +138,8 @@ class TabularAttack(ABC):
         randomness: Randomness
         if generator is None:
             seed = 0 if seed is None else int(seed)
-            ids = torch.arange(len(x)) if example_ids is None else torch.as_tensor(example_ids).flatten()
-            if ids.numel() != len(x):
-                raise DataError(f"{len(x)} records but {ids.numel()} example_ids; give one id per record")
-            randomness = ExampleRNG(seed, ids.long(), device=x.device)
+            ids = rng.example_ids(len(x), example_ids, unit="record", error=DataError)
+            randomness = ExampleRNG(seed, ids, device=x.device)
         else:
             randomness = generator
         x = x.detach().to(torch.float64)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from bastion import rng
 from bastion.errors import AttackError
 from bastion.tabular.attacks.base import TabularAttack
 from bastion.tabular.attacks.cpgd import CPGD
@@ -111,9 +112,7 @@ class TabularCascade:
         A shard of the records, given its ids and the whole set's spread, gives the whole run's rows."""
         if feature_scale is None and len(x) > 1:
             feature_scale = x.detach().to(torch.float64).std(dim=0, unbiased=False).tolist()
-        ids = torch.arange(len(x)) if example_ids is None else torch.as_tensor(example_ids).flatten().long()
-        if ids.numel() != len(x):
-            raise AttackError(f"{len(x)} records but {ids.numel()} example_ids; give one id per record")
+        ids = rng.example_ids(len(x), example_ids, unit="record", error=AttackError)
         runnable = [
             s for s in self.stages if s.access != "gradient" or getattr(model, "differentiable", False)
         ]

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, final
 
 import torch
 
+from bastion import rng
 from bastion.errors import AttackError, DataError, QueryBudgetError, ThreatModelError
 from bastion.text.attacks.result import TextAttackResult
 from bastion.text.constraints import Resources, sentence_violations, violations
@@ -98,9 +99,7 @@ class TextAttack(ABC):
         y = torch.as_tensor(labels, dtype=torch.long).reshape(-1)
         if y.shape[0] != len(items):
             raise DataError(f"{len(items)} texts but {y.shape[0]} labels")
-        ids = list(range(len(items))) if example_ids is None else [int(i) for i in example_ids]
-        if len(ids) != len(items):
-            raise DataError(f"{len(items)} texts but {len(ids)} example_ids; give one id per text")
+        ids = rng.example_ids(len(items), example_ids, unit="text", error=DataError).tolist()
         threat = threat or TextThreatModel.for_attack(self.family)
         if not threat.edits & self.uses:
             raise ThreatModelError(
