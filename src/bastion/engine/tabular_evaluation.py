@@ -122,6 +122,7 @@ def evaluate_tabular_sharded(
     :class:`~bastion.engine.TabularModelRef` (any engine) or a live tabular classifier (local engine
     only). The result equals one pass record for record; its stage seconds add up the shards'."""
     from bastion.tabular.attacks import CascadeStage, TabularCascadeResult
+    from bastion.tabular.attacks.cascade import records_spread
     from bastion.tabular.results import TabularAttackResult
 
     chosen = get_engine(engine)
@@ -129,7 +130,7 @@ def evaluate_tabular_sharded(
     stages = tuple((s.name, json.dumps(s.params(), sort_keys=True)) for s in cascade.stages)
     x = x.detach().to(torch.float64)
     y = torch.as_tensor(y).long()
-    spread = tuple(x.std(dim=0, unbiased=False).tolist()) if len(x) > 1 else None  # as one pass takes it
+    spread = records_spread(x)  # as one pass takes it
     job = TabularEvaluateJob(model, json.dumps(threat_settings(threat), sort_keys=True), stages, int(seed),
                              data_digest(x, y), spread)  # fmt: skip
     t0 = time.perf_counter()

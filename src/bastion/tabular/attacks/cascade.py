@@ -31,7 +31,7 @@ from bastion.tabular.model import TabularClassifier
 from bastion.tabular.results import TabularAttackResult
 from bastion.tabular.threat import TabularThreatModel
 
-__all__ = ["CascadeStage", "TabularCascade", "TabularCascadeResult"]
+__all__ = ["CascadeStage", "TabularCascade", "TabularCascadeResult", "records_spread"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,15 @@ class TabularCascadeResult:
         return {**self.result.summary(), "stages": [s.to_dict() for s in self.stages]}
 
 
+def records_spread(x: torch.Tensor) -> tuple[float, ...] | None:
+    """Each feature's spread over all the records ``x`` (N, D), as MoEvA scales features on a model without
+    an encoder; None for fewer than two records (MoEvA then uses the record's magnitude). One function for
+    the cascade and the shard runner: a shard searches as one pass only if both take the same spread."""
+    if len(x) < 2:
+        return None
+    return tuple(x.detach().to(torch.float64).std(dim=0, unbiased=False).tolist())
+
+
 class TabularCascade:
     """``TabularCascade(stages=(CPGD(), MoEvA()))(model, x, y, threat, seed=0)`` -> TabularCascadeResult."""
 
@@ -110,8 +119,8 @@ class TabularCascade:
         :meth:`TabularAttack.__call__`). MoEvA stages without their own ``feature_scale`` get
         ``feature_scale`` (default: the spread of all of ``x``, not of the records a stage is left with).
         A shard of the records, given its ids and the whole set's spread, gives the whole run's rows."""
-        if feature_scale is None and len(x) > 1:
-            feature_scale = x.detach().to(torch.float64).std(dim=0, unbiased=False).tolist()
+        if feature_scale is None:
+            feature_scale = records_spread(x)
         ids = rng.example_ids(len(x), example_ids, unit="record", error=AttackError)
         runnable = [
             s for s in self.stages if s.access != "gradient" or getattr(model, "differentiable", False)
