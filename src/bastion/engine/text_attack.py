@@ -21,7 +21,6 @@ from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import run_shards
 from bastion.engine.shards import Shard, make_shards
 from bastion.engine.text_evaluation import TEXT_RNG
-from bastion.errors import DataError
 
 if TYPE_CHECKING:
     from bastion.text.attacks.result import TextAttackResult
@@ -100,16 +99,14 @@ def attack_text_sharded(
     here, before any shard."""
     from bastion.text.attacks.result import TextAttackResult
     from bastion.text.data import texts_sha256
+    from bastion.text.evaluation import labelled_texts
     from bastion.text.registry import make_text_attack
 
     chosen = get_engine(engine)
     require_artifact(model, chosen, what="a live text model")
     attack, threat = make_text_attack(name, preset, max_queries=max_queries)
     attack.resources.require(threat)
-    items = list(texts)
-    y = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
-    if not items or y.shape[0] != len(items):
-        raise DataError(f"{len(items)} texts and {y.shape[0]} labels: give one label per text, at least one")
+    items, y = labelled_texts(texts, labels)
     job = TextAttackJob(model, name, preset, max_queries, int(seed), texts_sha256(items, y))
     outcome = run_shards(
         attack_text_shard, job, make_shards(len(items), shard_size),

@@ -22,7 +22,7 @@ from bastion.engine.engines import Engine, get_engine
 from bastion.engine.rundir import ShardOutput
 from bastion.engine.runner import run_shards
 from bastion.engine.shards import Shard, make_shards
-from bastion.errors import BastionError, DataError
+from bastion.errors import BastionError
 
 if TYPE_CHECKING:
     from bastion.text.evaluation import TextEvaluation
@@ -92,18 +92,18 @@ def evaluate_text_sharded(
     engine only). ``progress(done, total)`` counts texts in finished shards. The result equals one pass
     of :func:`~bastion.text.evaluate_text` text for text; its stage ``seconds`` add up the shards'."""
     from bastion.text.data import texts_sha256
-    from bastion.text.evaluation import CASCADE_ORDER, TextEvaluation, TextStage
-    from bastion.text.registry import PRESETS, TEXT_ATTACKS
+    from bastion.text.evaluation import (
+        CASCADE_ORDER,
+        TextEvaluation,
+        TextStage,
+        check_cascade,
+        labelled_texts,
+    )
 
     chosen = get_engine(engine)
     require_artifact(model, chosen, what="a live text model")
-    stages_asked = tuple(CASCADE_ORDER if attacks is None else attacks)
-    if preset not in PRESETS or not stages_asked or any(a not in TEXT_ATTACKS for a in stages_asked):
-        raise BastionError(f"unknown text preset {preset!r} or attacks {list(stages_asked)}")
-    items = list(texts)
-    y = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
-    if not items or y.shape[0] != len(items):
-        raise DataError(f"{len(items)} texts and {y.shape[0]} labels: give one label per text, at least one")
+    stages_asked = check_cascade(preset, CASCADE_ORDER if attacks is None else attacks)
+    items, y = labelled_texts(texts, labels)
     n = len(items)
     job = TextEvaluateJob(model, preset, stages_asked, max_queries, int(seed), texts_sha256(items, y))
     t0 = time.perf_counter()

@@ -86,6 +86,28 @@ class TextEvaluation:
         }
 
 
+def check_cascade(preset: str, attacks: Sequence[str]) -> tuple[str, ...]:
+    """``attacks`` as a tuple, or a one-line error for an unknown preset or attack (or none at all)."""
+    if preset not in PRESETS:
+        raise AttackError(f"unknown text preset {preset!r}; use {' or '.join(PRESETS)}")
+    unknown = [a for a in attacks if a not in TEXT_ATTACKS]
+    if unknown or not attacks:
+        raise AttackError(f"unknown or no text attacks {unknown}; use some of: {', '.join(TEXT_ATTACKS)}")
+    return tuple(attacks)
+
+
+def labelled_texts(
+    texts: Sequence[str], labels: Sequence[int] | torch.Tensor
+) -> tuple[list[str], torch.Tensor]:
+    """The texts as a list and their labels as int64 (N,) on the CPU; a one-line error unless there is one
+    label per text and at least one text."""
+    items = list(texts)
+    y = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
+    if not items or y.shape[0] != len(items):
+        raise DataError(f"{len(items)} texts and {y.shape[0]} labels: give one label per text, at least one")
+    return items, y
+
+
 def evaluate_text(
     model: Any,
     texts: Sequence[str],
@@ -107,15 +129,8 @@ def evaluate_text(
     Guarantee: ``robust_accuracy`` = share of texts classified correctly and flipped by no stage's
     verified edit; the stages' ``fooled`` sum to the clean-correct texts lost.
     """
-    if preset not in PRESETS:
-        raise AttackError(f"unknown text preset {preset!r}; use {' or '.join(PRESETS)}")
-    unknown = [a for a in attacks if a not in TEXT_ATTACKS]
-    if unknown or not attacks:
-        raise AttackError(f"unknown or no text attacks {unknown}; use some of: {', '.join(TEXT_ATTACKS)}")
-    items = list(texts)
-    y = torch.as_tensor(labels, dtype=torch.long).reshape(-1).cpu()
-    if not items or y.shape[0] != len(items):
-        raise DataError(f"{len(items)} texts and {y.shape[0]} labels: give one label per text, at least one")
+    check_cascade(preset, attacks)
+    items, y = labelled_texts(texts, labels)
     ids = rng.example_ids(len(items), example_ids, unit="text", error=DataError).tolist()
     clf = as_text_classifier(model)
     t0 = time.perf_counter()
