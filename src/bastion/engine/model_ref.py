@@ -31,6 +31,12 @@ def _files_of(spec: str, weights: str | None) -> list[str]:
     return files
 
 
+def _absolute_factory(spec: str) -> str:
+    """``FILE.py:factory`` with FILE made absolute (workers may run elsewhere); other specs unchanged."""
+    target, sep, factory = spec.rpartition(":")
+    return f"{Path(target).resolve()}:{factory}" if sep and target.endswith(".py") else spec
+
+
 def _stats(value: float | Sequence[float] | None) -> tuple[float, ...] | None:
     if value is None:
         return None
@@ -67,9 +73,8 @@ class ModelRef:
         if spec.startswith("oip:"):
             raise ModelContractError(f"{spec} is a remote model; the shard runner loads local artifacts")
         w = None if weights is None else str(Path(weights).resolve())
-        if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
-            target, _, factory = spec.rpartition(":")
-            spec = f"{Path(target).resolve()}:{factory}"
+        if spec.rpartition(":")[0].endswith(".py"):
+            spec = _absolute_factory(spec)
         elif not spec.startswith("zoo:") and Path(spec).is_file():
             spec = str(Path(spec).resolve())
         digests = tuple((f, sha256_file(f)) for f in _files_of(spec, w))
@@ -136,9 +141,7 @@ class TextModelRef:
 
         if spec.startswith("oip:"):
             raise ModelContractError(f"{spec} is a remote model; the shard runner loads local artifacts")
-        if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
-            target, _, factory = spec.rpartition(":")
-            spec = f"{Path(target).resolve()}:{factory}"
+        spec = _absolute_factory(spec)
         digests = tuple((f, sha256_file(f)) for f in _files_of(spec, None))
         return cls(spec, bool(sanitise), digests)
 
@@ -182,9 +185,7 @@ class TabularModelRef:
 
         from bastion.loading import sha256_file
 
-        if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
-            target, _, factory = spec.rpartition(":")
-            spec = f"{Path(target).resolve()}:{factory}"
+        spec = _absolute_factory(spec)
         digests = tuple((f, sha256_file(f)) for f in _files_of(spec, None))
         return cls(spec, json.dumps(schema.to_dict(), sort_keys=True), digests)
 
